@@ -1,0 +1,74 @@
+//! Where paysay keeps its files, from `directories` so that the XDG variables (and the
+//! platform's conventions on macOS and Windows) move them.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+/// Resolved file locations for one run.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The config file in use (the default one need not exist).
+    pub config_file: PathBuf,
+    /// Session, ledger and the login QR live here.
+    pub state_dir: PathBuf,
+    /// Synthesized audio.
+    pub cache_dir: PathBuf,
+    qr_png: Option<PathBuf>,
+    ledger_db: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot find a home directory to keep paysay's files in (set HOME or XDG_STATE_HOME)")]
+pub struct NoHomeError;
+
+fn project_dirs() -> Result<directories::ProjectDirs, NoHomeError> {
+    directories::ProjectDirs::from("", "", "paysay").ok_or(NoHomeError)
+}
+
+impl Paths {
+    /// The config file paysay reads when `--config` is not given.
+    pub fn default_config_file() -> Result<PathBuf, NoHomeError> {
+        Ok(project_dirs()?.config_dir().join("config.toml"))
+    }
+
+    pub fn new(config_file: &Path, config: &Config) -> Result<Paths, NoHomeError> {
+        let dirs = project_dirs()?;
+        // macOS and Windows have no separate state dir: keep state with local data there.
+        let state_dir = dirs
+            .state_dir()
+            .unwrap_or_else(|| dirs.data_local_dir())
+            .to_path_buf();
+        Ok(Paths {
+            config_file: config_file.to_path_buf(),
+            state_dir,
+            cache_dir: dirs.cache_dir().to_path_buf(),
+            qr_png: config.wechat.qr_path.clone(),
+            ledger_db: config.ledger.path.clone(),
+        })
+    }
+
+    /// The saved WeChat session (cookies and keys), mode 0600.
+    pub fn session_file(&self) -> PathBuf {
+        self.state_dir.join("session.json")
+    }
+
+    /// The login QR code the shop owner scans.
+    pub fn qr_png(&self) -> PathBuf {
+        self.qr_png
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("login-qr.png"))
+    }
+
+    /// The payment ledger, which is also the memory of what was announced.
+    pub fn ledger_db(&self) -> PathBuf {
+        self.ledger_db
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("ledger.sqlite3"))
+    }
+
+    /// Synthesized announcements, keyed by backend, voice, rate and text.
+    pub fn tts_cache_dir(&self) -> PathBuf {
+        self.cache_dir.join("tts")
+    }
+}

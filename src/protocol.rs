@@ -1,0 +1,533 @@
+//! The WeChat web protocol's wire formats, shared by the client (`session`) and the
+//! simulator (`simulator`), with no I/O in here.
+//!
+//! The server speaks three dialects: JavaScript assignments (`window.QRLogin.uuid = "…";`),
+//! an XML login ticket whose root is `<error>` even on success, and JSON served as
+//! `text/plain`. Field names follow the server's spelling (`BaseRequest`, `SyncKey`, …) so a
+//! reader can match them to `../shared/protocol/WECHAT-WEB.md` and to captures.
+
+use serde::{Deserialize, Serialize};
+
+/// The application id every web client sends to `jslogin`.
+pub const APP_ID: &str = "wx782c26e4c19acffb";
+
+/// Errors in what the server sent: the body did not have the expected shape.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("expected `{what}` in the response, got {excerpt:?}")]
+    Missing { what: &'static str, excerpt: String },
+    #[error("the login ticket XML is malformed: {0}")]
+    TicketXml(String),
+}
+
+/// First characters of a body, for error messages that say what came back.
+pub fn excerpt(body: &str) -> String {
+    const MAX: usize = 200;
+    match body.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_string(),
+    }
+}
+
+/// Finds `name = <value>` in a JavaScript-assignment body and returns the value, unquoted,
+/// without the trailing `;`. Whitespace around `=` varies between endpoints.
+pub fn js_value<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = body;
+    while let Some(pos) = rest.find(name) {
+        let after = &rest[pos + name.len()..];
+        let trimmed = after.trim_start();
+        if let Some(value) = trimmed.strip_prefix('=') {
+            let value = value.trim_start();
+            return Some(match value.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let inner = &value[1..];
+                    inner.find(q).map_or(inner, |end| &inner[..end])
+                }
+                _ => {
+                    let end = value.find([';', '\n', '}', ',']).unwrap_or(value.len());
+                    value[..end].trim()
+                }
+            });
+        }
+        rest = after;
+    }
+    None
+}
+
+/// `window.QRLogin.code = 200; window.QRLogin.uuid = "gbyKnbsmqQ==";`
+pub fn parse_qrlogin(body: &str) -> Result<String, ParseError> {
+    let code = js_value(body, "window.QRLogin.code");
+    match (code, js_value(body, "window.QRLogin.uuid")) {
+        (Some("200"), Some(uuid)) if !uuid.is_empty() => Ok(uuid.to_string()),
+        _ => Err(ParseError::Missing {
+            what: "window.QRLogin.code = 200 and a uuid",
+            excerpt: excerpt(body),
+        }),
+    }
+}
+
+/// What one poll of `cgi-bin/mmwebwx-bin/login` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginPoll {
+    /// 408: nobody has scanned yet; poll again.
+    Waiting,
+    /// 201: scanned on the phone, not yet confirmed; poll on with `tip=0`.
+    Scanned,
+    /// 200: confirmed; follow this redirect to get the ticket.
+    Confirmed { redirect_uri: String },
+    /// 400 (or 500): the QR code expired; fetch a new uuid.
+    Expired,
+    /// Any other code the server may invent.
+    Other(String),
+}
+
+/// `window.code=200;\nwindow.redirect_uri="https://…";`
+pub fn parse_login_poll(body: &str) -> Result<LoginPoll, ParseError> {
+    let missing = || ParseError::Missing {
+        what: "window.code",
+        excerpt: excerpt(body),
+    };
+    let code = js_value(body, "window.code").ok_or_else(missing)?;
+    Ok(match code {
+        "408" => LoginPoll::Waiting,
+        "201" => LoginPoll::Scanned,
+        "400" | "500" => LoginPoll::Expired,
+        "200" => {
+            let uri = js_value(body, "window.redirect_uri").ok_or(ParseError::Missing {
+                what: "window.redirect_uri",
+                excerpt: excerpt(body),
+            })?;
+            LoginPoll::Confirmed {
+                redirect_uri: uri.to_string(),
+            }
+        }
+        other => LoginPoll::Other(other.to_string()),
+    })
+}
+
+/// `window.synccheck={retcode:"0",selector:"2"}`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncCheck {
+    pub retcode: i64,
+    pub selector: i64,
+}
+
+pub fn parse_synccheck(body: &str) -> Result<SyncCheck, ParseError> {
+    let number = |name: &'static str| {
+        js_value_in_object(body, name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or(ParseError::Missing {
+                what: name,
+                excerpt: excerpt(body),
+            })
+    };
+    Ok(SyncCheck {
+        retcode: number("retcode")?,
+        selector: number("selector")?,
+    })
+}
+
+/// `retcode:"0"` inside a JS object literal.
+fn js_value_in_object<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    let start = body.find(&format!("{key}:"))? + key.len() + 1;
+    let value = body[start..].trim_start();
+    let value = value.strip_prefix('"').unwrap_or(value);
+    let end = value.find(['"', ',', '}'])?;
+    Some(value[..end].trim())
+}
+
+/// The XML ticket from the redirect (`<error><ret>0</ret>…</error>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginTicket {
+    pub ret: i64,
+    pub message: String,
+    pub skey: String,
+    pub wxsid: String,
+    pub wxuin: String,
+    /// Already percent-encoded by the server; encoded once more in later query strings.
+    pub pass_ticket: String,
+}
+
+pub fn parse_ticket(body: &str) -> Result<LoginTicket, ParseError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(body);
+    let mut ticket = LoginTicket::default();
+    let mut current: Option<String> = None;
+    let mut saw_ret = false;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => {
+                current = Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+            }
+            Ok(Event::End(_)) => current = None,
+            Ok(Event::Text(t)) => {
+                let text = t
+                    .decode()
+                    .map_err(|e| ParseError::TicketXml(e.to_string()))?
+                    .into_owned();
+                if let Some(name) = current.as_deref() {
+                    saw_ret |= name == "ret";
+                    set_ticket_field(&mut ticket, name, text.trim())?;
+                }
+            }
+            Ok(Event::CData(t)) => {
+                let text = String::from_utf8_lossy(&t).into_owned();
+                if let Some(name) = current.as_deref() {
+                    set_ticket_field(&mut ticket, name, text.trim())?;
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => return Err(ParseError::TicketXml(e.to_string())),
+        }
+    }
+    if !saw_ret {
+        return Err(ParseError::Missing {
+            what: "<ret> in the login ticket",
+            excerpt: excerpt(body),
+        });
+    }
+    Ok(ticket)
+}
+
+fn set_ticket_field(ticket: &mut LoginTicket, name: &str, text: &str) -> Result<(), ParseError> {
+    match name {
+        "ret" => {
+            ticket.ret = text
+                .parse()
+                .map_err(|_| ParseError::TicketXml(format!("<ret> is not a number: {text:?}")))?
+        }
+        "message" => ticket.message = text.to_string(),
+        "skey" => ticket.skey = text.to_string(),
+        "wxsid" => ticket.wxsid = text.to_string(),
+        "wxuin" => ticket.wxuin = text.to_string(),
+        "pass_ticket" => ticket.pass_ticket = text.to_string(),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Sent in every JSON request; the server checks each field against the session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct BaseRequest {
+    /// A number, though the browser sends it as a string in webwxinit: accept both.
+    #[serde(deserialize_with = "number_or_string")]
+    pub uin: u64,
+    pub sid: String,
+    pub skey: String,
+    #[serde(rename = "DeviceID")]
+    pub device_id: String,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        N(u64),
+        S(String),
+    }
+    match Either::deserialize(d)? {
+        Either::N(n) => Ok(n),
+        Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BaseResponse {
+    pub ret: i64,
+    pub err_msg: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyVal {
+    pub key: u64,
+    pub val: u64,
+}
+
+/// The server's cursor into the message stream. Must be sent back as received.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SyncKey {
+    pub count: u32,
+    pub list: Vec<KeyVal>,
+}
+
+impl SyncKey {
+    pub fn new(list: Vec<KeyVal>) -> Self {
+        SyncKey {
+            count: list.len() as u32,
+            list,
+        }
+    }
+
+    /// The `synckey` query parameter of synccheck: `1_652651920|2_652651939|…`.
+    pub fn to_query(&self) -> String {
+        self.list
+            .iter()
+            .map(|kv| format!("{}_{}", kv.key, kv.val))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// A contact record: a person, group, or official account. Only these fields tell who a
+/// sender really is, since user names are per-session hashes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Contact {
+    pub user_name: String,
+    pub nick_name: String,
+    pub remark_name: String,
+    /// `VerifyFlag & 8 != 0` marks an official (verified) account; people have 0.
+    pub verify_flag: u32,
+    /// "gh_" for official accounts in some captures.
+    pub key_word: String,
+    pub contact_flag: u32,
+    pub sex: u32,
+    pub signature: String,
+    pub member_count: u32,
+}
+
+impl Contact {
+    pub fn is_official_account(&self) -> bool {
+        self.verify_flag & 8 != 0
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.user_name.starts_with("@@")
+    }
+}
+
+/// One entry of `AddMsgList`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Message {
+    #[serde(deserialize_with = "string_or_number")]
+    pub msg_id: String,
+    pub from_user_name: String,
+    pub to_user_name: String,
+    pub msg_type: u32,
+    /// HTML-escaped XML for app messages, with `<br/>` for newlines.
+    pub content: String,
+    pub status: u32,
+    pub create_time: i64,
+    pub file_name: String,
+    pub url: String,
+    pub app_msg_type: u32,
+    pub new_msg_id: u64,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        N(u64),
+        S(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::N(n) => n.to_string(),
+        Either::S(s) => s,
+    })
+}
+
+/// MsgType values (`Message::msg_type`).
+pub mod msg_type {
+    pub const TEXT: u32 = 1;
+    pub const APP: u32 = 49;
+    pub const STATUS_NOTIFY: u32 = 51;
+    pub const SYSTEM: u32 = 10000;
+}
+
+/// AppMsgType values for `MsgType` 49.
+pub mod app_msg_type {
+    pub const LINK: u32 = 5;
+    pub const TRANSFER: u32 = 2000;
+    pub const RED_PACKET: u32 = 2001;
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitResponse {
+    pub base_response: BaseResponse,
+    pub user: Contact,
+    pub count: u32,
+    pub contact_list: Vec<Contact>,
+    pub sync_key: SyncKey,
+    #[serde(rename = "SKey")]
+    pub skey: String,
+    pub chat_set: String,
+    pub system_time: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContactListResponse {
+    pub base_response: BaseResponse,
+    pub member_count: u32,
+    pub member_list: Vec<Contact>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BatchContactResponse {
+    pub base_response: BaseResponse,
+    pub count: u32,
+    pub contact_list: Vec<Contact>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SyncResponse {
+    pub base_response: BaseResponse,
+    pub add_msg_count: u32,
+    pub add_msg_list: Vec<Message>,
+    pub mod_contact_count: u32,
+    pub mod_contact_list: Vec<Contact>,
+    pub del_contact_count: u32,
+    pub continue_flag: u32,
+    pub sync_key: SyncKey,
+    pub sync_check_key: SyncKey,
+    #[serde(rename = "SKey")]
+    pub skey: String,
+}
+
+/// Only the field every JSON response shares, to check `Ret` before trusting the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RetOnly {
+    pub base_response: BaseResponse,
+}
+
+/// Which WeChat hosts a session talks to, derived from the login redirect's host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hosts {
+    /// The host of the redirect: webwxinit, webwxsync, contacts.
+    pub web: String,
+    pub file: String,
+    /// synccheck's long-poll host.
+    pub push: String,
+    pub login: String,
+}
+
+impl Hosts {
+    /// First substring of the redirect host that matches wins (order matters).
+    pub fn for_redirect_host(host: &str) -> Hosts {
+        const TABLE: &[(&str, &str, &str, &str)] = &[
+            ("wx2.qq.com", "file.wx2.qq.com", "webpush.wx2.qq.com", "login.wx2.qq.com"),
+            ("wx8.qq.com", "file.wx8.qq.com", "webpush.wx8.qq.com", "login.wx8.qq.com"),
+            ("qq.com", "file.wx.qq.com", "webpush.wx.qq.com", "login.wx.qq.com"),
+            (
+                "web2.wechat.com",
+                "file.web2.wechat.com",
+                "webpush.web2.wechat.com",
+                "login.web2.wechat.com",
+            ),
+            (
+                "wechat.com",
+                "file.web.wechat.com",
+                "webpush.web.wechat.com",
+                "login.web.wechat.com",
+            ),
+        ];
+        let (file, push, login) = TABLE
+            .iter()
+            .find(|(needle, ..)| host.contains(needle))
+            .map(|(_, f, p, l)| (f.to_string(), p.to_string(), l.to_string()))
+            .unwrap_or_else(|| {
+                // An unknown host (or the simulator): everything on that host.
+                (host.to_string(), host.to_string(), host.to_string())
+            });
+        Hosts {
+            web: host.to_string(),
+            file,
+            push,
+            login,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qrlogin_uuid() {
+        let body = r#"window.QRLogin.code = 200; window.QRLogin.uuid = "gbyKnbsmqQ==";"#;
+        assert_eq!(parse_qrlogin(body).unwrap(), "gbyKnbsmqQ==");
+        assert!(parse_qrlogin("window.QRLogin.code = 400;").is_err());
+        assert!(parse_qrlogin("").is_err());
+    }
+
+    #[test]
+    fn login_poll_codes() {
+        assert_eq!(parse_login_poll("window.code=408;").unwrap(), LoginPoll::Waiting);
+        assert_eq!(
+            parse_login_poll("window.code=201;window.userAvatar = 'data:img/jpg;base64,AA';")
+                .unwrap(),
+            LoginPoll::Scanned
+        );
+        assert_eq!(parse_login_poll("window.code=400;").unwrap(), LoginPoll::Expired);
+        let ok = "window.code=200;\nwindow.redirect_uri=\"https://wx2.qq.com/cgi-bin/mmwebwx-bin/webwxnewloginpage?ticket=A@qrticket_0&uuid=x==&lang=zh_CN&scan=1\";";
+        assert_eq!(
+            parse_login_poll(ok).unwrap(),
+            LoginPoll::Confirmed {
+                redirect_uri: "https://wx2.qq.com/cgi-bin/mmwebwx-bin/webwxnewloginpage?ticket=A@qrticket_0&uuid=x==&lang=zh_CN&scan=1".into()
+            }
+        );
+        assert!(parse_login_poll("window.code=200;").is_err());
+    }
+
+    #[test]
+    fn synccheck() {
+        let sc = parse_synccheck(r#"window.synccheck={retcode:"0",selector:"2"}"#).unwrap();
+        assert_eq!(sc, SyncCheck { retcode: 0, selector: 2 });
+        let sc = parse_synccheck(r#"window.synccheck={retcode:"1101",selector:"0"}"#).unwrap();
+        assert_eq!(sc.retcode, 1101);
+        assert!(parse_synccheck("").is_err());
+    }
+
+    #[test]
+    fn ticket_ok_and_refused() {
+        let ok = "<error><ret>0</ret><message></message><skey>@crypt_1_2</skey><wxsid>abc</wxsid><wxuin>2663483803</wxuin><pass_ticket>a%2Fb%3D</pass_ticket><isgrayscale>1</isgrayscale></error>";
+        let t = parse_ticket(ok).unwrap();
+        assert_eq!(t.ret, 0);
+        assert_eq!(t.wxuin, "2663483803");
+        assert_eq!(t.pass_ticket, "a%2Fb%3D");
+        let refused = "<error><ret>1203</ret><message>为了你的帐号安全，此微信号不能登录网页微信。</message></error>";
+        let t = parse_ticket(refused).unwrap();
+        assert_eq!(t.ret, 1203);
+        assert!(t.message.starts_with("为了你的帐号安全"));
+        assert!(parse_ticket("").is_err());
+        assert!(parse_ticket("<error><ret>x</ret></error>").is_err());
+    }
+
+    #[test]
+    fn base_request_uin_as_string_or_number() {
+        let a: BaseRequest =
+            serde_json::from_str(r#"{"Uin":"12","Sid":"s","Skey":"k","DeviceID":"e1"}"#).unwrap();
+        let b: BaseRequest =
+            serde_json::from_str(r#"{"Uin":12,"Sid":"s","Skey":"k","DeviceID":"e1"}"#).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn hosts_table() {
+        assert_eq!(Hosts::for_redirect_host("wx2.qq.com").push, "webpush.wx2.qq.com");
+        assert_eq!(Hosts::for_redirect_host("wx.qq.com").file, "file.wx.qq.com");
+        assert_eq!(Hosts::for_redirect_host("web.wechat.com").login, "login.web.wechat.com");
+    }
+
+    #[test]
+    fn synckey_query() {
+        let k = SyncKey::new(vec![KeyVal { key: 1, val: 5 }, KeyVal { key: 1000, val: 0 }]);
+        assert_eq!(k.to_query(), "1_5|1000_0");
+    }
+}
