@@ -55,6 +55,8 @@ pub struct WechatConfig {
     pub long_poll_timeout_secs: u64,
     /// Seconds any other request may take.
     pub request_timeout_secs: u64,
+    /// First wait before retrying after a network error, in milliseconds; doubles per failure.
+    pub min_backoff_ms: u64,
     /// Longest wait between retries after network errors, in seconds.
     pub max_backoff_secs: u64,
 }
@@ -67,6 +69,7 @@ impl Default for WechatConfig {
             desktop_mode: false,
             long_poll_timeout_secs: 60,
             request_timeout_secs: 30,
+            min_backoff_ms: 1000,
             max_backoff_secs: 60,
         }
     }

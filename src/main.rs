@@ -20,6 +20,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Log in to WeChat (QR code, or the saved session while it lasts), save the session, exit.
+    Login,
+    /// Keep the WeChat session alive and announce payments: the daemon.
+    Run,
     /// Check the configuration file and print where paysay keeps its files.
     Paths,
 }
@@ -57,8 +61,14 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (_config, paths) = load_config(&cli)?;
+    let (config, paths) = load_config(&cli)?;
     match cli.command {
+        Command::Login => runtime()?.block_on(login(&config, &paths)),
+        Command::Run => runtime()?.block_on(async {
+            paysay::daemon::run(config, paths, shutdown_on_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Command::Paths => {
             println!("config:  {}", paths.config_file.display());
             println!("state:   {}", paths.state_dir.display());
@@ -69,4 +79,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `paysay login`: resume or log in, save the session, and stop.
+async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
+    let files = paysay::session::SessionFiles::from_paths(paths);
+    let (events, _rx) = paysay::session::Events::channel();
+    let session = paysay::session::connect(&config.wechat, &files, &events)
+        .await
+        .context("logging in to WeChat")?;
+    println!(
+        "Logged in as {} ({} contacts); session saved to {}",
+        session.nick_name(),
+        session.contact_count(),
+        files.session.display()
+    );
+    Ok(())
+}
+
+/// A token cancelled on SIGINT or SIGTERM (systemd stops services with SIGTERM).
+fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing what is under way");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops paysay cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

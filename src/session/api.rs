@@ -1,0 +1,421 @@
+//! A logged-in session and its calls: webwxinit, webwxstatusnotify, contacts, and the
+//! synccheck/webwxsync round that yields new messages.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::error::SessionError;
+use super::http::{self, Http, Request};
+use super::store::{self, SavedSession};
+use super::{Events, Incoming, login, long_poll_timeout, new_device_id, now_ms, now_secs};
+use crate::config::WechatConfig;
+use crate::protocol::{
+    self, BaseRequest, BatchContactResponse, Contact, ContactListResponse, InitResponse, SyncKey,
+    SyncResponse,
+};
+
+const API: &str = "/cgi-bin/mmwebwx-bin";
+/// webwxbatchgetcontact takes at most this many names a call.
+const BATCH_CONTACTS: usize = 50;
+/// A server that keeps answering ContinueFlag would otherwise keep us from synccheck forever.
+const MAX_CONTINUE_ROUNDS: usize = 100;
+
+/// A live session: keys, cookies (in the HTTP client), contacts, and the SyncKey cursor.
+pub struct Session {
+    http: Http,
+    config: WechatConfig,
+    state: SavedSession,
+    contacts: HashMap<String, Contact>,
+    /// The state as last written to disk, to skip writes when nothing moved.
+    saved: Option<SavedSession>,
+}
+
+impl Session {
+    /// A fresh login (push or QR), then init.
+    pub async fn login(
+        config: &WechatConfig,
+        qr_path: &Path,
+        previous_uin: Option<&str>,
+        events: &Events,
+    ) -> Result<Session, SessionError> {
+        let http = Http::new(config.base_url.as_deref())?;
+        let creds = login::login(&http, config, qr_path, previous_uin, events).await?;
+        let uin = creds.ticket.wxuin.trim().parse().map_err(|_| SessionError::LoginRefused {
+            ret: -1,
+            message: format!("the login ticket's wxuin {:?} is not a number", creds.ticket.wxuin),
+        })?;
+        let state = SavedSession {
+            version: SavedSession::new_version(),
+            uin,
+            sid: creds.ticket.wxsid,
+            skey: creds.ticket.skey,
+            pass_ticket: creds.ticket.pass_ticket,
+            device_id: new_device_id(),
+            hosts: creds.hosts,
+            cookies: Default::default(),
+            sync_key: SyncKey::default(),
+            sync_check_key: SyncKey::default(),
+            user_name: String::new(),
+            nick_name: String::new(),
+            saved_at: 0,
+        };
+        let mut session = Session::with_state(http, config, state);
+        session.start().await?;
+        Ok(session)
+    }
+
+    /// Goes on with a saved session: webwxinit proves the server still accepts it. The saved
+    /// SyncKey is kept, so messages that arrived while paysay was down are delivered now.
+    pub async fn resume(config: &WechatConfig, saved: SavedSession) -> Result<Session, SessionError> {
+        let http = Http::new(config.base_url.as_deref())?;
+        http.set_cookies(saved.cookies.clone());
+        let mut session = Session::with_state(http, config, saved);
+        session.start().await?;
+        Ok(session)
+    }
+
+    fn with_state(http: Http, config: &WechatConfig, state: SavedSession) -> Session {
+        Session {
+            http,
+            config: config.clone(),
+            state,
+            contacts: HashMap::new(),
+            saved: None,
+        }
+    }
+
+    /// init, status notify, contacts: what the web page does after login or a reload.
+    async fn start(&mut self) -> Result<(), SessionError> {
+        self.init().await?;
+        if let Err(e) = self.status_notify().await {
+            // Only the phone's "logged in on the web" banner depends on it.
+            tracing::warn!(error = %e, "webwxstatusnotify failed; going on");
+        }
+        if let Err(e) = self.fetch_contacts().await {
+            // Huge contact lists make this slow or fail; unknown senders are looked up
+            // one batch at a time instead.
+            if e.kind() == super::ErrorKind::LoggedOut {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "webwxgetcontact failed; senders will be looked up as they write");
+        }
+        Ok(())
+    }
+
+    pub fn nick_name(&self) -> &str {
+        &self.state.nick_name
+    }
+
+    pub fn user_name(&self) -> &str {
+        &self.state.user_name
+    }
+
+    pub fn contact(&self, user_name: &str) -> Option<&Contact> {
+        self.contacts.get(user_name)
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    fn base_request(&self) -> BaseRequest {
+        BaseRequest {
+            uin: self.state.uin,
+            sid: self.state.sid.clone(),
+            skey: self.state.skey.clone(),
+            device_id: self.state.device_id.clone(),
+        }
+    }
+
+    /// The pass_ticket as a query value: the XML's (already encoded) value encoded once more.
+    fn pass_ticket(&self) -> String {
+        http::enc(&self.state.pass_ticket)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.request_timeout_secs)
+    }
+
+    async fn post(
+        &self,
+        name: &'static str,
+        path_and_query: String,
+        body: serde_json::Value,
+    ) -> Result<http::Reply, SessionError> {
+        let host = self.state.hosts.web.clone();
+        self.http
+            .send(Request {
+                name,
+                host: &host,
+                path_and_query,
+                json: Some(body.to_string().into_bytes()),
+                timeout: self.timeout(),
+                headers: &[],
+            })
+            .await
+    }
+
+    async fn init(&mut self) -> Result<(), SessionError> {
+        let mut base = serde_json::to_value(self.base_request()).unwrap_or_default();
+        // The browser sends Uin as a string here (and a number everywhere else).
+        base["Uin"] = json!(self.state.uin.to_string());
+        let reply = self
+            .post(
+                "webwxinit",
+                format!("{API}/webwxinit?r={}&lang=zh_CN&pass_ticket={}", -(now_ms() / 1000), self.pass_ticket()),
+                json!({ "BaseRequest": base }),
+            )
+            .await?;
+        let init: InitResponse = http::json(&reply)?;
+        if !init.skey.is_empty() {
+            self.state.skey = init.skey;
+        }
+        // A resumed session keeps its own cursor: the server's would skip what came meanwhile.
+        if self.state.sync_key.is_empty() {
+            self.state.sync_key = init.sync_key.clone();
+            self.state.sync_check_key = init.sync_key;
+        }
+        self.state.user_name = init.user.user_name.clone();
+        self.state.nick_name = init.user.nick_name.clone();
+        for c in init.contact_list {
+            self.contacts.insert(c.user_name.clone(), c);
+        }
+        tracing::debug!(user = %self.state.nick_name, "webwxinit ok");
+        Ok(())
+    }
+
+    async fn status_notify(&self) -> Result<(), SessionError> {
+        let me = &self.state.user_name;
+        let reply = self
+            .post(
+                "webwxstatusnotify",
+                format!("{API}/webwxstatusnotify?lang=zh_CN&pass_ticket={}", self.pass_ticket()),
+                json!({
+                    "BaseRequest": self.base_request(),
+                    "Code": 3,
+                    "FromUserName": me,
+                    "ToUserName": me,
+                    "ClientMsgId": now_ms(),
+                }),
+            )
+            .await?;
+        http::json::<protocol::RetOnly>(&reply).map(|_| ())
+    }
+
+    /// All contacts, page by page (`Seq` until 0).
+    async fn fetch_contacts(&mut self) -> Result<(), SessionError> {
+        let mut seq = 0u64;
+        loop {
+            let host = self.state.hosts.web.clone();
+            let reply = self
+                .http
+                .send(Request {
+                    name: "webwxgetcontact",
+                    host: &host,
+                    path_and_query: format!(
+                        "{API}/webwxgetcontact?lang=zh_CN&pass_ticket={}&r={}&seq={seq}&skey={}",
+                        self.pass_ticket(),
+                        now_ms(),
+                        http::enc(&self.state.skey)
+                    ),
+                    json: None,
+                    timeout: self.timeout(),
+                    headers: &[],
+                })
+                .await?;
+            let page: ContactListResponse = http::json(&reply)?;
+            for c in page.member_list {
+                self.contacts.insert(c.user_name.clone(), c);
+            }
+            if page.seq == 0 || page.seq == seq {
+                break;
+            }
+            seq = page.seq;
+        }
+        tracing::debug!(contacts = self.contacts.len(), "contacts loaded");
+        Ok(())
+    }
+
+    /// Looks up senders we have no record of (≤ 50 a call).
+    async fn fetch_unknown(&mut self, user_names: Vec<String>) -> Result<(), SessionError> {
+        for chunk in user_names.chunks(BATCH_CONTACTS) {
+            let list: Vec<_> = chunk
+                .iter()
+                .map(|u| json!({ "UserName": u, "EncryChatRoomId": "" }))
+                .collect();
+            let reply = self
+                .post(
+                    "webwxbatchgetcontact",
+                    format!(
+                        "{API}/webwxbatchgetcontact?type=ex&r={}&lang=zh_CN&pass_ticket={}",
+                        now_ms(),
+                        self.pass_ticket()
+                    ),
+                    json!({ "BaseRequest": self.base_request(), "Count": list.len(), "List": list }),
+                )
+                .await?;
+            let found: BatchContactResponse = http::json(&reply)?;
+            for c in found.contact_list {
+                self.contacts.insert(c.user_name.clone(), c);
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: synccheck (long poll) and, when it says so, webwxsync until the server has
+    /// no more (`ContinueFlag`). Empty when nothing came within the long poll.
+    pub async fn next_batch(&mut self) -> Result<Vec<Incoming>, SessionError> {
+        let check = self.sync_check().await?;
+        if check.selector == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = Vec::new();
+        for _ in 0..MAX_CONTINUE_ROUNDS {
+            let response = self.sync().await?;
+            messages.extend(response.add_msg_list);
+            if response.continue_flag == 0 {
+                break;
+            }
+        }
+        self.with_senders(messages).await
+    }
+
+    async fn sync_check(&self) -> Result<protocol::SyncCheck, SessionError> {
+        let key = if self.state.sync_check_key.is_empty() {
+            &self.state.sync_key
+        } else {
+            &self.state.sync_check_key
+        };
+        let host = self.state.hosts.push.clone();
+        let reply = self
+            .http
+            .send(Request {
+                name: "synccheck",
+                host: &host,
+                path_and_query: format!(
+                    "{API}/synccheck?r={}&skey={}&sid={}&uin={}&deviceid={}&synckey={}&_={}",
+                    now_ms(),
+                    http::enc(&self.state.skey),
+                    http::enc(&self.state.sid),
+                    self.state.uin,
+                    self.state.device_id,
+                    http::enc(&key.to_query()),
+                    now_ms()
+                ),
+                json: None,
+                timeout: long_poll_timeout(&self.config),
+                headers: &[],
+            })
+            .await?;
+        let check = protocol::parse_synccheck(&reply.body).map_err(|e| http::parse_error(&reply, e))?;
+        match check.retcode {
+            0 => Ok(check),
+            code if super::error::is_logout_code(code) => Err(SessionError::LoggedOut {
+                request: "synccheck",
+                host,
+                retcode: code,
+            }),
+            code => Err(SessionError::Ret {
+                request: "synccheck",
+                host,
+                ret: code,
+                err_msg: format!("unexpected retcode, selector {}", check.selector),
+            }),
+        }
+    }
+
+    async fn sync(&mut self) -> Result<SyncResponse, SessionError> {
+        let reply = self
+            .post(
+                "webwxsync",
+                format!(
+                    "{API}/webwxsync?sid={}&skey={}&lang=zh_CN&pass_ticket={}",
+                    http::enc(&self.state.sid),
+                    http::enc(&self.state.skey),
+                    self.pass_ticket()
+                ),
+                json!({
+                    "BaseRequest": self.base_request(),
+                    "SyncKey": self.state.sync_key,
+                    "rr": !now_secs(),
+                }),
+            )
+            .await?;
+        let response: SyncResponse = http::json(&reply)?;
+        if !response.sync_key.is_empty() {
+            self.state.sync_key = response.sync_key.clone();
+        }
+        if !response.sync_check_key.is_empty() {
+            self.state.sync_check_key = response.sync_check_key.clone();
+        }
+        if !response.skey.is_empty() {
+            self.state.skey = response.skey.clone();
+        }
+        for c in &response.mod_contact_list {
+            self.contacts.insert(c.user_name.clone(), c.clone());
+        }
+        Ok(response)
+    }
+
+    /// Attaches each message's sender record, fetching the ones we do not know.
+    async fn with_senders(&mut self, messages: Vec<protocol::Message>) -> Result<Vec<Incoming>, SessionError> {
+        let mut unknown: Vec<String> = messages
+            .iter()
+            .map(|m| m.from_user_name.clone())
+            .filter(|u| !u.is_empty() && *u != self.state.user_name && !self.contacts.contains_key(u))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty()
+            && let Err(e) = self.fetch_unknown(unknown).await
+        {
+            if e.kind() == super::ErrorKind::LoggedOut {
+                return Err(e);
+            }
+            // Without a record a sender cannot be trusted, which only costs payments from
+            // senders we cannot verify; the batch must not be lost for it.
+            tracing::warn!(error = %e, "webwxbatchgetcontact failed; senders stay unknown");
+        }
+        Ok(messages
+            .into_iter()
+            .map(|message| Incoming {
+                sender: self.contacts.get(&message.from_user_name).cloned(),
+                message,
+            })
+            .collect())
+    }
+
+    /// Saves the session if anything in it moved since the last save.
+    pub fn commit(&mut self, path: &Path) -> Result<(), SessionError> {
+        self.state.cookies = self.http.cookies();
+        let changed = self.saved.as_ref().is_none_or(|s| {
+            s.sync_key != self.state.sync_key
+                || s.sync_check_key != self.state.sync_check_key
+                || s.skey != self.state.skey
+                || s.cookies != self.state.cookies
+        });
+        if changed {
+            self.save(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the session to `path` (0600, atomic).
+    pub fn save(&mut self, path: &Path) -> Result<(), SessionError> {
+        let mut state = self.state();
+        state.saved_at = now_secs();
+        store::save(path, &state)?;
+        self.saved = Some(state);
+        Ok(())
+    }
+
+    /// What would be saved now (for tests and `doctor`).
+    pub fn state(&self) -> SavedSession {
+        let mut state = self.state.clone();
+        state.cookies = self.http.cookies();
+        state
+    }
+}

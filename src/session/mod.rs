@@ -1,0 +1,270 @@
+//! The WeChat web session: log in, keep the session alive with the synccheck/webwxsync
+//! long-poll, resume it after a restart, and log in again when the server ends it.
+//!
+//! [`run`] is the whole life of the session; it hands each batch of messages to the daemon
+//! and saves the new SyncKey only after the daemon has acknowledged the batch, so a crash in
+//! between makes the server deliver the batch again rather than lose it.
+
+mod api;
+mod backoff;
+pub mod error;
+mod http;
+mod login;
+pub mod qr;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use api::Session;
+pub use backoff::Backoff;
+pub use error::{ErrorKind, SessionError};
+
+use crate::config::WechatConfig;
+use crate::protocol::{Contact, Message};
+
+/// A message with the contact record of its sender, which alone says who sent it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub message: Message,
+    /// `None` when the server could not tell us who the sender is.
+    pub sender: Option<Contact>,
+}
+
+/// What the session tells the daemon.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A new QR code to scan (the owner must be told at once: log, speak).
+    QrCode { path: PathBuf, url: String },
+    /// The QR code was scanned; waiting for the phone to confirm.
+    Scanned,
+    /// The phone was asked to confirm a login without a QR code.
+    PushLoginSent,
+    LoggedIn { nick_name: String, resumed: bool },
+    /// The server ended the session; a new login follows.
+    LoggedOut { retcode: i64 },
+    /// New messages. Send on `ack` once they are safely recorded; the SyncKey that moves past
+    /// them is saved only then.
+    Messages {
+        own_user_name: String,
+        batch: Vec<Incoming>,
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// Where session events go. A closed receiver is not an error: the session keeps going.
+#[derive(Debug, Clone)]
+pub struct Events(mpsc::UnboundedSender<SessionEvent>);
+
+impl Events {
+    pub fn channel() -> (Events, mpsc::UnboundedReceiver<SessionEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events(tx), rx)
+    }
+
+    pub fn emit(&self, event: SessionEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// Where the session keeps its files.
+#[derive(Debug, Clone)]
+pub struct SessionFiles {
+    pub session: PathBuf,
+    pub qr_png: PathBuf,
+}
+
+impl SessionFiles {
+    pub fn from_paths(paths: &crate::paths::Paths) -> SessionFiles {
+        SessionFiles {
+            session: paths.session_file(),
+            qr_png: paths.qr_png(),
+        }
+    }
+}
+
+/// Connects: resumes the saved session when the server still accepts it, else logs in
+/// (push login first, then QR codes until one is confirmed), and saves the result.
+pub async fn connect(
+    config: &WechatConfig,
+    files: &SessionFiles,
+    events: &Events,
+) -> Result<Session, SessionError> {
+    let saved = store::load(&files.session)?;
+    let previous_uin = saved.as_ref().map(|s| s.uin.to_string());
+    if let Some(saved) = saved {
+        match Session::resume(config, saved).await {
+            Ok(mut session) => {
+                tracing::info!(user = %session.nick_name(), "resumed the saved WeChat session");
+                session.save(&files.session)?;
+                events.emit(SessionEvent::LoggedIn {
+                    nick_name: session.nick_name().to_string(),
+                    resumed: true,
+                });
+                return Ok(session);
+            }
+            Err(e) if e.kind() == ErrorKind::LoggedOut => {
+                tracing::warn!(error = %e, "the saved session has ended; a new login is needed");
+                store::discard(&files.session)?;
+            }
+            // A network blip must not throw away a session the server may still accept.
+            Err(e) => return Err(e),
+        }
+    }
+    let mut session = Session::login(config, &files.qr_png, previous_uin.as_deref(), events).await?;
+    session.save(&files.session)?;
+    tracing::info!(user = %session.nick_name(), "logged in to WeChat");
+    events.emit(SessionEvent::LoggedIn {
+        nick_name: session.nick_name().to_string(),
+        resumed: false,
+    });
+    Ok(session)
+}
+
+/// The session's whole life: connect, sync until the server ends the session, log in
+/// again, and so on until `shutdown`. Returns an error only for what a person must fix
+/// (a refused account, an unwritable state dir).
+pub async fn run(
+    config: &WechatConfig,
+    files: &SessionFiles,
+    events: Events,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
+    let mut backoff = Backoff::from_config(config);
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = connect(config, files, &events) => r,
+        };
+        let session = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                retry_or_fail(e, &mut backoff, &shutdown).await?;
+                continue;
+            }
+        };
+        backoff.reset();
+        match sync_until_logout(session, files, &events, &shutdown, &mut backoff).await? {
+            Ended::Shutdown => return Ok(()),
+            Ended::LoggedOut { retcode } => {
+                tracing::error!(
+                    retcode,
+                    reason = error::describe_retcode(retcode),
+                    "WeChat ended the session: a new login is needed"
+                );
+                store::discard(&files.session)?;
+                events.emit(SessionEvent::LoggedOut { retcode });
+            }
+        }
+    }
+}
+
+enum Ended {
+    Shutdown,
+    LoggedOut { retcode: i64 },
+}
+
+/// Transient errors: wait and go on; anything else ends `run`.
+async fn retry_or_fail(
+    e: SessionError,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    if e.kind() == ErrorKind::Fatal {
+        return Err(e);
+    }
+    let delay = backoff.next_delay();
+    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "WeChat request failed; retrying");
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(delay) => {}
+    }
+    Ok(())
+}
+
+async fn sync_until_logout(
+    mut session: Session,
+    files: &SessionFiles,
+    events: &Events,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<Ended, SessionError> {
+    let span = tracing::info_span!("session", user = %session.nick_name());
+    let _enter = span.enter();
+    loop {
+        // Cancelling mid-request is safe: the SyncKey is saved only after a batch is
+        // acknowledged, so an interrupted sync is delivered again next time.
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            r = session.next_batch() => r,
+        };
+        match batch {
+            Ok(batch) => {
+                backoff.reset();
+                if !batch.is_empty() && !deliver(&session, batch, events, shutdown).await {
+                    return Ok(Ended::Shutdown);
+                }
+                session.commit(&files.session)?;
+            }
+            Err(e) if e.kind() == ErrorKind::LoggedOut => {
+                return Ok(Ended::LoggedOut {
+                    retcode: logout_code(&e),
+                });
+            }
+            Err(e) => retry_or_fail(e, backoff, shutdown).await?,
+        }
+    }
+}
+
+/// Hands a batch to the daemon and waits for its acknowledgement; false on shutdown.
+async fn deliver(
+    session: &Session,
+    batch: Vec<Incoming>,
+    events: &Events,
+    shutdown: &CancellationToken,
+) -> bool {
+    let (ack, acked) = oneshot::channel();
+    events.emit(SessionEvent::Messages {
+        own_user_name: session.user_name().to_string(),
+        batch,
+        ack,
+    });
+    tokio::select! {
+        // A dropped sender means nobody listens (e.g. `paysay run` logging only): go on.
+        _ = acked => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+fn logout_code(e: &SessionError) -> i64 {
+    match e {
+        SessionError::LoggedOut { retcode, .. } => *retcode,
+        SessionError::Ret { ret, .. } => *ret,
+        _ => 0,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// `e` + 15 digits, as the browser makes it.
+pub(crate) fn new_device_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let digits: String = (0..15).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
+    format!("e{digits}")
+}
+
+pub(crate) fn long_poll_timeout(config: &WechatConfig) -> Duration {
+    Duration::from_secs(config.long_poll_timeout_secs + 5)
+}
