@@ -1,0 +1,475 @@
+//! A faithful WeChat web server on `127.0.0.1`, because the real one cannot be reached from
+//! the machines paysay is built and tested on. It is a second implementation of the server
+//! side of `shared/protocol/WECHAT-WEB.md`, not a special case in the client: it speaks the
+//! same three dialects (JavaScript assignments, the `<error>` XML ticket, JSON as
+//! `text/plain`), sets the same cookies, and refuses what WeChat refuses, so a sloppy client
+//! fails here before it fails at a shop counter.
+//!
+//! Every WeChat host (login, web, push, file) is served on the one base URL: the client maps
+//! hosts onto it and keeps paths and queries. The login redirect still names the real host
+//! `wx2.qq.com`, and cookies carry the real `Domain`s, so the client's host mapping and its
+//! cookie handling are exercised too.
+//!
+//! Tests and `paysay demo` drive the "phone" through [`Simulator`]: scan and confirm the QR,
+//! receive payments, log out, inject faults, and read back what the client sent.
+//!
+//! Module map: `state` (the world: QR codes, session, message log, sync keys), `contacts`
+//! (the address book), `messages` (payment and text messages as the web client gets them),
+//! `checks` (what a request must carry), `handlers` (one function per endpoint), `server`
+//! (routing, faults, request record), `ids` (the shapes of tokens).
+
+mod checks;
+mod contacts;
+mod handlers;
+mod ids;
+mod messages;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::protocol::{Contact, Message};
+use state::{LogEntry, Shared};
+
+pub use contacts::{CASHIER_ASSISTANT, WXPAY};
+pub use messages::{escape_app_content, yuan};
+
+/// How the simulated server behaves. `Default` is what WeChat does; tests shorten
+/// `long_poll`.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// How long the login poll and synccheck hold when nothing happens (WeChat: ~25 s).
+    pub long_poll: Duration,
+    /// Contacts per webwxgetcontact page; `Seq` is 0 on the last page.
+    pub contact_page_size: usize,
+    /// Ordinary people in the address book, besides the specials, the two payment accounts
+    /// and three groups.
+    pub extra_contacts: usize,
+    /// Messages per webwxsync; more pending sets `ContinueFlag`.
+    pub sync_page_size: usize,
+    /// The phone scans each new QR after this delay and confirms after the same delay again
+    /// (for the demo); `None` waits for [`Simulator::scan`] / [`Simulator::confirm`].
+    pub auto_login: Option<Duration>,
+    /// Whether webwxpushloginurl offers a QR-less re-login.
+    pub push_login: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            long_poll: Duration::from_secs(25),
+            contact_page_size: 50,
+            extra_contacts: 20,
+            sync_page_size: 20,
+            auto_login: None,
+            push_login: true,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Settings for tests: long-polls hold 200 ms.
+    pub fn for_tests() -> Self {
+        SimConfig {
+            long_poll: Duration::from_millis(200),
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// The server's endpoints, to aim faults at and to read the request record by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /jslogin`: a new QR uuid.
+    JsLogin,
+    /// `GET /cgi-bin/mmwebwx-bin/login`: the QR long-poll.
+    LoginPoll,
+    /// `GET /cgi-bin/mmwebwx-bin/webwxnewloginpage`: the XML ticket and cookies.
+    Ticket,
+    /// `POST webwxinit`.
+    Init,
+    /// `POST webwxstatusnotify`.
+    StatusNotify,
+    /// `GET webwxgetcontact`.
+    GetContact,
+    /// `POST webwxbatchgetcontact`.
+    BatchGetContact,
+    /// `GET synccheck`: the message long-poll.
+    SyncCheck,
+    /// `POST webwxsync`.
+    Sync,
+    /// `GET webwxpushloginurl`.
+    PushLogin,
+    /// `POST webwxlogout`.
+    Logout,
+    /// `GET /l/<uuid>`: the QR's own URL; opening it scans and confirms (a phone stand-in).
+    QrPage,
+}
+
+/// A one-shot fault, queued per endpoint with [`Simulator::inject`]; the next request to
+/// that endpoint gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// This HTTP status with an empty body (as WeChat's 503s after hours). Not processed.
+    Status(u16),
+    /// The connection closes before any response. Not processed.
+    Drop,
+    /// The request is processed (state moves on) but the connection closes before the
+    /// response: e.g. a webwxsync whose new SyncKey the client never sees.
+    Lost,
+    /// HTTP 200 with an empty body. Not processed.
+    EmptyBody,
+    /// Held this long, then processed normally.
+    Delay(Duration),
+    /// HTTP 200 with this body instead of the real one. Not processed.
+    Body(String),
+}
+
+/// What the simulator made of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answered normally.
+    Ok,
+    /// Refused with this code: `Ret` for JSON calls, `retcode` for synccheck, `<ret>` for
+    /// the ticket, `window.code`/`QRLogin.code` for the login endpoints, `ret` for push login.
+    Refused(i64),
+    /// An empty (or unreadable) POST body: answered HTTP 200 with an empty body.
+    EmptyBody,
+    /// An injected fault answered instead of the endpoint (see [`RecordedRequest::fault`]).
+    Faulted,
+    /// No such path.
+    NotFound,
+}
+
+/// One request the client sent, as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// `None` for a path the simulator does not serve.
+    pub endpoint: Option<Endpoint>,
+    pub method: String,
+    pub path: String,
+    /// Query pairs, percent-decoded once (as the server reads them).
+    pub query: Vec<(String, String)>,
+    /// Cookies from the `Cookie` header, as sent.
+    pub cookies: Vec<(String, String)>,
+    /// The body, as UTF-8 (lossy).
+    pub body: String,
+    pub verdict: Verdict,
+    /// The fault injected into this request, if any.
+    pub fault: Option<Fault>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The body answered.
+    pub response: String,
+}
+
+impl RecordedRequest {
+    /// A query value by name.
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        pair(&self.query, name)
+    }
+
+    /// A cookie value by name.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        pair(&self.cookies, name)
+    }
+}
+
+fn pair<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The session's keys, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub uin: u64,
+    pub sid: String,
+    /// The current skey (webwxinit replaces the ticket's).
+    pub skey: String,
+    /// As the XML carries it: already percent-encoded once.
+    pub pass_ticket: String,
+    pub data_ticket: String,
+    /// The own account's UserName for this login.
+    pub user_name: String,
+    /// `Some(code)` once the session was ended with that retcode.
+    pub ended: Option<i64>,
+}
+
+/// The control handle: the simulated phone and a window into the server. Cheap to clone;
+/// every clone controls the same server. Methods other than `start`/`shutdown` are plain
+/// functions, usable from sync and async code.
+#[derive(Clone)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Simulator {
+    /// Binds `127.0.0.1:0` and serves until [`Simulator::shutdown`].
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let shared = Shared::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(server::run(listener, Arc::clone(&shared)));
+        tracing::debug!(%addr, "WeChat simulator listening");
+        Ok(Simulator {
+            shared,
+            addr,
+            server: Arc::new(Mutex::new(Some(server))),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: every WeChat host maps onto this.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The QR uuid the last jslogin or push login handed out.
+    pub fn current_uuid(&self) -> Option<String> {
+        self.shared.with(|w| w.current_qr.clone())
+    }
+
+    /// The phone scans the current QR (login poll answers 201). Asked before any QR is live,
+    /// it applies to the next one.
+    pub fn scan(&self) {
+        self.shared.update(|w| w.scan_current());
+    }
+
+    /// The phone confirms the login (login poll answers 200 with the redirect). Also
+    /// confirms an unscanned QR, as a push login does. Applies to the next QR if none is live.
+    pub fn confirm(&self) {
+        self.shared.update(|w| w.confirm_current());
+    }
+
+    /// The current QR expires: its polls answer 400.
+    pub fn expire_qr(&self) {
+        self.shared.update(|w| w.expire_current());
+    }
+
+    /// The next ticket request answers `<ret>{ret}</ret><message>{message}</message>` and no
+    /// session starts (e.g. 1203, 为了你的帐号安全，此微信号不能登录网页微信。).
+    pub fn refuse_login(&self, ret: i64, message: &str) {
+        self.shared
+            .update(|w| w.refusal = Some((ret, message.to_string())));
+    }
+
+    /// Ends the session as the phone or the server would: synccheck answers `retcode`,
+    /// JSON calls `Ret` = `retcode`. The account stays known for push login.
+    pub fn logout(&self, retcode: i64) {
+        self.shared.update(|w| {
+            if let Some(s) = w.session.as_mut() {
+                s.ended = Some(retcode);
+            }
+        });
+    }
+
+    /// Puts a raw message on the stream as given (user names not filled in). Returns its
+    /// MsgId.
+    pub fn push_message(&self, msg: Message) -> String {
+        let id = msg.msg_id.clone();
+        self.deliver(msg, None, Vec::new());
+        id
+    }
+
+    /// A text message from the person with this nickname (a stranger is created if nobody
+    /// has it: known only through webwxbatchgetcontact and `ModContactList`).
+    pub fn send_text(&self, from: &str, text: &str) -> String {
+        let msg = messages::text(text, state::now());
+        self.from_person(from, msg)
+    }
+
+    /// A 微信支付 collection notice for `amount_fen`, counted into today's running
+    /// count and total (shown on the card's 汇总 line).
+    pub fn pay(&self, amount_fen: u64) -> String {
+        self.shared.update(|w| {
+            let today = w.count_collection(amount_fen);
+            let msg = messages::collection_notice(amount_fen, today, state::now());
+            let sender = w.official(WXPAY);
+            deliver_into(w, msg, Some(sender), Vec::new())
+        })
+    }
+
+    /// A transfer (AppMsgType 2000, paysubtype 1) from the person with this nickname.
+    pub fn transfer(&self, from_nickname: &str, amount_fen: u64) -> String {
+        let msg = messages::transfer(amount_fen, state::now());
+        self.from_person(from_nickname, msg)
+    }
+
+    /// The same collection XML as [`Simulator::pay`], sent by an ordinary contact
+    /// (VerifyFlag 0) whose nickname is 微信支付. Not counted into today's total.
+    pub fn forged_payment(&self, amount_fen: u64) -> String {
+        self.shared.update(|w| {
+            let today = messages::RunningTotal {
+                count: w.daily.count + 1,
+                total_fen: w.daily.total_fen + amount_fen,
+            };
+            let msg = messages::collection_notice(amount_fen, today, state::now());
+            let sender = w.impostor();
+            deliver_into(w, msg, Some(sender), Vec::new())
+        })
+    }
+
+    /// Adds the impostor (an ordinary contact named 微信支付) to the address book now, so
+    /// it is listed by webwxgetcontact; returns its record.
+    pub fn add_impostor(&self) -> Contact {
+        self.shared.update(|w| {
+            let i = w.impostor();
+            w.book[i].contact.clone()
+        })
+    }
+
+    /// Puts an already-delivered message (by MsgId) on the stream again, unchanged, as the
+    /// server does when it is unsure the client got it. Returns whether it was found.
+    pub fn redeliver(&self, msg_id: &str) -> bool {
+        self.shared.update(|w| {
+            let found = w
+                .session
+                .iter()
+                .flat_map(|s| s.log.iter())
+                .chain(w.held.iter())
+                .find(|e| e.msg.msg_id == msg_id)
+                .cloned();
+            match found {
+                Some(mut entry) => {
+                    entry.new_contacts.clear();
+                    w.deliver(entry);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Queues a one-shot fault for the next request to `endpoint` (several queue in order).
+    pub fn inject(&self, endpoint: Endpoint, fault: Fault) {
+        self.shared
+            .with(|w| w.faults.entry(endpoint).or_default().push_back(fault));
+    }
+
+    /// Every request so far (the last 10 000), in the order they were answered.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.with(|w| w.requests.iter().cloned().collect())
+    }
+
+    /// Requests to one endpoint, in the order they were answered.
+    pub fn requests_to(&self, endpoint: Endpoint) -> Vec<RecordedRequest> {
+        self.shared.with(|w| {
+            w.requests
+                .iter()
+                .filter(|r| r.endpoint == Some(endpoint))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Waits until at least `count` requests to `endpoint` have been answered; false on
+    /// timeout. For tests that must know the client got somewhere.
+    pub async fn wait_for_requests(
+        &self,
+        endpoint: Endpoint,
+        count: usize,
+        timeout: Duration,
+    ) -> bool {
+        self.shared
+            .wait_for(timeout, |w| {
+                let n = w
+                    .requests
+                    .iter()
+                    .filter(|r| r.endpoint == Some(endpoint))
+                    .count();
+                (n >= count).then_some(())
+            })
+            .await
+            .is_some()
+    }
+
+    /// The session's keys, `None` before the first login.
+    pub fn session(&self) -> Option<SessionInfo> {
+        self.shared.with(|w| {
+            w.session.as_ref().map(|s| SessionInfo {
+                uin: w.uin,
+                sid: s.sid.clone(),
+                skey: s.skey.clone(),
+                pass_ticket: s.pass_ticket.clone(),
+                data_ticket: s.data_ticket.clone(),
+                user_name: s.user_name.clone(),
+                ended: s.ended,
+            })
+        })
+    }
+
+    /// The contact record with this nickname, with this login's user name. Where an
+    /// official account and an impostor share a name, the official account is returned.
+    pub fn contact_by_nickname(&self, nick: &str) -> Option<Contact> {
+        self.shared.with(|w| {
+            let mut matching = w.book.iter().filter(|e| e.contact.nick_name == nick);
+            let all: Vec<_> = matching.by_ref().collect();
+            all.iter()
+                .find(|e| e.contact.is_official_account())
+                .or(all.first())
+                .map(|e| e.contact.clone())
+        })
+    }
+
+    /// Stops serving: long-polls end, the listener closes. Other clones stop working too.
+    pub async fn shutdown(self) {
+        self.shared.cancel.cancel();
+        let handle = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            // Graceful shutdown waits for open connections; a client that holds one open
+            // must not hang the caller.
+            let abort = handle.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), handle)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    fn from_person(&self, nick: &str, msg: Message) -> String {
+        self.shared.update(|w| {
+            let (sender, created) = w.person(nick);
+            let new = if created { vec![sender] } else { Vec::new() };
+            deliver_into(w, msg, Some(sender), new)
+        })
+    }
+
+    fn deliver(&self, msg: Message, sender: Option<usize>, new_contacts: Vec<usize>) {
+        self.shared
+            .update(|w| deliver_into(w, msg, sender, new_contacts));
+    }
+}
+
+fn deliver_into(
+    w: &mut state::World,
+    msg: Message,
+    sender: Option<usize>,
+    new_contacts: Vec<usize>,
+) -> String {
+    let id = msg.msg_id.clone();
+    w.deliver(LogEntry {
+        msg,
+        sender,
+        extras: Vec::new(),
+        new_contacts,
+    });
+    id
+}
