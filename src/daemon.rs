@@ -15,14 +15,17 @@ pub enum DaemonError {
 }
 
 /// Runs until `shutdown` is cancelled or something a person must fix happens.
-pub async fn run(config: Config, paths: Paths, shutdown: CancellationToken) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    paths: Paths,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let files = SessionFiles::from_paths(&paths);
     let (events, mut rx) = Events::channel();
     let wechat = config.wechat.clone();
     let session_shutdown = shutdown.clone();
-    let mut session = tokio::spawn(async move {
-        session::run(&wechat, &files, events, session_shutdown).await
-    });
+    let mut session =
+        tokio::spawn(async move { session::run(&wechat, &files, events, session_shutdown).await });
     loop {
         tokio::select! {
             // The session ended: on shutdown, or on an error a person must fix.
@@ -65,5 +68,11 @@ fn log_message(incoming: &Incoming) {
         .as_ref()
         .map_or(m.from_user_name.as_str(), |c| c.nick_name.as_str());
     let preview: String = m.content.chars().take(40).collect();
-    tracing::info!(msg_type = m.msg_type, app_msg_type = m.app_msg_type, sender, preview, "message");
+    tracing::info!(
+        msg_type = m.msg_type,
+        app_msg_type = m.app_msg_type,
+        sender,
+        preview,
+        "message"
+    );
 }

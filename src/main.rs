@@ -93,7 +93,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
     let files = paysay::session::SessionFiles::from_paths(paths);
     let (events, _rx) = paysay::session::Events::channel();
-    let session = paysay::session::connect(&config.wechat, &files, &events)
+    let session = paysay::session::connect(&config.wechat, &files, &events, None)
         .await
         .context("logging in to WeChat")?;
     println!(

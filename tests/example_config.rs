@@ -10,7 +10,11 @@ const EXAMPLE: &str = include_str!("../config.example.toml");
 #[test]
 fn example_config_parses_as_shipped() {
     let config = Config::parse(EXAMPLE, Path::new("config.example.toml")).unwrap();
-    assert_eq!(config, Config::default(), "the example's active keys must be the defaults");
+    assert_eq!(
+        config,
+        Config::default(),
+        "the example's active keys must be the defaults"
+    );
 }
 
 #[test]
@@ -24,10 +28,19 @@ fn every_commented_key_parses_when_uncommented() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let keys = EXAMPLE.lines().filter(|l| l.starts_with('#') && !l.starts_with("# ") && l.contains('=')).count();
+    let keys = EXAMPLE
+        .lines()
+        .filter(|l| l.starts_with('#') && !l.starts_with("# ") && l.contains('='))
+        .count();
     assert!(keys >= 30, "expected every key documented, found {keys}");
     let config = Config::parse(&uncommented, Path::new("uncommented.toml"))
         .unwrap_or_else(|e| panic!("uncommented example does not parse: {e}"));
-    assert_eq!(config.wechat.base_url.as_deref(), Some("http://127.0.0.1:8080"));
-    assert_eq!(config.speech.system.command.as_deref(), Some(Path::new("/usr/bin/espeak-ng")));
+    assert_eq!(
+        config.wechat.base_url.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(
+        config.speech.system.command.as_deref(),
+        Some(Path::new("/usr/bin/espeak-ng"))
+    );
 }

@@ -43,10 +43,18 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let http = Http::new(config.base_url.as_deref())?;
         let creds = login::login(&http, config, qr_path, previous_uin, events).await?;
-        let uin = creds.ticket.wxuin.trim().parse().map_err(|_| SessionError::LoginRefused {
-            ret: -1,
-            message: format!("the login ticket's wxuin {:?} is not a number", creds.ticket.wxuin),
-        })?;
+        let uin = creds
+            .ticket
+            .wxuin
+            .trim()
+            .parse()
+            .map_err(|_| SessionError::LoginRefused {
+                ret: -1,
+                message: format!(
+                    "the login ticket's wxuin {:?} is not a number",
+                    creds.ticket.wxuin
+                ),
+            })?;
         let state = SavedSession {
             version: SavedSession::new_version(),
             uin,
@@ -69,7 +77,10 @@ impl Session {
 
     /// Goes on with a saved session: webwxinit proves the server still accepts it. The saved
     /// SyncKey is kept, so messages that arrived while paysay was down are delivered now.
-    pub async fn resume(config: &WechatConfig, saved: SavedSession) -> Result<Session, SessionError> {
+    pub async fn resume(
+        config: &WechatConfig,
+        saved: SavedSession,
+    ) -> Result<Session, SessionError> {
         let http = Http::new(config.base_url.as_deref())?;
         http.set_cookies(saved.cookies.clone());
         let mut session = Session::with_state(http, config, saved);
@@ -165,7 +176,11 @@ impl Session {
         let reply = self
             .post(
                 "webwxinit",
-                format!("{API}/webwxinit?r={}&lang=zh_CN&pass_ticket={}", -(now_ms() / 1000), self.pass_ticket()),
+                format!(
+                    "{API}/webwxinit?r={}&lang=zh_CN&pass_ticket={}",
+                    -(now_ms() / 1000),
+                    self.pass_ticket()
+                ),
                 json!({ "BaseRequest": base }),
             )
             .await?;
@@ -192,7 +207,10 @@ impl Session {
         let reply = self
             .post(
                 "webwxstatusnotify",
-                format!("{API}/webwxstatusnotify?lang=zh_CN&pass_ticket={}", self.pass_ticket()),
+                format!(
+                    "{API}/webwxstatusnotify?lang=zh_CN&pass_ticket={}",
+                    self.pass_ticket()
+                ),
                 json!({
                     "BaseRequest": self.base_request(),
                     "Code": 3,
@@ -310,7 +328,8 @@ impl Session {
                 headers: &[],
             })
             .await?;
-        let check = protocol::parse_synccheck(&reply.body).map_err(|e| http::parse_error(&reply, e))?;
+        let check =
+            protocol::parse_synccheck(&reply.body).map_err(|e| http::parse_error(&reply, e))?;
         match check.retcode {
             0 => Ok(check),
             code if super::error::is_logout_code(code) => Err(SessionError::LoggedOut {
@@ -361,11 +380,16 @@ impl Session {
     }
 
     /// Attaches each message's sender record, fetching the ones we do not know.
-    async fn with_senders(&mut self, messages: Vec<protocol::Message>) -> Result<Vec<Incoming>, SessionError> {
+    async fn with_senders(
+        &mut self,
+        messages: Vec<protocol::Message>,
+    ) -> Result<Vec<Incoming>, SessionError> {
         let mut unknown: Vec<String> = messages
             .iter()
             .map(|m| m.from_user_name.clone())
-            .filter(|u| !u.is_empty() && *u != self.state.user_name && !self.contacts.contains_key(u))
+            .filter(|u| {
+                !u.is_empty() && *u != self.state.user_name && !self.contacts.contains_key(u)
+            })
             .collect();
         unknown.sort();
         unknown.dedup();

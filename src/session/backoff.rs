@@ -61,7 +61,10 @@ mod tests {
             assert!(d >= Duration::from_millis(50), "never a busy loop: {d:?}");
         }
         let late = b.next_delay();
-        assert!(late >= Duration::from_secs(1), "capped step stays large: {late:?}");
+        assert!(
+            late >= Duration::from_secs(1),
+            "capped step stays large: {late:?}"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

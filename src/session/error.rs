@@ -56,7 +56,9 @@ pub enum SessionError {
         #[source]
         source: ParseError,
     },
-    #[error("{request} to {host} answered JSON that does not fit: {message}; body starts {excerpt:?}")]
+    #[error(
+        "{request} to {host} answered JSON that does not fit: {message}; body starts {excerpt:?}"
+    )]
     Json {
         request: &'static str,
         host: String,

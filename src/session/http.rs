@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, COOKIE, ORIGIN, REFERER, SET_COOKIE, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, COOKIE, HeaderMap, HeaderValue, ORIGIN, REFERER, SET_COOKIE, USER_AGENT,
+};
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -115,7 +117,13 @@ impl Http {
         // The server's Content-Type rarely names a charset: decode UTF-8 ourselves, or
         // Chinese in Content comes out garbled.
         let body = String::from_utf8_lossy(&bytes).into_owned();
-        tracing::debug!(request = req.name, host = req.host, status, bytes = bytes.len(), "reply");
+        tracing::debug!(
+            request = req.name,
+            host = req.host,
+            status,
+            bytes = bytes.len(),
+            "reply"
+        );
         if status >= 400 {
             return Err(SessionError::Status {
                 request: req.name,
@@ -141,7 +149,10 @@ impl Http {
     fn headers(&self, host: &str, extra: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(USER_AGENT, HeaderValue::from_static(BROWSER_UA));
-        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/plain, */*"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/plain, */*"),
+        );
         let referer = format!("https://{}/", web_host_for_referer(host));
         if let Ok(v) = HeaderValue::from_str(&referer) {
             h.insert(REFERER, v);
@@ -247,7 +258,9 @@ mod tests {
     #[test]
     fn set_cookie_parsing() {
         assert_eq!(
-            parse_set_cookie("wxuin=123; Domain=wx2.qq.com; Path=/; Expires=Tue, 02-Nov-2027 04:49:11 GMT"),
+            parse_set_cookie(
+                "wxuin=123; Domain=wx2.qq.com; Path=/; Expires=Tue, 02-Nov-2027 04:49:11 GMT"
+            ),
             Some(("wxuin".into(), "123".into(), false))
         );
         assert_eq!(

@@ -37,7 +37,9 @@ pub async fn login(
     if let Some(uin) = previous_uin {
         match push_login(http, config, uin, events).await {
             Ok(Some(credentials)) => return Ok(credentials),
-            Ok(None) => tracing::info!("push login was not confirmed on the phone; showing a QR code"),
+            Ok(None) => {
+                tracing::info!("push login was not confirmed on the phone; showing a QR code")
+            }
             Err(e) => tracing::info!(error = %e, "push login unavailable; showing a QR code"),
         }
     }
@@ -169,7 +171,8 @@ async fn fetch_ticket(
             headers: desktop_headers,
         })
         .await?;
-    let mut ticket = protocol::parse_ticket(&reply.body).map_err(|e| http::parse_error(&reply, e))?;
+    let mut ticket =
+        protocol::parse_ticket(&reply.body).map_err(|e| http::parse_error(&reply, e))?;
     if ticket.ret != 0 {
         return Err(SessionError::LoginRefused {
             ret: ticket.ret,
@@ -208,7 +211,10 @@ async fn push_login(
         .send(Request {
             name: "webwxpushloginurl",
             host: WEB_HOST,
-            path_and_query: format!("/cgi-bin/mmwebwx-bin/webwxpushloginurl?uin={}", http::enc(uin)),
+            path_and_query: format!(
+                "/cgi-bin/mmwebwx-bin/webwxpushloginurl?uin={}",
+                http::enc(uin)
+            ),
             json: None,
             timeout: Duration::from_secs(config.request_timeout_secs),
             headers: &[],

@@ -38,14 +38,22 @@ pub struct Incoming {
 #[derive(Debug)]
 pub enum SessionEvent {
     /// A new QR code to scan (the owner must be told at once: log, speak).
-    QrCode { path: PathBuf, url: String },
+    QrCode {
+        path: PathBuf,
+        url: String,
+    },
     /// The QR code was scanned; waiting for the phone to confirm.
     Scanned,
     /// The phone was asked to confirm a login without a QR code.
     PushLoginSent,
-    LoggedIn { nick_name: String, resumed: bool },
+    LoggedIn {
+        nick_name: String,
+        resumed: bool,
+    },
     /// The server ended the session; a new login follows.
-    LoggedOut { retcode: i64 },
+    LoggedOut {
+        retcode: i64,
+    },
     /// New messages. Send on `ack` once they are safely recorded; the SyncKey that moves past
     /// them is saved only then.
     Messages {
@@ -88,13 +96,20 @@ impl SessionFiles {
 
 /// Connects: resumes the saved session when the server still accepts it, else logs in
 /// (push login first, then QR codes until one is confirmed), and saves the result.
+///
+/// `previous_uin` is the account of a session that just ended, for the push login.
 pub async fn connect(
     config: &WechatConfig,
     files: &SessionFiles,
     events: &Events,
+    previous_uin: Option<u64>,
 ) -> Result<Session, SessionError> {
     let saved = store::load(&files.session)?;
-    let previous_uin = saved.as_ref().map(|s| s.uin.to_string());
+    let previous_uin = saved
+        .as_ref()
+        .map(|s| s.uin)
+        .or(previous_uin)
+        .map(|u| u.to_string());
     if let Some(saved) = saved {
         match Session::resume(config, saved).await {
             Ok(mut session) => {
@@ -114,7 +129,8 @@ pub async fn connect(
             Err(e) => return Err(e),
         }
     }
-    let mut session = Session::login(config, &files.qr_png, previous_uin.as_deref(), events).await?;
+    let mut session =
+        Session::login(config, &files.qr_png, previous_uin.as_deref(), events).await?;
     session.save(&files.session)?;
     tracing::info!(user = %session.nick_name(), "logged in to WeChat");
     events.emit(SessionEvent::LoggedIn {
@@ -134,10 +150,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::from_config(config);
+    let mut last_uin = None;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = connect(config, files, &events) => r,
+            r = connect(config, files, &events, last_uin) => r,
         };
         let session = match connected {
             Ok(s) => s,
@@ -147,6 +164,7 @@ pub async fn run(
             }
         };
         backoff.reset();
+        last_uin = Some(session.state().uin);
         match sync_until_logout(session, files, &events, &shutdown, &mut backoff).await? {
             Ended::Shutdown => return Ok(()),
             Ended::LoggedOut { retcode } => {
@@ -261,7 +279,9 @@ pub(crate) fn now_secs() -> i64 {
 pub(crate) fn new_device_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    let digits: String = (0..15).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
+    let digits: String = (0..15)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect();
     format!("e{digits}")
 }
 

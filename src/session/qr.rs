@@ -20,7 +20,10 @@ pub fn show(url: &str, path: &Path) -> Result<(), SessionError> {
     save_png(&code, path)?;
     if std::io::stdout().is_terminal() {
         println!("{}", terminal_art(&code));
-        println!("Scan this QR code with WeChat on the shop's phone (also saved as {})", path.display());
+        println!(
+            "Scan this QR code with WeChat on the shop's phone (also saved as {})",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -1,0 +1,435 @@
+//! The real WeChat client against the simulator: login → init → contacts → sync → messages,
+//! session persistence, and every fault the real server is known to throw.
+
+use std::time::Duration;
+
+use paysay::config::WechatConfig;
+use paysay::protocol::msg_type;
+use paysay::session::{self, Events, Incoming, SessionError, SessionEvent, SessionFiles};
+use paysay::simulator::{Endpoint, Fault, SimConfig, Simulator, Verdict};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Harness {
+    sim: Simulator,
+    config: WechatConfig,
+    files: SessionFiles,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new(sim_config: SimConfig) -> Harness {
+        let sim = Simulator::start(sim_config).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = WechatConfig {
+            base_url: Some(sim.base_url()),
+            long_poll_timeout_secs: 3,
+            request_timeout_secs: 3,
+            min_backoff_ms: 20,
+            max_backoff_secs: 1,
+            ..WechatConfig::default()
+        };
+        let files = SessionFiles {
+            session: dir.path().join("state/session.json"),
+            qr_png: dir.path().join("state/login-qr.png"),
+        };
+        Harness {
+            sim,
+            config,
+            files,
+            _dir: dir,
+        }
+    }
+
+    fn start(&self) -> Running {
+        let (events, rx) = Events::channel();
+        let shutdown = CancellationToken::new();
+        let (config, files, token) = (self.config.clone(), self.files.clone(), shutdown.clone());
+        let task = tokio::spawn(async move { session::run(&config, &files, events, token).await });
+        Running { rx, shutdown, task }
+    }
+
+    /// Starts the client and plays the phone: scan, confirm, until logged in.
+    async fn start_logged_in(&self) -> Running {
+        let mut running = self.start();
+        running
+            .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+            .await;
+        self.sim.scan();
+        self.sim.confirm();
+        running
+            .wait_for(|e| matches!(e, SessionEvent::LoggedIn { .. }))
+            .await;
+        running
+    }
+}
+
+struct Running {
+    rx: UnboundedReceiver<SessionEvent>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), SessionError>>,
+}
+
+impl Running {
+    /// The next event matching `pred`; message batches on the way are acknowledged.
+    async fn wait_for(&mut self, pred: impl Fn(&SessionEvent) -> bool) -> SessionEvent {
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                let event = self.rx.recv().await.expect("session task ended");
+                if pred(&event) {
+                    return event;
+                }
+            }
+        })
+        .await;
+        found.expect("timed out waiting for a session event")
+    }
+
+    /// Collects `n` messages other than status notifications, acknowledging each batch.
+    async fn messages(&mut self, n: usize) -> Vec<Incoming> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            if let SessionEvent::Messages { batch, ack, .. } = self
+                .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
+                .await
+            {
+                got.extend(
+                    batch
+                        .into_iter()
+                        .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY),
+                );
+                let _ = ack.send(());
+            }
+        }
+        got
+    }
+
+    async fn stop(self) -> Result<(), SessionError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("run did not stop")
+            .unwrap()
+    }
+}
+
+fn decode_qr(path: &std::path::Path) -> String {
+    let img = image::open(path).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(
+        img.width() as usize,
+        img.height() as usize,
+        |x, y| img.get_pixel(x as u32, y as u32)[0],
+    );
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the PNG");
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn login_init_contacts_sync_and_messages_end_to_end() {
+    let h = Harness::new(SimConfig {
+        contact_page_size: 7,
+        extra_contacts: 20,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut running = h.start();
+    let SessionEvent::QrCode { path, url } = running
+        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let uuid = h.sim.current_uuid().unwrap();
+    assert_eq!(url, format!("https://login.weixin.qq.com/l/{uuid}"));
+    assert_eq!(
+        decode_qr(&path),
+        url,
+        "the PNG decodes back to the login URL"
+    );
+    h.sim.scan();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::Scanned))
+        .await;
+    h.sim.confirm();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: false, .. }))
+        .await;
+
+    h.sim.send_text("张三", "你好，今天下午三点取货");
+    let pay_id = h.sim.pay(1250);
+    let got = running.messages(2).await;
+    assert_eq!(
+        got[0].message.content, "你好，今天下午三点取货",
+        "UTF-8 decoded from raw bytes"
+    );
+    assert_eq!(got[0].sender.as_ref().unwrap().nick_name, "张三");
+    assert_eq!(got[1].message.msg_id, pay_id);
+    let sender = got[1]
+        .sender
+        .as_ref()
+        .expect("the payment account's record");
+    assert_eq!(sender.nick_name, "微信支付");
+    assert!(sender.is_official_account());
+
+    // What the client sent, as the server saw it.
+    let info = h.sim.session().unwrap();
+    let init = &h.sim.requests_to(Endpoint::Init)[0];
+    assert_eq!(init.verdict, Verdict::Ok);
+    assert_eq!(
+        init.query_value("pass_ticket"),
+        Some(info.pass_ticket.as_str())
+    );
+    assert!(
+        h.sim
+            .requests_to(Endpoint::StatusNotify)
+            .iter()
+            .any(|r| r.verdict == Verdict::Ok)
+    );
+    let contact_pages = h.sim.requests_to(Endpoint::GetContact);
+    assert!(
+        contact_pages.len() >= 3,
+        "contacts paged by Seq: {} pages",
+        contact_pages.len()
+    );
+    assert!(contact_pages.iter().all(|r| r.verdict == Verdict::Ok));
+    let refused: Vec<_> = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.verdict, Verdict::Refused(_) | Verdict::EmptyBody))
+        .filter(|r| r.endpoint != Some(Endpoint::LoginPoll))
+        .collect();
+    assert!(refused.is_empty(), "the server refused: {refused:#?}");
+    let syncs = h.sim.requests_to(Endpoint::Sync);
+    assert!(
+        syncs
+            .iter()
+            .all(|r| r.cookie("webwx_data_ticket") == Some(info.data_ticket.as_str()))
+    );
+
+    // The saved session: owner-only, with the keys the server issued.
+    running.stop().await.unwrap();
+    let text = std::fs::read_to_string(&h.files.session).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(saved["uin"], info.uin);
+    assert_eq!(saved["sid"], info.sid.as_str());
+    assert_eq!(
+        saved["skey"],
+        info.skey.as_str(),
+        "the skey webwxinit issued"
+    );
+    assert_eq!(
+        saved["cookies"]["webwx_data_ticket"],
+        info.data_ticket.as_str()
+    );
+    assert!(saved["device_id"].as_str().unwrap().starts_with('e'));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&h.files.session)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn restart_resumes_without_a_scan_and_gets_what_came_meanwhile() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut first = h.start_logged_in().await;
+    let a = h.sim.pay(100);
+    assert_eq!(first.messages(1).await[0].message.msg_id, a);
+    first.stop().await.unwrap();
+    let qr_requests = h.sim.requests_to(Endpoint::JsLogin).len();
+
+    // Payments while paysay is down are delivered after the restart.
+    let b = h.sim.pay(200);
+    let mut second = h.start();
+    second
+        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: true, .. }))
+        .await;
+    let got = second.messages(1).await;
+    assert_eq!(got[0].message.msg_id, b);
+    assert_eq!(
+        h.sim.requests_to(Endpoint::JsLogin).len(),
+        qr_requests,
+        "no new QR code"
+    );
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_qr_code_is_replaced_by_a_new_one() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+        .await;
+    let first_uuid = h.sim.current_uuid().unwrap();
+    let first_png = std::fs::read(&h.files.qr_png).unwrap();
+    h.sim.expire_qr();
+    let SessionEvent::QrCode { url, path } = running
+        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let second_uuid = h.sim.current_uuid().unwrap();
+    assert_ne!(first_uuid, second_uuid);
+    assert!(url.ends_with(&second_uuid));
+    assert_ne!(std::fs::read(&path).unwrap(), first_png, "a new PNG");
+    assert_eq!(decode_qr(&path), url);
+    h.sim.scan();
+    h.sim.confirm();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { .. }))
+        .await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_account_stops_with_the_servers_message() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let message =
+        "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。";
+    h.sim.refuse_login(1203, message);
+    let mut running = h.start();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+        .await;
+    h.sim.scan();
+    h.sim.confirm();
+    let result = tokio::time::timeout(WAIT, running.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, SessionError::LoginRefused { ret: 1203, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(message),
+        "quotes the server: {err}"
+    );
+    assert!(!h.files.session.exists());
+}
+
+#[tokio::test]
+async fn logout_mid_run_discards_the_session_and_shows_a_new_qr() {
+    let h = Harness::new(SimConfig {
+        push_login: false,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut running = h.start_logged_in().await;
+    assert!(h.files.session.exists());
+    h.sim.logout(1101);
+    let SessionEvent::LoggedOut { retcode } = running
+        .wait_for(|e| matches!(e, SessionEvent::LoggedOut { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(retcode, 1101);
+    running
+        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
+        .await;
+    assert!(!h.files.session.exists(), "the dead session is discarded");
+    h.sim.scan();
+    h.sim.confirm();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: false, .. }))
+        .await;
+    let id = h.sim.pay(300);
+    assert_eq!(running.messages(1).await[0].message.msg_id, id);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn push_login_is_tried_before_a_new_qr_code() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    h.sim.logout(1101);
+    running
+        .wait_for(|e| matches!(e, SessionEvent::PushLoginSent))
+        .await;
+    h.sim.confirm();
+    running
+        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: false, .. }))
+        .await;
+    assert_eq!(h.sim.requests_to(Endpoint::PushLogin).len(), 1);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn network_faults_are_retried_and_nothing_is_lost() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    for fault in [
+        Fault::Status(503),
+        Fault::Drop,
+        Fault::EmptyBody,
+        Fault::Delay(Duration::from_millis(300)),
+        Fault::Body("<html>502 Bad Gateway</html>".into()),
+    ] {
+        h.sim.inject(Endpoint::SyncCheck, fault);
+    }
+    h.sim.inject(Endpoint::Sync, Fault::Status(500));
+    h.sim.inject(Endpoint::Sync, Fault::Lost);
+    let id = h.sim.pay(4200);
+    let got = running.messages(1).await;
+    assert_eq!(got[0].message.msg_id, id);
+    let faulted = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.fault.is_some())
+        .count();
+    assert_eq!(faulted, 7, "every fault was met and retried");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_bigger_than_a_page_arrives_whole_via_continue_flag() {
+    let h = Harness::new(SimConfig {
+        sync_page_size: 3,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut running = h.start_logged_in().await;
+    let ids: Vec<String> = (1..=10).map(|i| h.sim.pay(i * 100)).collect();
+    let got = running.messages(10).await;
+    let got_ids: Vec<String> = got.into_iter().map(|m| m.message.msg_id).collect();
+    assert_eq!(got_ids, ids, "all ten, in order");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivered_message_is_passed_on_for_the_ledger_to_drop() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    let id = h.sim.pay(500);
+    assert_eq!(running.messages(1).await[0].message.msg_id, id);
+    assert!(h.sim.redeliver(&id));
+    assert_eq!(running.messages(1).await[0].message.msg_id, id);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stranger_is_looked_up_with_batchgetcontact() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    h.sim.transfer("路人甲", 1000);
+    let got = running.messages(1).await;
+    assert_eq!(
+        got[0].sender.as_ref().map(|c| c.nick_name.as_str()),
+        Some("路人甲")
+    );
+    running.stop().await.unwrap();
+}
