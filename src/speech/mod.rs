@@ -109,6 +109,8 @@ pub enum TtsError {
     ProgramTimeout { program: String, secs: u64 },
     #[error("{backend}: produced no audio")]
     EmptyAudio { backend: &'static str },
+    #[error("{backend}: produced only silence for {text:?} (does the voice speak Chinese? check the voice setting)")]
+    Silent { backend: &'static str, text: String },
     #[error("speech cache {path}: {source}")]
     Cache {
         path: PathBuf,
@@ -202,6 +204,12 @@ impl Speech {
                 backend: backend.name(),
             });
         }
+        if is_silent(&audio) {
+            return Err(TtsError::Silent {
+                backend: backend.name(),
+                text: text.to_string(),
+            });
+        }
         let cache = self.cache.clone();
         let path = tokio::task::spawn_blocking(move || cache.store(&key, &audio))
             .await
@@ -211,4 +219,22 @@ impl Speech {
             })??;
         Ok(clip(path, false))
     }
+}
+
+/// True when the audio decodes to nothing but (near) silence: a voice that cannot read the
+/// text (espeak-ng given a non-Chinese voice) produces a valid, silent file, and caching and
+/// playing that would drop the announcement without a word. Audio that does not decode is
+/// left for the player to report.
+fn is_silent(audio: &Audio) -> bool {
+    use rodio::Source;
+    let Ok(decoder) = rodio::Decoder::try_from(std::io::Cursor::new(audio.bytes.clone())) else {
+        return false;
+    };
+    let rate = decoder.sample_rate().get() as usize * usize::from(decoder.channels().get());
+    // Two seconds are plenty to hear whether anything is said.
+    let mut samples = decoder.take(rate * 2).peekable();
+    if samples.peek().is_none() {
+        return true;
+    }
+    samples.all(|s| s.abs() < 0.01)
 }
