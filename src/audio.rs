@@ -35,7 +35,9 @@ pub type Sound = Box<dyn Source + Send>;
 /// Why something could not be played. The caller keeps the payment unannounced and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
-    #[error("no audio output device could be opened: {0} (is the speaker plugged in and the sound system running? paysay will try again)")]
+    #[error(
+        "no audio output device could be opened: {0} (is the speaker plugged in and the sound system running? paysay will try again)"
+    )]
     NoDevice(String),
     #[error("cannot read the clip {path}: {source}")]
     ReadClip {
@@ -46,6 +48,8 @@ pub enum AudioError {
     Decode { path: PathBuf, reason: String },
     #[error("the chime {path} cannot be used: {reason} (fix or remove audio.chime_path)")]
     Chime { path: PathBuf, reason: String },
+    #[error("the audio output failed: {0}")]
+    Output(String),
     #[error("cannot start the audio thread: {0}")]
     Thread(std::io::Error),
     #[error("the audio thread has stopped")]
@@ -174,7 +178,8 @@ impl AudioOutput for NullOutput {
         // Rate and channels may change between the chime and the words, so each sample
         // counts at the format in force when it was produced.
         loop {
-            let per_second = f64::from(sound.sample_rate().get()) * f64::from(sound.channels().get());
+            let per_second =
+                f64::from(sound.sample_rate().get()) * f64::from(sound.channels().get());
             if sound.next().is_none() {
                 break;
             }
@@ -252,7 +257,10 @@ pub struct PlayerHandle {
 impl PlayerHandle {
     /// Queues `clip` behind those already queued; the future resolves when it has been
     /// played to the end (or could not be). Clips never overlap and play in call order.
-    pub fn play(&self, clip: Clip) -> impl Future<Output = Result<(), AudioError>> + Send + 'static {
+    pub fn play(
+        &self,
+        clip: Clip,
+    ) -> impl Future<Output = Result<(), AudioError>> + Send + 'static {
         let (reply, done) = oneshot::channel();
         let sent = self.commands.send(AudioCommand::Play(clip, reply));
         async move {
@@ -336,18 +344,23 @@ impl AudioThread {
         tracing::debug!("audio thread ended");
     }
 
-    fn play(&self, output: &mut dyn AudioOutput, open: &mut bool, clip: &Clip) -> Result<(), AudioError> {
+    fn play(
+        &self,
+        output: &mut dyn AudioOutput,
+        open: &mut bool,
+        clip: &Clip,
+    ) -> Result<(), AudioError> {
         if self.shared.shutting_down.load(Ordering::SeqCst) {
             return Err(AudioError::ShuttingDown);
         }
         // Decode before opening the device, so a bad file does not hold the speaker open.
         let sound = self.announcement(clip)?;
         if !*open {
-            output.start()?;
+            guarded(|| output.start())?;
             *open = true;
             self.shared.output_open.store(true, Ordering::SeqCst);
         }
-        let result = output.write(sound);
+        let result = guarded(|| output.write(sound));
         if result.is_err() {
             // The device may be gone; the next clip opens it afresh.
             self.close(output, open);
@@ -384,6 +397,19 @@ impl AudioThread {
     }
 }
 
+/// Runs an output call, turning a panic inside the audio stack into an error: the thread
+/// must outlive a bad driver moment, or every later announcement would be lost.
+fn guarded(call: impl FnOnce() -> Result<(), AudioError>) -> Result<(), AudioError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic in the audio output".into());
+        Err(AudioError::Output(reason))
+    })
+}
+
 fn decode<T>(bytes: T, name: impl Into<PathBuf>) -> Result<rodio::Decoder<Cursor<T>>, AudioError>
 where
     T: AsRef<[u8]> + Send + Sync + 'static,
@@ -415,7 +441,11 @@ fn load_chime(config: &AudioConfig) -> Result<Option<Arc<[u8]>>, AudioError> {
 }
 
 fn clamp_volume(volume: f32) -> f32 {
-    if volume.is_nan() { 1.0 } else { volume.clamp(0.0, 2.0) }
+    if volume.is_nan() {
+        1.0
+    } else {
+        volume.clamp(0.0, 2.0)
+    }
 }
 
 /// An error with its causes: rodio's top-level messages alone do not say what failed.

@@ -93,8 +93,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Announces `fen` through the configured speech chain and player, then prints which
 /// backend spoke and what it said.
 async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow::Result<()> {
-    let speech = Speech::from_config(&config.speech, paths.tts_cache_dir())
-        .context("setting up speech")?;
+    let speech =
+        Speech::from_config(&config.speech, paths.tts_cache_dir()).context("setting up speech")?;
     let clip = speech.announce(fen).await?;
     let null = NullOutput::default();
     let stats = null.stats();
@@ -107,9 +107,17 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
     player.shutdown().await;
     played.context("playing the announcement")?;
     let source = if clip.cached { ", from the cache" } else { "" };
-    println!("{} yuan, spoken by {}{source}: {}", Yuan(fen), clip.backend, clip.text);
+    println!(
+        "{} yuan, spoken by {}{source}: {}",
+        Yuan(fen),
+        clip.backend,
+        clip.text
+    );
     if dry_run {
-        println!("dry run: {:.2} s of audio (chime included)", stats.played().as_secs_f64());
+        println!(
+            "dry run: {:.2} s of audio (chime included)",
+            stats.played().as_secs_f64()
+        );
     }
     Ok(())
 }

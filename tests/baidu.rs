@@ -35,7 +35,10 @@ struct Fake {
     forms: Mutex<Vec<HashMap<String, String>>>,
 }
 
-async fn token(State(fake): State<Arc<Fake>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn token(
+    State(fake): State<Arc<Fake>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let n = fake.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let ok = q.get("grant_type").map(String::as_str) == Some("client_credentials")
         && q.get("client_id").map(String::as_str) == Some("key")
@@ -50,12 +53,22 @@ async fn token(State(fake): State<Arc<Fake>>, Query(q): Query<HashMap<String, St
 
 async fn text2audio(State(fake): State<Arc<Fake>>, body: String) -> Response {
     fake.tts_requests.fetch_add(1, Ordering::SeqCst);
-    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     fake.forms.lock().unwrap().push(form);
-    let reply = fake.script.lock().unwrap().pop_front().unwrap_or(Reply::Audio);
+    let reply = fake
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Audio);
     match reply {
         Reply::Audio => ([(CONTENT_TYPE, "audio/wav")], FAKE_WAV).into_response(),
-        Reply::Error(code, msg) => axum::Json(serde_json::json!({ "err_no": code, "err_msg": msg, "sn": "x" })).into_response(),
+        Reply::Error(code, msg) => {
+            axum::Json(serde_json::json!({ "err_no": code, "err_msg": msg, "sn": "x" }))
+                .into_response()
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(10)).await;
             ([(CONTENT_TYPE, "audio/wav")], FAKE_WAV).into_response()
@@ -98,7 +111,13 @@ async fn token_is_fetched_once_and_reused() {
     let baidu = BaiduSynthesizer::new(&config).unwrap();
     for _ in 0..3 {
         let audio = baidu.synthesize("微信收款1+1元").await.unwrap();
-        assert_eq!(audio, Audio { bytes: FAKE_WAV.to_vec(), format: AudioFormat::Wav });
+        assert_eq!(
+            audio,
+            Audio {
+                bytes: FAKE_WAV.to_vec(),
+                format: AudioFormat::Wav
+            }
+        );
     }
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
     assert_eq!(fake.tts_requests.load(Ordering::SeqCst), 3);
@@ -107,16 +126,32 @@ async fn token_is_fetched_once_and_reused() {
 #[tokio::test]
 async fn form_carries_token_voice_and_twice_encoded_text() {
     let (fake, config) = fake_baidu(MONTH, &[]).await;
-    BaiduSynthesizer::new(&config).unwrap().synthesize("收款1+1元").await.unwrap();
+    BaiduSynthesizer::new(&config)
+        .unwrap()
+        .synthesize("收款1+1元")
+        .await
+        .unwrap();
     let form = fake.forms.lock().unwrap()[0].clone();
     // The server undoes the form encoding; what is left is the text encoded once more.
     let tex = &form["tex"];
-    assert!(tex.contains('%') && !tex.contains('收'), "tex not encoded twice: {tex}");
+    assert!(
+        tex.contains('%') && !tex.contains('收'),
+        "tex not encoded twice: {tex}"
+    );
     let text: String = url::form_urlencoded::parse(format!("t={tex}").as_bytes())
         .map(|(_, v)| v.into_owned())
         .collect();
     assert_eq!(text, "收款1+1元");
-    for (key, want) in [("tok", "tok-1"), ("ctp", "1"), ("lan", "zh"), ("spd", "7"), ("pit", "5"), ("vol", "5"), ("per", "4"), ("aue", "6")] {
+    for (key, want) in [
+        ("tok", "tok-1"),
+        ("ctp", "1"),
+        ("lan", "zh"),
+        ("spd", "7"),
+        ("pit", "5"),
+        ("vol", "5"),
+        ("per", "4"),
+        ("aue", "6"),
+    ] {
         assert_eq!(form.get(key).map(String::as_str), Some(want), "{key}");
     }
     assert!(!form["cuid"].is_empty());
@@ -146,26 +181,51 @@ async fn token_error_renews_the_token_and_retries_once() {
 #[tokio::test]
 async fn json_error_is_an_error_with_its_code() {
     let (fake, config) = fake_baidu(MONTH, &[Reply::Error(500, "notsupport.")]).await;
-    let err = BaiduSynthesizer::new(&config).unwrap().synthesize("一").await.unwrap_err();
-    assert!(matches!(&err, TtsError::Api { code: 500, message } if message == "notsupport."), "{err:?}");
+    let err = BaiduSynthesizer::new(&config)
+        .unwrap()
+        .synthesize("一")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TtsError::Api { code: 500, message } if message == "notsupport."),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("500"), "{err}");
-    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1, "not a token error: no renewal");
+    assert_eq!(
+        fake.token_requests.load(Ordering::SeqCst),
+        1,
+        "not a token error: no renewal"
+    );
 }
 
 #[tokio::test]
 async fn refused_credentials_say_so() {
     let (_fake, mut config) = fake_baidu(MONTH, &[]).await;
     config.secret_key = "wrong".into();
-    let err = BaiduSynthesizer::new(&config).unwrap().synthesize("一").await.unwrap_err();
-    assert!(matches!(err, TtsError::TokenRefused(ref r) if r.contains("invalid_client")), "{err:?}");
-    assert!(!err.to_string().contains("wrong"), "secret leaked into the message: {err}");
+    let err = BaiduSynthesizer::new(&config)
+        .unwrap()
+        .synthesize("一")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TtsError::TokenRefused(ref r) if r.contains("invalid_client")),
+        "{err:?}"
+    );
+    assert!(
+        !err.to_string().contains("wrong"),
+        "secret leaked into the message: {err}"
+    );
 }
 
 #[tokio::test]
 async fn missing_keys_fail_without_a_request() {
     let (fake, mut config) = fake_baidu(MONTH, &[]).await;
     config.api_key.clear();
-    let err = BaiduSynthesizer::new(&config).unwrap().synthesize("一").await.unwrap_err();
+    let err = BaiduSynthesizer::new(&config)
+        .unwrap()
+        .synthesize("一")
+        .await
+        .unwrap_err();
     assert!(matches!(err, TtsError::NotConfigured), "{err:?}");
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 0);
 }
@@ -182,7 +242,12 @@ impl Synthesizer for Stub {
     }
     fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(Audio { bytes: b"RIFF stub".to_vec(), format: AudioFormat::Wav }) })
+        Box::pin(async {
+            Ok(Audio {
+                bytes: b"RIFF stub".to_vec(),
+                format: AudioFormat::Wav,
+            })
+        })
     }
 }
 
@@ -203,7 +268,10 @@ async fn timeout_is_reported_and_the_next_backend_speaks() {
     let clip = speech.announce(1250).await.unwrap();
     assert_eq!(clip.backend, "stub");
     assert_eq!(clip.text, "微信收款十二点五元");
-    assert!(started.elapsed() < Duration::from_secs(5), "waited for the hung server");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the hung server"
+    );
 }
 
 #[tokio::test]
@@ -224,5 +292,8 @@ async fn when_every_backend_fails_the_error_names_each() {
     );
     let err = speech.announce(100).await.unwrap_err().to_string();
     assert!(err.contains("baidu") && err.contains("503"), "{err}");
-    assert!(err.contains("system") && err.contains("not installed"), "{err}");
+    assert!(
+        err.contains("system") && err.contains("not installed"),
+        "{err}"
+    );
 }

@@ -84,27 +84,48 @@ fn say_plays_chime_and_words_through_alsa() {
     let shop = Shop::new(CONFIG);
     let out = shop.say("12.50");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("spoken by system") && stdout.contains("微信收款十二点五元"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("spoken by system") && stdout.contains("微信收款十二点五元"),
+        "{stdout}"
+    );
 
     // The synthesized clip, from the cache, is what should have been heard after the chime.
-    let clips: Vec<PathBuf> = std::fs::read_dir(shop.cache()).unwrap().map(|e| e.unwrap().path()).collect();
+    let clips: Vec<PathBuf> = std::fs::read_dir(shop.cache())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(clips.len(), 1, "{clips:?}");
     let (words, words_rate) = read_wav(&clips[0]);
     let chime_seconds = 32189.0 / 44100.0;
-    let words_end = words.iter().rposition(|s| s.abs() > 0.01).unwrap() as f64 / f64::from(words_rate);
+    let words_end =
+        words.iter().rposition(|s| s.abs() > 0.01).unwrap() as f64 / f64::from(words_rate);
     let expected = chime_seconds + words_end;
 
     let (captured, rate) = read_wav(&shop.capture());
     assert_eq!(rate, 48000);
     let total = captured.len() as f64 / f64::from(rate);
     let span = sounding_span(&captured, rate);
-    eprintln!("capture: {total:.2} s in all, {span:.2} s sounding; expected {expected:.2} s (chime {chime_seconds:.2} + words {words_end:.2})");
-    assert!((span - expected).abs() < 0.1, "sounding {span:.3} s, expected {expected:.3} s");
+    eprintln!(
+        "capture: {total:.2} s in all, {span:.2} s sounding; expected {expected:.2} s (chime {chime_seconds:.2} + words {words_end:.2})"
+    );
+    assert!(
+        (span - expected).abs() < 0.1,
+        "sounding {span:.3} s, expected {expected:.3} s"
+    );
     // Loud enough to be the speech, not dither: the words alone have an RMS around 0.1.
     let start = captured.iter().position(|s| s.abs() > 0.01).unwrap();
     let sounding = &captured[start..start + (span * f64::from(rate)) as usize];
-    assert!(rms(sounding) > 0.5 * rms(&words), "capture RMS {} vs clip {}", rms(sounding), rms(&words));
+    assert!(
+        rms(sounding) > 0.5 * rms(&words),
+        "capture RMS {} vs clip {}",
+        rms(sounding),
+        rms(&words)
+    );
 }
 
 #[test]
@@ -113,7 +134,10 @@ fn second_say_comes_from_the_cache() {
     assert!(shop.say("0.01").status.success());
     let out = shop.say("0.01");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("from the cache"), "{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("from the cache"),
+        "{stdout}"
+    );
     assert!(stdout.contains("零点零一"), "{stdout}");
     assert_eq!(std::fs::read_dir(shop.cache()).unwrap().count(), 1);
 }

@@ -70,7 +70,9 @@ impl BaiduSynthesizer {
         let token = self.token(false).await?;
         match self.text2audio(text, &token).await {
             Err(TtsError::Api { code, message }) if TOKEN_ERRORS.contains(&code) => {
-                tracing::info!("baidu refused the token (err_no {code}: {message}); fetching a new one");
+                tracing::info!(
+                    "baidu refused the token (err_no {code}: {message}); fetching a new one"
+                );
                 let token = self.token(true).await?;
                 self.text2audio(text, &token).await
             }
@@ -105,7 +107,10 @@ impl BaiduSynthesizer {
             .send()
             .await
             .map_err(|e| self.request_error(url, e))?;
-        let body = response.bytes().await.map_err(|e| self.request_error(url, e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.request_error(url, e))?;
         let answer: TokenAnswer =
             serde_json::from_slice(&body).map_err(|e| TtsError::BadResponse {
                 url: url.clone(),
@@ -123,7 +128,10 @@ impl BaiduSynthesizer {
         // between the check and the synthesis request.
         let lifetime = answer.expires_in.unwrap_or(0);
         let margin = (lifetime / 10).min(86_400);
-        let refresh_after = Instant::now() + Duration::from_secs(lifetime - margin);
+        // checked_add: the lifetime comes from the network and could overflow an Instant.
+        let refresh_after = Instant::now()
+            .checked_add(Duration::from_secs(lifetime - margin))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         tracing::debug!("baidu token valid for {lifetime} s");
         Ok(Token {
             value,
@@ -138,7 +146,13 @@ impl BaiduSynthesizer {
         // space), per Baidu's REST API documentation.
         let tex: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
         let c = &self.config;
-        let numbers = [("spd", c.spd), ("pit", c.pit), ("vol", c.vol), ("per", c.per), ("aue", c.aue)];
+        let numbers = [
+            ("spd", c.spd),
+            ("pit", c.pit),
+            ("vol", c.vol),
+            ("per", c.per),
+            ("aue", c.aue),
+        ];
         let mut form: Vec<(&str, String)> = vec![
             ("tex", tex),
             ("tok", token.to_string()),
@@ -161,7 +175,10 @@ impl BaiduSynthesizer {
             .unwrap_or("")
             .to_ascii_lowercase();
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.request_error(url, e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.request_error(url, e))?;
         if content_type.starts_with("audio/") {
             return Ok(Audio {
                 bytes: body.to_vec(),
@@ -219,7 +236,10 @@ impl Synthesizer for BaiduSynthesizer {
 
     fn voice(&self) -> String {
         let c = &self.config;
-        format!("per{}-spd{}-pit{}-vol{}-aue{}", c.per, c.spd, c.pit, c.vol, c.aue)
+        format!(
+            "per{}-spd{}-pit{}-vol{}-aue{}",
+            c.per, c.spd, c.pit, c.vol, c.aue
+        )
     }
 
     fn synthesize<'a>(&'a self, text: &'a str) -> SynthFuture<'a> {

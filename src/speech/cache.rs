@@ -46,7 +46,10 @@ impl ClipCache {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        let safe: String = backend.chars().filter(char::is_ascii_alphanumeric).collect();
+        let safe: String = backend
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
         CacheKey(format!("{safe}-{hash:016x}"))
     }
 
@@ -184,20 +187,31 @@ mod tests {
     fn size_bound_evicts_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ClipCache::new(dir.path().to_path_buf(), 2500);
-        let keys: Vec<CacheKey> = (0..3).map(|i| ClipCache::key("s", "v", &i.to_string())).collect();
+        let keys: Vec<CacheKey> = (0..3)
+            .map(|i| ClipCache::key("s", "v", &i.to_string()))
+            .collect();
         for key in &keys[..2] {
             cache.store(key, &audio(1000)).unwrap();
         }
         // Using clip 0 makes clip 1 the least recently used one.
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
         for key in &keys[..2] {
-            let f = fs::File::options().append(true).open(cache.path(key, AudioFormat::Wav)).unwrap();
+            let f = fs::File::options()
+                .append(true)
+                .open(cache.path(key, AudioFormat::Wav))
+                .unwrap();
             f.set_modified(old).unwrap();
         }
         assert!(cache.lookup(&keys[0]).is_some());
         cache.store(&keys[2], &audio(1000)).unwrap();
-        assert!(cache.lookup(&keys[0]).is_some(), "recently used clip was evicted");
-        assert!(cache.lookup(&keys[1]).is_none(), "least recently used clip was kept");
+        assert!(
+            cache.lookup(&keys[0]).is_some(),
+            "recently used clip was evicted"
+        );
+        assert!(
+            cache.lookup(&keys[1]).is_none(),
+            "least recently used clip was kept"
+        );
         assert!(cache.lookup(&keys[2]).is_some(), "new clip was evicted");
     }
 

@@ -109,7 +109,9 @@ pub enum TtsError {
     ProgramTimeout { program: String, secs: u64 },
     #[error("{backend}: produced no audio")]
     EmptyAudio { backend: &'static str },
-    #[error("{backend}: produced only silence for {text:?} (does the voice speak Chinese? check the voice setting)")]
+    #[error(
+        "{backend}: produced only silence for {text:?} (does the voice speak Chinese? check the voice setting)"
+    )]
     Silent { backend: &'static str, text: String },
     #[error("speech cache {path}: {source}")]
     Cache {
@@ -128,7 +130,9 @@ type MakeSynthesizer = fn(&SpeechConfig) -> Result<Box<dyn Synthesizer>, TtsErro
 /// Every backend paysay knows, by the name used in `speech.backends`. The default list in
 /// the config is `["system"]`, the one that needs no account.
 pub const BACKENDS: &[(&str, MakeSynthesizer)] = &[
-    ("system", |c| Ok(Box::new(SystemSynthesizer::new(&c.system)))),
+    ("system", |c| {
+        Ok(Box::new(SystemSynthesizer::new(&c.system)))
+    }),
     ("baidu", |c| Ok(Box::new(BaiduSynthesizer::new(&c.baidu)?))),
 ];
 

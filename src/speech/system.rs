@@ -56,7 +56,9 @@ impl Engine {
 
     fn install_hint(self) -> &'static str {
         match self {
-            Engine::Espeak => "install it with `apt install espeak-ng`, or set speech.system.command",
+            Engine::Espeak => {
+                "install it with `apt install espeak-ng`, or set speech.system.command"
+            }
             Engine::Say => "`say` ships with macOS; set speech.system.command if it moved",
             Engine::Sapi => "Windows PowerShell is needed; set speech.system.command to its path",
         }
@@ -121,12 +123,23 @@ impl SystemSynthesizer {
                 if !self.voice.is_empty() {
                     args.extend(["-v", &self.voice].map(OsString::from));
                 }
-                args.extend(["-r", &rate, "--file-format=WAVE", "--data-format=LEI16@22050", "-o"].map(OsString::from));
+                args.extend(
+                    [
+                        "-r",
+                        &rate,
+                        "--file-format=WAVE",
+                        "--data-format=LEI16@22050",
+                        "-o",
+                    ]
+                    .map(OsString::from),
+                );
                 args.push(out.into());
                 args.push(text.into());
             }
             Engine::Sapi => {
-                args.extend(["-NoProfile", "-NonInteractive", "-Command", SAPI_SCRIPT].map(OsString::from));
+                args.extend(
+                    ["-NoProfile", "-NonInteractive", "-Command", SAPI_SCRIPT].map(OsString::from),
+                );
                 env.push(("PAYSAY_TEXT", text.into()));
                 env.push(("PAYSAY_VOICE", self.voice.clone().into()));
                 env.push(("PAYSAY_RATE", sapi_rate(self.rate).to_string().into()));
@@ -209,7 +222,13 @@ impl Synthesizer for SystemSynthesizer {
     }
 
     fn voice(&self) -> String {
-        format!("{:?}|{}|{}|{}", self.engine, self.program.display(), self.voice, self.rate)
+        format!(
+            "{:?}|{}|{}|{}",
+            self.engine,
+            self.program.display(),
+            self.voice,
+            self.rate
+        )
     }
 
     fn synthesize<'a>(&'a self, text: &'a str) -> SynthFuture<'a> {
@@ -237,12 +256,25 @@ mod tests {
             command: None,
         };
         let out = Path::new("/tmp/x.wav");
-        let (args, _) = SystemSynthesizer::with_engine(Engine::Espeak, &config).invocation("你好", out);
-        assert_eq!(args, ["-v", "cmn", "-s", "180", "-w", "/tmp/x.wav", "你好"].map(OsString::from));
-        let (args, _) = SystemSynthesizer::with_engine(Engine::Say, &config).invocation("你好", out);
-        assert!(args.contains(&"--data-format=LEI16@22050".into()), "{args:?}");
-        assert!(args.windows(2).any(|w| w == ["-v", "Tingting"].map(OsString::from)), "{args:?}");
-        let (_, env) = SystemSynthesizer::with_engine(Engine::Sapi, &config).invocation("你好", out);
+        let (args, _) =
+            SystemSynthesizer::with_engine(Engine::Espeak, &config).invocation("你好", out);
+        assert_eq!(
+            args,
+            ["-v", "cmn", "-s", "180", "-w", "/tmp/x.wav", "你好"].map(OsString::from)
+        );
+        let (args, _) =
+            SystemSynthesizer::with_engine(Engine::Say, &config).invocation("你好", out);
+        assert!(
+            args.contains(&"--data-format=LEI16@22050".into()),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["-v", "Tingting"].map(OsString::from)),
+            "{args:?}"
+        );
+        let (_, env) =
+            SystemSynthesizer::with_engine(Engine::Sapi, &config).invocation("你好", out);
         assert!(env.contains(&("PAYSAY_TEXT", "你好".into())), "{env:?}");
     }
 }

@@ -96,7 +96,9 @@ fn polish(words: &mut String) {
     if words.starts_with("一十") {
         words.replace_range(.."一".len(), "");
     }
-    let after_two = words.strip_prefix('二').and_then(|rest| rest.chars().next());
+    let after_two = words
+        .strip_prefix('二')
+        .and_then(|rest| rest.chars().next());
     if matches!(after_two, Some('百' | '千' | '万' | '亿')) {
         words.replace_range(.."二".len(), "两");
     }
@@ -223,19 +225,36 @@ mod tests {
 
     #[test]
     fn template_fills_amount() {
-        assert_eq!(announcement("微信收款{amount}元", 1250), "微信收款十二点五元");
+        assert_eq!(
+            announcement("微信收款{amount}元", 1250),
+            "微信收款十二点五元"
+        );
         assert_eq!(announcement("收到{amount}元，谢谢", 100), "收到一元，谢谢");
     }
 
     #[test]
     fn parses_yuan_strictly() {
-        for (text, fen) in [("12.50", 1250), ("12.5", 1250), ("12", 1200), ("0.01", 1), ("007", 700)] {
+        for (text, fen) in [
+            ("12.50", 1250),
+            ("12.5", 1250),
+            ("12", 1200),
+            ("0.01", 1),
+            ("007", 700),
+        ] {
             assert_eq!(parse_yuan(text), Ok(fen), "{text}");
         }
-        for text in ["", "12.", ".5", "1.234", "-1", "+1", "1e3", "1,000", " 1", "一", "1.2.3"] {
-            assert!(matches!(parse_yuan(text), Err(AmountError::Malformed(_))), "{text}");
+        for text in [
+            "", "12.", ".5", "1.234", "-1", "+1", "1e3", "1,000", " 1", "一", "1.2.3",
+        ] {
+            assert!(
+                matches!(parse_yuan(text), Err(AmountError::Malformed(_))),
+                "{text}"
+            );
         }
-        assert!(matches!(parse_yuan("999999999999999999999"), Err(AmountError::TooLarge(_))));
+        assert!(matches!(
+            parse_yuan("999999999999999999999"),
+            Err(AmountError::TooLarge(_))
+        ));
     }
 
     #[test]
