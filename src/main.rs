@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use paysay::audio::{NullOutput, Player};
 use paysay::config::Config;
 use paysay::paths::Paths;
+use paysay::speech::{Speech, Yuan, parse_yuan};
 
 /// Speaks WeChat Pay payments out loud at the shop counter.
 #[derive(Debug, Parser)]
@@ -26,6 +28,15 @@ enum Command {
     Run,
     /// Check the configuration file and print where paysay keeps its files.
     Paths,
+    /// Say an amount through the speaker, as a payment would: to check the speaker and to
+    /// tune the voice, rate and volume in the config.
+    Say {
+        /// Amount in yuan with at most two decimals, like 12.50.
+        amount: String,
+        /// Synthesize and time the announcement without opening the sound device.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("qr:      {}", paths.qr_png().display());
             println!("ledger:  {}", paths.ledger_db().display());
             Ok(())
+        }
+        Command::Say { amount, dry_run } => {
+            let fen = parse_yuan(&amount)?;
+            runtime()?.block_on(say(&config, &paths, fen, dry_run))
         }
     }
 }
@@ -137,4 +152,36 @@ async fn wait_for_signal() {
 #[cfg(not(unix))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Announces `fen` through the configured speech chain and player, then prints which
+/// backend spoke and what it said.
+async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow::Result<()> {
+    let speech =
+        Speech::from_config(&config.speech, paths.tts_cache_dir()).context("setting up speech")?;
+    let clip = speech.announce(fen).await?;
+    let null = NullOutput::default();
+    let stats = null.stats();
+    let player = if dry_run {
+        Player::spawn_with(&config.audio, move || Box::new(null))?
+    } else {
+        Player::spawn(&config.audio)?
+    };
+    let played = player.play(clip.clone()).await;
+    player.shutdown().await;
+    played.context("playing the announcement")?;
+    let source = if clip.cached { ", from the cache" } else { "" };
+    println!(
+        "{} yuan, spoken by {}{source}: {}",
+        Yuan(fen),
+        clip.backend,
+        clip.text
+    );
+    if dry_run {
+        println!(
+            "dry run: {:.2} s of audio (chime included)",
+            stats.played().as_secs_f64()
+        );
+    }
+    Ok(())
 }

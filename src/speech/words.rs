@@ -1,0 +1,265 @@
+//! Amounts in Chinese words, read the way payment speakers read them ("十二点五", "两万").
+//!
+//! Money arrives as whole fen (`u64`); nothing here goes through floating point, so 0.1 + 0.2
+//! is never "零点三零零零零零零零零零零零零零零零零零四".
+
+use std::fmt;
+
+const DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
+/// Place words inside a group of four digits, from the ones up.
+const PLACES: [&str; 4] = ["", "十", "百", "千"];
+
+/// The amount `fen` in words: 1250 → 十二点五, 1 → 零点零一, 2_000_000 → 两万.
+///
+/// Rules, as payment speakers read amounts:
+/// - the yuan part in the usual grouping by 万 and 亿, with one 零 for each run of zeros
+///   between two spoken digits (一百零五, 一万零一百, 一亿零五);
+/// - 十 alone at the very start (十, 十二, 十万), 一十 elsewhere (一百一十);
+/// - 两 for a leading 2 that stands before 百, 千, 万 or 亿 (两百, 两千, 两万, 两百万),
+///   二 everywhere else (二十, 十二, 二, 一千二百);
+/// - jiao and fen after 点, trailing zeros dropped (十点五, 零点零一); whole yuan have no 点.
+pub fn amount_words(fen: u64) -> String {
+    let yuan = fen / 100;
+    let jiao = (fen / 10 % 10) as usize;
+    let cents = (fen % 10) as usize;
+    let mut words = yuan_words(yuan);
+    if jiao != 0 || cents != 0 {
+        words.push('点');
+        words.push_str(DIGITS[jiao]);
+        if cents != 0 {
+            words.push_str(DIGITS[cents]);
+        }
+    }
+    words
+}
+
+/// Whole yuan in words (0 → 零).
+fn yuan_words(yuan: u64) -> String {
+    if yuan == 0 {
+        return DIGITS[0].to_string();
+    }
+    let mut words = String::new();
+    big_number(yuan, &mut words);
+    polish(&mut words);
+    words
+}
+
+/// Appends `n` (> 0) in words, splitting at 亿 and 万 recursively so that amounts
+/// beyond 9999亿 still read (一万亿).
+fn big_number(n: u64, out: &mut String) {
+    const YI: u64 = 100_000_000;
+    const WAN: u64 = 10_000;
+    let (unit, size, word) = if n >= YI {
+        (YI, YI, "亿")
+    } else if n >= WAN {
+        (WAN, WAN, "万")
+    } else {
+        group(n, out);
+        return;
+    };
+    big_number(n / unit, out);
+    out.push_str(word);
+    let rest = n % size;
+    if rest == 0 {
+        return;
+    }
+    // A gap of zeros between the unit and the rest is read as one 零: 一万零五, 一亿零一万.
+    if rest < size / 10 {
+        out.push_str(DIGITS[0]);
+    }
+    big_number(rest, out);
+}
+
+/// Appends a group of up to four digits (1..=9999) with its place words and inner zeros.
+fn group(n: u64, out: &mut String) {
+    let digits = [n / 1000 % 10, n / 100 % 10, n / 10 % 10, n % 10];
+    let first = digits.iter().position(|&d| d != 0).unwrap_or(3);
+    let last = digits.iter().rposition(|&d| d != 0).unwrap_or(3);
+    let mut pending_zero = false;
+    for (i, &d) in digits.iter().enumerate().take(last + 1).skip(first) {
+        if d == 0 {
+            pending_zero = true;
+            continue;
+        }
+        if pending_zero {
+            out.push_str(DIGITS[0]);
+            pending_zero = false;
+        }
+        out.push_str(DIGITS[d as usize]);
+        out.push_str(PLACES[3 - i]);
+    }
+}
+
+/// The two spoken exceptions that depend on the whole number, not on one group:
+/// a leading 一十 is said 十, and a leading 二 before 百/千/万/亿 is said 两.
+fn polish(words: &mut String) {
+    if words.starts_with("一十") {
+        words.replace_range(.."一".len(), "");
+    }
+    let after_two = words
+        .strip_prefix('二')
+        .and_then(|rest| rest.chars().next());
+    if matches!(after_two, Some('百' | '千' | '万' | '亿')) {
+        words.replace_range(.."二".len(), "两");
+    }
+}
+
+/// The announcement text: `template` with `{amount}` replaced by the amount in words.
+pub fn announcement(template: &str, fen: u64) -> String {
+    template.replace("{amount}", &amount_words(fen))
+}
+
+/// Why an amount typed by the shop owner (`paysay say 12.50`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("{0:?} is not an amount in yuan: write digits with at most two decimals, like 12.50")]
+    Malformed(String),
+    #[error("{0:?} is too large an amount")]
+    TooLarge(String),
+}
+
+/// Parses an amount in yuan such as `12.50`, `12.5`, `12` or `0.01` into fen, exactly.
+///
+/// Strict on purpose: no sign, no spaces, no exponent, no thousands separators, at most two
+/// decimals, so a typo is refused rather than announced as a different amount.
+pub fn parse_yuan(text: &str) -> Result<u64, AmountError> {
+    let malformed = || AmountError::Malformed(text.to_string());
+    let (whole, decimals) = match text.split_once('.') {
+        Some((w, d)) => (w, d),
+        None => (text, "00"),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(decimals) || decimals.len() > 2 {
+        return Err(malformed());
+    }
+    let too_large = || AmountError::TooLarge(text.to_string());
+    let yuan: u64 = whole.parse().map_err(|_| too_large())?;
+    let mut fen_part: u64 = decimals.parse().map_err(|_| malformed())?;
+    if decimals.len() == 1 {
+        fen_part *= 10;
+    }
+    yuan.checked_mul(100)
+        .and_then(|f| f.checked_add(fen_part))
+        .ok_or_else(too_large)
+}
+
+/// Fen shown as yuan with two decimals (`1250` → `12.50`), for logs and the console.
+pub struct Yuan(pub u64);
+
+impl fmt::Display for Yuan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (fen, words): the brief's examples first, then the corners of 零, 两, 十 and 亿.
+    const TABLE: &[(u64, &str)] = &[
+        (1250, "十二点五"),
+        (1, "零点零一"),
+        (10500, "一百零五"),
+        (100500, "一千零五"),
+        (2000000, "两万"),
+        (1000, "十"),
+        (0, "零"),
+        (10, "零点一"),
+        (10000000, "十万"),
+        (123456789, "一百二十三万四千五百六十七点八九"),
+        (100, "一"),
+        (200, "二"),
+        (205, "二点零五"),
+        (1200, "十二"),
+        (2000, "二十"),
+        (2200, "二十二"),
+        (20000, "两百"),
+        (22000, "两百二十"),
+        (200000, "两千"),
+        (220000, "两千二百"),
+        (120000, "一千二百"),
+        (1200000, "一万二千"),
+        (12000000, "十二万"),
+        (20000000, "二十万"),
+        (200000000, "两百万"),
+        (2000000000, "两千万"),
+        (20000000000, "两亿"),
+        (10200000000, "一亿零二百万"),
+        (11000, "一百一十"),
+        (101000, "一千零一十"),
+        (1001000, "一万零一十"),
+        (1000100, "一万零一"),
+        (1010000, "一万零一百"),
+        (1100000, "一万一千"),
+        (11000000, "十一万"),
+        (100050000, "一百万零五百"),
+        (10000000000, "一亿"),
+        (10000000500, "一亿零五"),
+        (10001000000, "一亿零一万"),
+        (110000000000, "十一亿"),
+        (100000000000000, "一万亿"),
+        (100000000000100, "一万亿零一"),
+        (99, "零点九九"),
+        (90, "零点九"),
+        (909, "九点零九"),
+        (1010, "十点一"),
+        (999999, "九千九百九十九点九九"),
+        (1000000, "一万"),
+        (1999, "十九点九九"),
+        (880000, "八千八百"),
+        (6666, "六十六点六六"),
+        (30000300, "三十万零三"),
+    ];
+
+    #[test]
+    fn words_table() {
+        assert!(TABLE.len() >= 40);
+        let wrong: Vec<String> = TABLE
+            .iter()
+            .filter(|(fen, want)| amount_words(*fen) != *want)
+            .map(|(fen, want)| format!("{} → {} (want {want})", Yuan(*fen), amount_words(*fen)))
+            .collect();
+        assert!(wrong.is_empty(), "wrong readings:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn template_fills_amount() {
+        assert_eq!(
+            announcement("微信收款{amount}元", 1250),
+            "微信收款十二点五元"
+        );
+        assert_eq!(announcement("收到{amount}元，谢谢", 100), "收到一元，谢谢");
+    }
+
+    #[test]
+    fn parses_yuan_strictly() {
+        for (text, fen) in [
+            ("12.50", 1250),
+            ("12.5", 1250),
+            ("12", 1200),
+            ("0.01", 1),
+            ("007", 700),
+        ] {
+            assert_eq!(parse_yuan(text), Ok(fen), "{text}");
+        }
+        for text in [
+            "", "12.", ".5", "1.234", "-1", "+1", "1e3", "1,000", " 1", "一", "1.2.3",
+        ] {
+            assert!(
+                matches!(parse_yuan(text), Err(AmountError::Malformed(_))),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            parse_yuan("999999999999999999999"),
+            Err(AmountError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn large_amounts_do_not_panic_and_keep_their_units() {
+        let words = amount_words(u64::MAX);
+        assert!(words.contains('亿') && words.contains('点'), "{words}");
+    }
+}
