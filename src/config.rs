@@ -261,7 +261,10 @@ impl Config {
             let parsed = url::Url::parse(url)
                 .map_err(|e| invalid("wechat.base_url", &format!("is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("wechat.base_url", "must start with http:// or https://"));
+                return Err(invalid(
+                    "wechat.base_url",
+                    "must start with http:// or https://",
+                ));
             }
         }
         if !(0.0..=2.0).contains(&self.audio.volume) {
@@ -295,7 +298,10 @@ impl Config {
             return Err(invalid("speech.baidu.aue", "must be 3 (mp3) or 6 (wav)"));
         }
         if !(80..=450).contains(&self.speech.system.rate) {
-            return Err(invalid("speech.system.rate", "must be between 80 and 450 words per minute"));
+            return Err(invalid(
+                "speech.system.rate",
+                "must be between 80 and 450 words per minute",
+            ));
         }
         if self.wechat.long_poll_timeout_secs == 0 || self.wechat.request_timeout_secs == 0 {
             return Err(invalid("wechat.*_timeout_secs", "must be at least 1"));
@@ -326,7 +332,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = parse("[audio]\nvolume = 0.5\nvolum = 1.0\n").unwrap_err().to_string();
+        let err = parse("[audio]\nvolume = 0.5\nvolum = 1.0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("volum"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
@@ -335,9 +343,13 @@ mod tests {
     fn bad_value_names_key() {
         let err = parse("[audio]\nvolume = 7.0\n").unwrap_err().to_string();
         assert!(err.contains("audio.volume"), "{err}");
-        let err = parse("[speech]\nbackends = [\"google\"]\n").unwrap_err().to_string();
+        let err = parse("[speech]\nbackends = [\"google\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("google"), "{err}");
-        let err = parse("[audio]\nvolume = \"loud\"\n").unwrap_err().to_string();
+        let err = parse("[audio]\nvolume = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 

@@ -421,9 +421,24 @@ impl Hosts {
     /// First substring of the redirect host that matches wins (order matters).
     pub fn for_redirect_host(host: &str) -> Hosts {
         const TABLE: &[(&str, &str, &str, &str)] = &[
-            ("wx2.qq.com", "file.wx2.qq.com", "webpush.wx2.qq.com", "login.wx2.qq.com"),
-            ("wx8.qq.com", "file.wx8.qq.com", "webpush.wx8.qq.com", "login.wx8.qq.com"),
-            ("qq.com", "file.wx.qq.com", "webpush.wx.qq.com", "login.wx.qq.com"),
+            (
+                "wx2.qq.com",
+                "file.wx2.qq.com",
+                "webpush.wx2.qq.com",
+                "login.wx2.qq.com",
+            ),
+            (
+                "wx8.qq.com",
+                "file.wx8.qq.com",
+                "webpush.wx8.qq.com",
+                "login.wx8.qq.com",
+            ),
+            (
+                "qq.com",
+                "file.wx.qq.com",
+                "webpush.wx.qq.com",
+                "login.wx.qq.com",
+            ),
             (
                 "web2.wechat.com",
                 "file.web2.wechat.com",
@@ -468,13 +483,19 @@ mod tests {
 
     #[test]
     fn login_poll_codes() {
-        assert_eq!(parse_login_poll("window.code=408;").unwrap(), LoginPoll::Waiting);
+        assert_eq!(
+            parse_login_poll("window.code=408;").unwrap(),
+            LoginPoll::Waiting
+        );
         assert_eq!(
             parse_login_poll("window.code=201;window.userAvatar = 'data:img/jpg;base64,AA';")
                 .unwrap(),
             LoginPoll::Scanned
         );
-        assert_eq!(parse_login_poll("window.code=400;").unwrap(), LoginPoll::Expired);
+        assert_eq!(
+            parse_login_poll("window.code=400;").unwrap(),
+            LoginPoll::Expired
+        );
         let ok = "window.code=200;\nwindow.redirect_uri=\"https://wx2.qq.com/cgi-bin/mmwebwx-bin/webwxnewloginpage?ticket=A@qrticket_0&uuid=x==&lang=zh_CN&scan=1\";";
         assert_eq!(
             parse_login_poll(ok).unwrap(),
@@ -488,7 +509,13 @@ mod tests {
     #[test]
     fn synccheck() {
         let sc = parse_synccheck(r#"window.synccheck={retcode:"0",selector:"2"}"#).unwrap();
-        assert_eq!(sc, SyncCheck { retcode: 0, selector: 2 });
+        assert_eq!(
+            sc,
+            SyncCheck {
+                retcode: 0,
+                selector: 2
+            }
+        );
         let sc = parse_synccheck(r#"window.synccheck={retcode:"1101",selector:"0"}"#).unwrap();
         assert_eq!(sc.retcode, 1101);
         assert!(parse_synccheck("").is_err());
@@ -520,14 +547,23 @@ mod tests {
 
     #[test]
     fn hosts_table() {
-        assert_eq!(Hosts::for_redirect_host("wx2.qq.com").push, "webpush.wx2.qq.com");
+        assert_eq!(
+            Hosts::for_redirect_host("wx2.qq.com").push,
+            "webpush.wx2.qq.com"
+        );
         assert_eq!(Hosts::for_redirect_host("wx.qq.com").file, "file.wx.qq.com");
-        assert_eq!(Hosts::for_redirect_host("web.wechat.com").login, "login.web.wechat.com");
+        assert_eq!(
+            Hosts::for_redirect_host("web.wechat.com").login,
+            "login.web.wechat.com"
+        );
     }
 
     #[test]
     fn synckey_query() {
-        let k = SyncKey::new(vec![KeyVal { key: 1, val: 5 }, KeyVal { key: 1000, val: 0 }]);
+        let k = SyncKey::new(vec![
+            KeyVal { key: 1, val: 5 },
+            KeyVal { key: 1000, val: 0 },
+        ]);
         assert_eq!(k.to_query(), "1_5|1000_0");
     }
 }
