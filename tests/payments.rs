@@ -192,6 +192,7 @@ fn fixtures_table() {
         // Same template, not a customer payment.
         case("wxpay_payment_receipt_outgoing.xml", 5, wxpay, Nothing),
         case("wxpay_refund.xml", 5, wxpay, Nothing),
+        case("wxpay_refund_arrival_wording.xml", 5, wxpay, Nothing),
         case("wxpay_bill_reminder_not_a_payment.xml", 5, wxpay, Nothing),
         // Forgeries: the same XML from anyone but a verified, configured account.
         case("wxpay_personal_qr_2019.xml", 5, From::Person("微信支付"), Nothing),
@@ -209,6 +210,7 @@ fn fixtures_table() {
         case("transfer_memo_with_amount_2024.xml", 2000, zhang, Paid { fen: 100_000, kind: Transfer, payer: Some("张三"), remark: Some("房租，上月多给的￥99退我") }),
         case("transfer_group_to_me.xml", 2000, From::GroupMember, Paid { fen: 2000, kind: Transfer, payer: Some(MEMBER), remark: Some("房租，上月多给的￥99退我") }),
         case("transfer_group_to_someone_else.xml", 2000, From::GroupMember, Nothing),
+        case("transfer_group_paid_by_me.xml", 2000, From::GroupMember, Nothing),
         // Red packets and group collections: only with an amount.
         case("red_packet_with_amount.xml", 2001, zhang, Paid { fen: 888, kind: RedPacket, payer: Some("张三"), remark: None }),
         case("group_collection_no_amount.xml", 2001, From::GroupMember, Nothing),
