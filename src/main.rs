@@ -140,7 +140,12 @@ fn local_offset_reader() -> impl Fn(i64) -> UtcOffset {
     }
 }
 
-fn print_ledger(paths: &Paths, since: Option<Date>, until: Option<Date>, format: Format) -> anyhow::Result<()> {
+fn print_ledger(
+    paths: &Paths,
+    since: Option<Date>,
+    until: Option<Date>,
+    format: Format,
+) -> anyhow::Result<()> {
     let offset_at = local_offset_reader();
     let now = OffsetDateTime::now_utc();
     let today = now.to_offset(offset_at(now.unix_timestamp())).date();
@@ -152,7 +157,9 @@ fn print_ledger(paths: &Paths, since: Option<Date>, until: Option<Date>, format:
     let (from, to) = report::day_range(since, until, &offset_at);
     let ledger_path = paths.ledger_db();
     let ledger = Ledger::open(&ledger_path).context("opening the payment ledger")?;
-    let entries = ledger.entries(from, to).context("reading the payment ledger")?;
+    let entries = ledger
+        .entries(from, to)
+        .context("reading the payment ledger")?;
     let mut out = std::io::stdout().lock();
     print_entries(&mut out, &entries, format, &offset_at).context("writing the ledger to stdout")
 }

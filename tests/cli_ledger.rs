@@ -34,7 +34,13 @@ fn seed(state: &Path) {
     for p in [
         payment("m-apr30", 100, PaymentKind::Collection, None, APR_30_2330),
         payment("m-may1", 1250, PaymentKind::Collection, None, MAY_1_0030),
-        payment("m-may2", 2000, PaymentKind::Transfer, Some("张三"), MAY_2_0900),
+        payment(
+            "m-may2",
+            2000,
+            PaymentKind::Transfer,
+            Some("张三"),
+            MAY_2_0900,
+        ),
     ] {
         ledger.record(&p).expect("recorded");
     }
@@ -61,7 +67,10 @@ fn paysay(home: &Path, args: &[&str]) -> (String, String, bool) {
 fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line: {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON object per line: {l:?}: {e}"))
+        })
         .collect()
 }
 
@@ -69,7 +78,17 @@ fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
 fn json_prints_one_object_per_payment_of_the_local_days() {
     let home = tempfile::tempdir().unwrap();
     seed(&home.path().join("state"));
-    let (stdout, stderr, ok) = paysay(home.path(), &["ledger", "--json", "--since", "2024-05-01", "--until", "2024-05-01"]);
+    let (stdout, stderr, ok) = paysay(
+        home.path(),
+        &[
+            "ledger",
+            "--json",
+            "--since",
+            "2024-05-01",
+            "--until",
+            "2024-05-01",
+        ],
+    );
     assert!(ok, "{stderr}");
     let lines = json_lines(&stdout);
     assert_eq!(lines.len(), 1, "{stdout}");
@@ -81,7 +100,17 @@ fn json_prints_one_object_per_payment_of_the_local_days() {
     assert_eq!(line["time"], "2024-05-01T00:30:00+08:00");
     assert!(line["announced_at"].is_string());
 
-    let (stdout, _, ok) = paysay(home.path(), &["ledger", "--json", "--since", "2024-04-30", "--until", "2024-05-02"]);
+    let (stdout, _, ok) = paysay(
+        home.path(),
+        &[
+            "ledger",
+            "--json",
+            "--since",
+            "2024-04-30",
+            "--until",
+            "2024-05-02",
+        ],
+    );
     assert!(ok);
     let lines = json_lines(&stdout);
     let ids: Vec<&str> = lines.iter().filter_map(|l| l["msg_id"].as_str()).collect();
@@ -102,31 +131,58 @@ fn default_is_today_with_a_total() {
         .unwrap()
         .as_secs() as i64;
     let ledger = Ledger::open(&state.join("paysay/ledger.sqlite3")).unwrap();
-    ledger.record(&payment("m-now", 880, PaymentKind::Collection, None, now)).unwrap();
-    ledger.record(&payment("m-now2", 120, PaymentKind::Collection, None, now)).unwrap();
+    ledger
+        .record(&payment("m-now", 880, PaymentKind::Collection, None, now))
+        .unwrap();
+    ledger
+        .record(&payment("m-now2", 120, PaymentKind::Collection, None, now))
+        .unwrap();
     let (stdout, stderr, ok) = paysay(home.path(), &["ledger"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("￥8.80"), "{stdout}");
-    assert!(stdout.trim_end().ends_with("total: ￥10.00 (2 payments)"), "{stdout}");
-    assert!(!stdout.contains("￥12.50"), "old days leak into today: {stdout}");
+    assert!(
+        stdout.trim_end().ends_with("total: ￥10.00 (2 payments)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("￥12.50"),
+        "old days leak into today: {stdout}"
+    );
 }
 
 #[test]
 fn csv_has_a_header_and_a_row_per_payment() {
     let home = tempfile::tempdir().unwrap();
     seed(&home.path().join("state"));
-    let (stdout, stderr, ok) = paysay(home.path(), &["ledger", "--csv", "--since", "2024-05-02", "--until", "2024-05-02"]);
+    let (stdout, stderr, ok) = paysay(
+        home.path(),
+        &[
+            "ledger",
+            "--csv",
+            "--since",
+            "2024-05-02",
+            "--until",
+            "2024-05-02",
+        ],
+    );
     assert!(ok, "{stderr}");
     let rows: Vec<&str> = stdout.lines().collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     assert!(rows[0].starts_with("time,amount_yuan,amount_fen,kind,payer"));
-    assert!(rows[1].starts_with("2024-05-02T09:00:00+08:00,20.00,2000,transfer,张三,"), "{}", rows[1]);
+    assert!(
+        rows[1].starts_with("2024-05-02T09:00:00+08:00,20.00,2000,transfer,张三,"),
+        "{}",
+        rows[1]
+    );
 }
 
 #[test]
 fn a_backwards_range_or_a_bad_date_is_an_error() {
     let home = tempfile::tempdir().unwrap();
-    let (_, stderr, ok) = paysay(home.path(), &["ledger", "--since", "2024-05-02", "--until", "2024-05-01"]);
+    let (_, stderr, ok) = paysay(
+        home.path(),
+        &["ledger", "--since", "2024-05-02", "--until", "2024-05-01"],
+    );
     assert!(!ok);
     assert!(stderr.contains("after --until"), "{stderr}");
     let (_, stderr, ok) = paysay(home.path(), &["ledger", "--since", "May 1st"]);

@@ -47,7 +47,10 @@ fn the_same_message_counts_once() {
     assert_eq!(ledger.record(&p).unwrap(), Recorded::New);
     assert_eq!(ledger.record(&p).unwrap(), Recorded::Duplicate);
     // Redelivered with other details still counts once: the message is the key.
-    assert_eq!(ledger.record(&payment("m1", 999, 1)).unwrap(), Recorded::Duplicate);
+    assert_eq!(
+        ledger.record(&payment("m1", 999, 1)).unwrap(),
+        Recorded::Duplicate
+    );
     assert_eq!(ledger.unannounced().unwrap(), vec![p]);
 }
 
@@ -56,12 +59,20 @@ fn one_transfer_counts_once_whatever_its_messages() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(&dir);
     assert_eq!(ledger.record(&transfer("m1", "T1")).unwrap(), Recorded::New);
-    assert_eq!(ledger.record(&transfer("m2", "T1")).unwrap(), Recorded::Duplicate);
+    assert_eq!(
+        ledger.record(&transfer("m2", "T1")).unwrap(),
+        Recorded::Duplicate
+    );
     assert_eq!(ledger.record(&transfer("m3", "T2")).unwrap(), Recorded::New);
     // Payments without a transfer id never collide with each other on it.
     assert_eq!(ledger.record(&payment("m4", 1, 1)).unwrap(), Recorded::New);
     assert_eq!(ledger.record(&payment("m5", 1, 1)).unwrap(), Recorded::New);
-    let ids: Vec<String> = ledger.unannounced().unwrap().into_iter().map(|p| p.msg_id).collect();
+    let ids: Vec<String> = ledger
+        .unannounced()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.msg_id)
+        .collect();
     assert_eq!(ids, ["m1", "m3", "m4", "m5"]);
 }
 
@@ -84,8 +95,14 @@ fn memory_survives_a_restart_and_a_crash_before_announcing() {
         .map(|p| (p.msg_id, p.amount_fen))
         .collect();
     assert_eq!(pending, [("m2".to_string(), 200), ("m3".to_string(), 10)]);
-    assert_eq!(ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap(), Recorded::Duplicate);
-    assert_eq!(ledger.record(&transfer("m9", "T1")).unwrap(), Recorded::Duplicate);
+    assert_eq!(
+        ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        ledger.record(&transfer("m9", "T1")).unwrap(),
+        Recorded::Duplicate
+    );
     ledger.mark_announced("m2").unwrap();
     ledger.mark_announced("m3").unwrap();
     assert!(ledger.unannounced().unwrap().is_empty());
@@ -101,7 +118,10 @@ fn marking_announced_is_idempotent_and_needs_a_recorded_payment() {
     assert!(first.is_some());
     ledger.mark_announced("m1").unwrap();
     assert_eq!(ledger.entries(0, i64::MAX).unwrap()[0].announced_at, first);
-    assert!(matches!(ledger.mark_announced("nope"), Err(LedgerError::NotRecorded { .. })));
+    assert!(matches!(
+        ledger.mark_announced("nope"),
+        Err(LedgerError::NotRecorded { .. })
+    ));
 }
 
 #[test]
@@ -112,7 +132,12 @@ fn entries_are_the_half_open_range_oldest_first() {
         ledger.record(&payment(id, 1, time)).unwrap();
     }
     let ids = |from, to| -> Vec<String> {
-        ledger.entries(from, to).unwrap().into_iter().map(|e| e.payment.msg_id).collect()
+        ledger
+            .entries(from, to)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.payment.msg_id)
+            .collect()
     };
     assert_eq!(ids(100, 300), ["early", "edge"]);
     assert_eq!(ids(0, 301), ["before", "early", "edge", "late"]);
@@ -128,7 +153,10 @@ fn amounts_beyond_sqlite_integers_are_refused_not_wrapped() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(&dir);
     let huge = payment("m1", u64::MAX, 1);
-    assert!(matches!(ledger.record(&huge), Err(LedgerError::AmountTooLarge { .. })));
+    assert!(matches!(
+        ledger.record(&huge),
+        Err(LedgerError::AmountTooLarge { .. })
+    ));
     assert!(!ledger.contains("m1").unwrap());
 }
 
@@ -142,7 +170,10 @@ fn a_newer_schema_or_a_foreign_file_is_refused_with_the_path() {
         conn.pragma_update(None, "user_version", 99).unwrap();
     }
     let err = Ledger::open(&path).unwrap_err();
-    assert!(matches!(err, LedgerError::NewerSchema { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, LedgerError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
     let junk = dir.path().join("junk.sqlite3");
     std::fs::write(&junk, "this is not a database, it is a shopping list").unwrap();
     let err = Ledger::open(&junk).unwrap_err().to_string();

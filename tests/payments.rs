@@ -19,7 +19,9 @@ const MEMBER: &str = "@77aa88bb99cc00dd11ee22ff33aa44bb55cc66dd77ee88ff99aa00bb1
 const CREATE_TIME: i64 = 1_714_528_800;
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/payments").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/payments")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -74,7 +76,11 @@ fn message(content: String, app_msg_type: u32, from: From) -> Message {
     Message {
         msg_id: "7700000000000000001".into(),
         from_user_name: from.user_name().into(),
-        to_user_name: if matches!(from, From::Own) { PERSON.into() } else { OWN.into() },
+        to_user_name: if matches!(from, From::Own) {
+            PERSON.into()
+        } else {
+            OWN.into()
+        },
         msg_type: 49,
         content,
         status: 3,
@@ -96,7 +102,10 @@ fn messages(xml: &str, app_msg_type: u32, from: From) -> Vec<(&'static str, Mess
     };
     vec![
         ("web", message(prefix(web_escape(xml)), app_msg_type, from)),
-        ("raw", message(raw_prefix(xml.to_string()), app_msg_type, from)),
+        (
+            "raw",
+            message(raw_prefix(xml.to_string()), app_msg_type, from),
+        ),
     ]
 }
 
@@ -123,10 +132,24 @@ fn paid(fen: u64, kind: PaymentKind) -> Expect {
     }
 }
 
-fn check(label: &str, got: Result<Option<Payment>, PaymentError>, expect: &Expect, msg: &Message, from: From) {
+fn check(
+    label: &str,
+    got: Result<Option<Payment>, PaymentError>,
+    expect: &Expect,
+    msg: &Message,
+    from: From,
+) {
     match (expect, got) {
         (Nothing, Ok(None)) | (Unreadable, Err(_)) => {}
-        (Paid { fen, kind, payer, remark }, Ok(Some(p))) => {
+        (
+            Paid {
+                fen,
+                kind,
+                payer,
+                remark,
+            },
+            Ok(Some(p)),
+        ) => {
             assert_eq!(p.amount_fen, *fen, "{label}: amount");
             assert_eq!(p.kind, *kind, "{label}: kind");
             assert_eq!(p.payer.as_deref(), *payer, "{label}: payer");
@@ -171,22 +194,107 @@ fn fixtures_table() {
     let zhang = From::Person("张三");
     let cases = [
         // Real captures.
-        case("wxpay_personal_qr_2019.xml", 5, wxpay, Paid { fen: 1, kind: Collection, payer: None, remark: Some("good") }),
-        case("cashier_assistant_clerk_2019.xml", 5, From::Official("微信收款助手"), paid(1, ClerkCollection)),
-        case("transfer_2018.xml", 2000, zhang, Paid { fen: 1, kind: Transfer, payer: Some("张三"), remark: None }),
-        case("transfer_sent_paysubtype1_2019.xml", 2000, zhang, Paid { fen: 10, kind: Transfer, payer: Some("张三"), remark: None }),
-        case("transfer_accepted_paysubtype3_2019.xml", 2000, zhang, Nothing),
-        case("transfer_accepted_paysubtype3_2019.xml", 2000, From::Own, Nothing),
+        case(
+            "wxpay_personal_qr_2019.xml",
+            5,
+            wxpay,
+            Paid {
+                fen: 1,
+                kind: Collection,
+                payer: None,
+                remark: Some("good"),
+            },
+        ),
+        case(
+            "cashier_assistant_clerk_2019.xml",
+            5,
+            From::Official("微信收款助手"),
+            paid(1, ClerkCollection),
+        ),
+        case(
+            "transfer_2018.xml",
+            2000,
+            zhang,
+            Paid {
+                fen: 1,
+                kind: Transfer,
+                payer: Some("张三"),
+                remark: None,
+            },
+        ),
+        case(
+            "transfer_sent_paysubtype1_2019.xml",
+            2000,
+            zhang,
+            Paid {
+                fen: 10,
+                kind: Transfer,
+                payer: Some("张三"),
+                remark: None,
+            },
+        ),
+        case(
+            "transfer_accepted_paysubtype3_2019.xml",
+            2000,
+            zhang,
+            Nothing,
+        ),
+        case(
+            "transfer_accepted_paysubtype3_2019.xml",
+            2000,
+            From::Own,
+            Nothing,
+        ),
         case("red_packet_2018.xml", 2001, zhang, Nothing),
         // Wording, money and separator variants.
-        case("wxpay_2018_colon_des_only.xml", 5, wxpay, paid(1250, Collection)),
+        case(
+            "wxpay_2018_colon_des_only.xml",
+            5,
+            wxpay,
+            paid(1250, Collection),
+        ),
         case("wxpay_yen_u00a5_space.xml", 5, wxpay, paid(880, Collection)),
-        case("wxpay_business_thousands_separator.xml", 5, From::Official("微信收款商业版"), paid(123_450, Collection)),
+        case(
+            "wxpay_business_thousands_separator.xml",
+            5,
+            From::Official("微信收款商业版"),
+            paid(123_450, Collection),
+        ),
         case("wxpay_one_decimal.xml", 5, wxpay, paid(1250, Collection)),
-        case("wxpay_merchant_integer_yuan.xml", 5, From::Official("微信商家助手"), paid(10_000, Collection)),
-        case("wxpay_crlf_des.xml", 5, wxpay, Paid { fen: 660, kind: Collection, payer: None, remark: Some("谢谢老板") }),
-        case("wxpay_remark_with_amount.xml", 5, wxpay, Paid { fen: 500, kind: Collection, payer: None, remark: Some("不要退款，另付￥100.00") }),
-        case("wxpay_ext_pay_info_only.xml", 5, wxpay, paid(2500, Collection)),
+        case(
+            "wxpay_merchant_integer_yuan.xml",
+            5,
+            From::Official("微信商家助手"),
+            paid(10_000, Collection),
+        ),
+        case(
+            "wxpay_crlf_des.xml",
+            5,
+            wxpay,
+            Paid {
+                fen: 660,
+                kind: Collection,
+                payer: None,
+                remark: Some("谢谢老板"),
+            },
+        ),
+        case(
+            "wxpay_remark_with_amount.xml",
+            5,
+            wxpay,
+            Paid {
+                fen: 500,
+                kind: Collection,
+                payer: None,
+                remark: Some("不要退款，另付￥100.00"),
+            },
+        ),
+        case(
+            "wxpay_ext_pay_info_only.xml",
+            5,
+            wxpay,
+            paid(2500, Collection),
+        ),
         // AppMsgType missing from the envelope: the XML's <type> decides.
         case("wxpay_one_decimal.xml", 0, wxpay, paid(1250, Collection)),
         // Same template, not a customer payment.
@@ -195,10 +303,25 @@ fn fixtures_table() {
         case("wxpay_refund_arrival_wording.xml", 5, wxpay, Nothing),
         case("wxpay_bill_reminder_not_a_payment.xml", 5, wxpay, Nothing),
         // Forgeries: the same XML from anyone but a verified, configured account.
-        case("wxpay_personal_qr_2019.xml", 5, From::Person("微信支付"), Nothing),
-        case("wxpay_personal_qr_2019.xml", 5, From::Official("微信支付宝小助手"), Nothing),
+        case(
+            "wxpay_personal_qr_2019.xml",
+            5,
+            From::Person("微信支付"),
+            Nothing,
+        ),
+        case(
+            "wxpay_personal_qr_2019.xml",
+            5,
+            From::Official("微信支付宝小助手"),
+            Nothing,
+        ),
         case("wxpay_personal_qr_2019.xml", 5, From::GroupMember, Nothing),
-        case("cashier_assistant_clerk_2019.xml", 5, From::Person("微信收款助手"), Nothing),
+        case(
+            "cashier_assistant_clerk_2019.xml",
+            5,
+            From::Person("微信收款助手"),
+            Nothing,
+        ),
         // Unreadable notices from the real account are reported, not guessed.
         case("wxpay_personal_qr_2019_truncated.xml", 5, wxpay, Unreadable),
         case("wxpay_amounts_disagree.xml", 5, wxpay, Unreadable),
@@ -206,14 +329,64 @@ fn fixtures_table() {
         case("wxpay_personal_qr_2019_truncated.xml", 5, zhang, Nothing),
         // Transfers.
         case("transfer_returned_paysubtype4.xml", 2000, zhang, Nothing),
-        case("transfer_sent_paysubtype1_2019.xml", 2000, From::Own, Nothing),
-        case("transfer_memo_with_amount_2024.xml", 2000, zhang, Paid { fen: 100_000, kind: Transfer, payer: Some("张三"), remark: Some("房租，上月多给的￥99退我") }),
-        case("transfer_group_to_me.xml", 2000, From::GroupMember, Paid { fen: 2000, kind: Transfer, payer: Some(MEMBER), remark: Some("房租，上月多给的￥99退我") }),
-        case("transfer_group_to_someone_else.xml", 2000, From::GroupMember, Nothing),
-        case("transfer_group_paid_by_me.xml", 2000, From::GroupMember, Nothing),
+        case(
+            "transfer_sent_paysubtype1_2019.xml",
+            2000,
+            From::Own,
+            Nothing,
+        ),
+        case(
+            "transfer_memo_with_amount_2024.xml",
+            2000,
+            zhang,
+            Paid {
+                fen: 100_000,
+                kind: Transfer,
+                payer: Some("张三"),
+                remark: Some("房租，上月多给的￥99退我"),
+            },
+        ),
+        case(
+            "transfer_group_to_me.xml",
+            2000,
+            From::GroupMember,
+            Paid {
+                fen: 2000,
+                kind: Transfer,
+                payer: Some(MEMBER),
+                remark: Some("房租，上月多给的￥99退我"),
+            },
+        ),
+        case(
+            "transfer_group_to_someone_else.xml",
+            2000,
+            From::GroupMember,
+            Nothing,
+        ),
+        case(
+            "transfer_group_paid_by_me.xml",
+            2000,
+            From::GroupMember,
+            Nothing,
+        ),
         // Red packets and group collections: only with an amount.
-        case("red_packet_with_amount.xml", 2001, zhang, Paid { fen: 888, kind: RedPacket, payer: Some("张三"), remark: None }),
-        case("group_collection_no_amount.xml", 2001, From::GroupMember, Nothing),
+        case(
+            "red_packet_with_amount.xml",
+            2001,
+            zhang,
+            Paid {
+                fen: 888,
+                kind: RedPacket,
+                payer: Some("张三"),
+                remark: None,
+            },
+        ),
+        case(
+            "group_collection_no_amount.xml",
+            2001,
+            From::GroupMember,
+            Nothing,
+        ),
     ];
     let detector = Detector::new(&all_on());
     for c in &cases {
@@ -231,7 +404,10 @@ fn fixtures_table() {
 fn web_capture() -> Message {
     let body = fixture("web_webwxsync_wxpay_2018.json");
     let sync: SyncResponse = serde_json::from_str(&body).expect("the capture is a webwxsync body");
-    sync.add_msg_list.into_iter().next().expect("one message in the capture")
+    sync.add_msg_list
+        .into_iter()
+        .next()
+        .expect("one message in the capture")
 }
 
 #[test]
@@ -266,7 +442,10 @@ fn web_capture_from_a_forger_or_an_unknown_sender_is_nothing() {
         verify_flag: 0,
         ..Contact::default()
     };
-    assert_eq!(detector.detect(&msg, Some(&forger), &msg.to_user_name), Ok(None));
+    assert_eq!(
+        detector.detect(&msg, Some(&forger), &msg.to_user_name),
+        Ok(None)
+    );
     assert_eq!(detector.detect(&msg, None, &msg.to_user_name), Ok(None));
     // The verified contact of somebody else does not vouch for this sender.
     let other = Contact {
@@ -275,9 +454,15 @@ fn web_capture_from_a_forger_or_an_unknown_sender_is_nothing() {
         verify_flag: 24,
         ..Contact::default()
     };
-    assert_eq!(detector.detect(&msg, Some(&other), &msg.to_user_name), Ok(None));
+    assert_eq!(
+        detector.detect(&msg, Some(&other), &msg.to_user_name),
+        Ok(None)
+    );
     // Sent by the logged-in account itself.
-    assert_eq!(detector.detect(&msg, Some(&forger), &msg.from_user_name), Ok(None));
+    assert_eq!(
+        detector.detect(&msg, Some(&forger), &msg.from_user_name),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -285,17 +470,40 @@ fn daily_summary_and_transfer_id_are_read() {
     let detector = Detector::new(&PaymentsConfig::default());
     let clerk = From::Official("微信收款助手");
     let msg = &messages(&fixture("cashier_assistant_clerk_2019.xml"), 5, clerk)[0].1;
-    let p = detector.detect(msg, Some(&clerk.contact()), OWN).unwrap().unwrap();
+    let p = detector
+        .detect(msg, Some(&clerk.contact()), OWN)
+        .unwrap()
+        .unwrap();
     assert_eq!((p.daily_count, p.daily_total_fen), (Some(2), Some(2)));
     let biz = From::Official("微信收款商业版");
     let msg = &messages(&fixture("wxpay_business_thousands_separator.xml"), 5, biz)[0].1;
-    let p = detector.detect(msg, Some(&biz.contact()), OWN).unwrap().unwrap();
-    assert_eq!((p.daily_count, p.daily_total_fen), (Some(12), Some(567_890)));
+    let p = detector
+        .detect(msg, Some(&biz.contact()), OWN)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.daily_count, p.daily_total_fen),
+        (Some(12), Some(567_890))
+    );
 
     let zhang = From::Person("张三");
     let sent = &messages(&fixture("transfer_sent_paysubtype1_2019.xml"), 2000, zhang)[0].1;
-    let p = detector.detect(sent, Some(&zhang.contact()), OWN).unwrap().unwrap();
-    assert_eq!(p.transfer_id.as_deref(), Some("1000050101201909111009170910447"));
+    let p = detector
+        .detect(sent, Some(&zhang.contact()), OWN)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.transfer_id.as_deref(),
+        Some("1000050101201909111009170910447")
+    );
+    // The owner's name for a person is what the ledger shows as payer.
+    let renamed = Contact {
+        remark_name: "老张 (隔壁)".into(),
+        ..zhang.contact()
+    };
+    let p = detector.detect(sent, Some(&renamed), OWN).unwrap().unwrap();
+    assert_eq!(p.payer.as_deref(), Some("老张 (隔壁)"));
+    assert_eq!(p.account, "老张 (隔壁)");
 }
 
 #[test]
@@ -313,7 +521,11 @@ fn switched_off_kinds_are_nothing() {
         ("red_packet_with_amount.xml", 2001, From::Person("张三")),
     ] {
         for (how, msg) in messages(&fixture(name), app_type, from) {
-            assert_eq!(off.detect(&msg, Some(&from.contact()), OWN), Ok(None), "{name} ({how})");
+            assert_eq!(
+                off.detect(&msg, Some(&from.contact()), OWN),
+                Ok(None),
+                "{name} ({how})"
+            );
         }
     }
     // Red packets are off by default.
@@ -331,7 +543,10 @@ fn accounts_come_from_the_config() {
     });
     let wxpay = From::Official("微信支付");
     let msg = &messages(&fixture("wxpay_personal_qr_2019.xml"), 5, wxpay)[0].1;
-    assert_eq!(only_assistant.detect(msg, Some(&wxpay.contact()), OWN), Ok(None));
+    assert_eq!(
+        only_assistant.detect(msg, Some(&wxpay.contact()), OWN),
+        Ok(None)
+    );
 }
 
 #[test]
@@ -342,7 +557,10 @@ fn system_texts_and_other_message_types_are_nothing() {
     assert_eq!(detector.detect(&msg, None, OWN), Ok(None));
     let mut text = message("收款金额￥5.00".into(), 0, From::Official("微信支付"));
     text.msg_type = 1;
-    assert_eq!(detector.detect(&text, Some(&From::Official("微信支付").contact()), OWN), Ok(None));
+    assert_eq!(
+        detector.detect(&text, Some(&From::Official("微信支付").contact()), OWN),
+        Ok(None)
+    );
 }
 
 #[test]

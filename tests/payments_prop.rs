@@ -39,7 +39,10 @@ fn message(content: String, app_msg_type: u32) -> Message {
 }
 
 fn web_escape(xml: &str) -> String {
-    xml.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br/>")
+    xml.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', "<br/>")
 }
 
 const SEED: &str = include_str!("fixtures/payments/wxpay_personal_qr_2019.xml");

@@ -51,9 +51,17 @@ const COLUMNS: &str = "msg_id, transfer_id, kind, amount_fen, payer, remark, dai
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("cannot create the ledger's directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open the ledger {path}: {source} (is it a paysay ledger, and is the disk writable?)")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the ledger {path}: {source} (is it a paysay ledger, and is the disk writable?)"
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error(
         "the ledger {path} was written by a newer paysay (schema {found}, this one knows {SCHEMA_VERSION}); update paysay or point [ledger] path elsewhere"
     )]
@@ -160,10 +168,12 @@ impl Ledger {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // The daemon and `paysay ledger` may touch the file at once: wait, don't fail.
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
         migrate(&mut conn, path)?;
         Ok(Ledger {
             conn,
@@ -257,7 +267,9 @@ impl Ledger {
     pub fn entries(&self, from_unix: i64, to_unix: i64) -> Result<Vec<Entry>, LedgerError> {
         self.query(
             "listing payments",
-            &format!("SELECT {COLUMNS} FROM payments WHERE time >= ?1 AND time < ?2 ORDER BY time, id"),
+            &format!(
+                "SELECT {COLUMNS} FROM payments WHERE time >= ?1 AND time < ?2 ORDER BY time, id"
+            ),
             params![from_unix, to_unix],
         )
     }
@@ -265,7 +277,9 @@ impl Ledger {
     /// Whether a payment with this `msg_id` is recorded.
     pub fn contains(&self, msg_id: &str) -> Result<bool, LedgerError> {
         self.conn
-            .query_row("SELECT 1 FROM payments WHERE msg_id = ?1", [msg_id], |_| Ok(()))
+            .query_row("SELECT 1 FROM payments WHERE msg_id = ?1", [msg_id], |_| {
+                Ok(())
+            })
             .optional()
             .map(|found| found.is_some())
             .map_err(self.sql("looking up a payment"))
@@ -336,7 +350,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
         })?;
     match found {
         0 => {
-            tx.execute_batch(SCHEMA_V1).map_err(sql("creating the schema"))?;
+            tx.execute_batch(SCHEMA_V1)
+                .map_err(sql("creating the schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sql("setting the schema version"))?;
         }

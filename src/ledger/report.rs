@@ -93,7 +93,8 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
 }
 
 /// The CSV header matching [`csv_row`].
-pub const CSV_HEADER: &str = "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at";
+pub const CSV_HEADER: &str =
+    "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at";
 
 /// One CSV row (RFC 4180 quoting), no newline.
 pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
@@ -131,8 +132,15 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
     let time = OffsetDateTime::from_unix_timestamp(p.time)
         .ok()
         .map(|t| t.to_offset(offset_at(p.time)))
-        .map_or_else(|| p.time.to_string(), |t| format!("{} {}", t.date(), t.time()));
-    let mut row = format!("{time}  {:>10}  {:<16}", format!("￥{}", format_yuan(p.amount_fen)), p.kind.as_str());
+        .map_or_else(
+            || p.time.to_string(),
+            |t| format!("{} {}", t.date(), t.time()),
+        );
+    let mut row = format!(
+        "{time}  {:>10}  {:<16}",
+        format!("￥{}", format_yuan(p.amount_fen)),
+        p.kind.as_str()
+    );
     for extra in [&p.payer, &p.remark].into_iter().flatten() {
         row.push_str("  ");
         row.push_str(extra);
@@ -145,7 +153,10 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
 
 /// `total: ￥12.50 (3 payments)`.
 pub fn total_line(entries: &[Entry]) -> String {
-    let total: u64 = entries.iter().map(|e| e.payment.amount_fen).fold(0, u64::saturating_add);
+    let total: u64 = entries
+        .iter()
+        .map(|e| e.payment.amount_fen)
+        .fold(0, u64::saturating_add);
     let n = entries.len();
     let noun = if n == 1 { "payment" } else { "payments" };
     format!("total: ￥{} ({n} {noun})", format_yuan(total))

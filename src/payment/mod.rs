@@ -172,9 +172,11 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Who delivered the message, for the ledger and for error messages.
+    /// Who delivered the message, for the ledger and for error messages: an official
+    /// account by its own name, a person by the name the owner gave them, if any.
     fn account(&self) -> String {
         match self.sender {
+            Some(c) if c.is_official_account() => c.nick_name.trim().to_string(),
             Some(c) if !c.remark_name.trim().is_empty() => c.remark_name.trim().to_string(),
             Some(c) if !c.nick_name.trim().is_empty() => c.nick_name.trim().to_string(),
             _ => self.msg.from_user_name.clone(),
