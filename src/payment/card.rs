@@ -13,6 +13,7 @@ const MAX_DEPTH: usize = 64;
 /// One key/value row of a template card (`收款金额` / `￥0.01`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Line {
+    /// The row's label, e.g. `收款金额`, `付款方备注`, `汇总`.
     pub key: String,
     pub value: String,
 }

@@ -99,6 +99,7 @@ impl FromStr for PaymentKind {
 pub struct Payment {
     /// The message's `MsgId`: the ledger's first dedupe key.
     pub msg_id: String,
+    /// The amount in fen (1/100 yuan), never a float.
     pub amount_fen: u64,
     pub kind: PaymentKind,
     /// Who paid, where the message says so (transfers; collection cards rarely do).
@@ -213,6 +214,7 @@ impl Context<'_> {
 }
 
 impl Detector {
+    /// A detector for the kinds and accounts the `[payments]` config names.
     pub fn new(config: &PaymentsConfig) -> Detector {
         Detector {
             config: config.clone(),
