@@ -6,8 +6,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paysay::audio::{NullOutput, Player};
 use paysay::config::Config;
+use paysay::ledger::{Ledger, report};
 use paysay::paths::Paths;
 use paysay::speech::{Speech, Yuan, parse_yuan};
+use time::{Date, OffsetDateTime, UtcOffset};
 
 /// Speaks WeChat Pay payments out loud at the shop counter.
 #[derive(Debug, Parser)]
@@ -37,6 +39,34 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the payments of a span of days (default: today, local time) and their total.
+    ///
+    /// `--json` prints one JSON object per line and nothing else, a format other programs
+    /// rely on: every object has at least `msg_id` (string), `amount_fen` (integer fen),
+    /// `kind` (collection, clerk_collection, transfer, red_packet, group_collection),
+    /// `payer` (string or null) and `time` (RFC 3339 with the local offset); also
+    /// `amount_yuan`, `remark`, `account`, `transfer_id`, `daily_count`, `daily_total_fen`,
+    /// `detected_at` and `announced_at` (null until spoken). Fields are only ever added.
+    Ledger {
+        /// First day to show, YYYY-MM-DD (local). Default: the --until day.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        since: Option<Date>,
+        /// Last day to show, YYYY-MM-DD (local), included. Default: today.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        until: Option<Date>,
+        /// Print CSV with a header line, for spreadsheets.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print one JSON object per line, for programs.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `2024-05-01` → a date, for `--since`/`--until`.
+fn parse_date(s: &str) -> Result<Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s.trim(), &format).map_err(|e| format!("expected a date like 2024-05-01: {e}"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +123,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let fen = parse_yuan(&amount)?;
             runtime()?.block_on(say(&config, &paths, fen, dry_run))
         }
+        Command::Ledger {
+            since,
+            until,
+            csv,
+            json,
+        } => print_ledger(&paths, since, until, Format::pick(csv, json)),
     }
 }
 
@@ -184,4 +220,88 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
         );
     }
     Ok(())
+}
+
+/// How `paysay ledger` prints.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl Format {
+    fn pick(csv: bool, json: bool) -> Format {
+        match (csv, json) {
+            (true, _) => Format::Csv,
+            (_, true) => Format::Json,
+            _ => Format::Table,
+        }
+    }
+}
+
+/// The local offset at an instant. `time` refuses to read it in multi-threaded processes on
+/// Unix (and some platforms cannot tell): then UTC, with one warning.
+fn local_offset_reader() -> impl Fn(i64) -> UtcOffset {
+    let warned = std::cell::Cell::new(false);
+    move |unix| {
+        report::local_offset_at(unix).unwrap_or_else(|| {
+            if !warned.replace(true) {
+                tracing::warn!("cannot read the local time zone; showing days and times in UTC");
+            }
+            UtcOffset::UTC
+        })
+    }
+}
+
+fn print_ledger(
+    paths: &Paths,
+    since: Option<Date>,
+    until: Option<Date>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let offset_at = local_offset_reader();
+    let now = OffsetDateTime::now_utc();
+    let today = now.to_offset(offset_at(now.unix_timestamp())).date();
+    let until = until.unwrap_or(today);
+    let since = since.unwrap_or(until);
+    if since > until {
+        anyhow::bail!("--since {since} is after --until {until}");
+    }
+    let (from, to) = report::day_range(since, until, &offset_at);
+    let ledger_path = paths.ledger_db();
+    let ledger = Ledger::open(&ledger_path).context("opening the payment ledger")?;
+    let entries = ledger
+        .entries(from, to)
+        .context("reading the payment ledger")?;
+    let mut out = std::io::stdout().lock();
+    print_entries(&mut out, &entries, format, &offset_at).context("writing the ledger to stdout")
+}
+
+fn print_entries(
+    out: &mut impl std::io::Write,
+    entries: &[paysay::ledger::Entry],
+    format: Format,
+    offset_at: &dyn Fn(i64) -> UtcOffset,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            for entry in entries {
+                writeln!(out, "{}", report::json_line(entry, offset_at))?;
+            }
+        }
+        Format::Csv => {
+            writeln!(out, "{}", report::CSV_HEADER)?;
+            for entry in entries {
+                writeln!(out, "{}", report::csv_row(entry, offset_at))?;
+            }
+        }
+        Format::Table => {
+            for entry in entries {
+                writeln!(out, "{}", report::table_row(entry, offset_at))?;
+            }
+            writeln!(out, "{}", report::total_line(entries))?;
+        }
+    }
+    out.flush()
 }

@@ -1,0 +1,228 @@
+//! How `paysay ledger` shows entries: a table for people, CSV for spreadsheets, and JSON
+//! lines for programs.
+//!
+//! The JSON-lines format is a contract other tools rely on: one object per line, with at
+//! least `msg_id` (string), `amount_fen` (integer), `kind` (one of
+//! [`PaymentKind::as_str`](crate::payment::PaymentKind::as_str)), `payer` (string or null)
+//! and `time` (RFC 3339, local offset). Fields are only ever added, never renamed.
+//!
+//! Times are shown in local time; the caller supplies the offset, because `time` cannot
+//! always read the local offset (it refuses in multi-threaded processes on Unix).
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, Time, UtcOffset};
+
+use super::Entry;
+use crate::payment::format_yuan;
+
+/// The local offset at an instant, `None` where the platform cannot tell.
+pub fn local_offset_at(unix: i64) -> Option<UtcOffset> {
+    let at = OffsetDateTime::from_unix_timestamp(unix).ok()?;
+    UtcOffset::local_offset_at(at).ok()
+}
+
+/// `unix` in RFC 3339 at the given offset; out-of-range times show as the raw number.
+pub fn rfc3339(unix: i64, offset: UtcOffset) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.to_offset(offset).format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Unix seconds at the local midnight that starts `date`.
+pub fn start_of_day(date: Date, offset_at: &dyn Fn(i64) -> UtcOffset) -> i64 {
+    let midnight = date.with_time(Time::MIDNIGHT);
+    // The offset at that midnight, guessed from the UTC reading: right except within a
+    // DST change, which happens at 02:00 or later, never at midnight in China.
+    let guess = midnight.assume_utc().unix_timestamp();
+    midnight.assume_offset(offset_at(guess)).unix_timestamp()
+}
+
+/// `since..=until` in local days → `from..to` unix seconds for [`super::Ledger::entries`].
+pub fn day_range(since: Date, until: Date, offset_at: &dyn Fn(i64) -> UtcOffset) -> (i64, i64) {
+    let from = start_of_day(since, offset_at);
+    let to = match until.next_day() {
+        Some(next) => start_of_day(next, offset_at),
+        None => i64::MAX,
+    };
+    (from, to)
+}
+
+/// One line of `paysay ledger --json`.
+#[derive(Debug, Serialize)]
+struct JsonEntry<'a> {
+    msg_id: &'a str,
+    amount_fen: u64,
+    /// The same amount as `"12.50"`, for people reading the stream.
+    amount_yuan: String,
+    kind: &'static str,
+    payer: Option<&'a str>,
+    time: String,
+    remark: Option<&'a str>,
+    account: &'a str,
+    transfer_id: Option<&'a str>,
+    daily_count: Option<u32>,
+    daily_total_fen: Option<u64>,
+    detected_at: String,
+    announced_at: Option<String>,
+}
+
+/// One JSON object, no newline.
+pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
+    let p = &entry.payment;
+    let at = |t: i64| rfc3339(t, offset_at(t));
+    let line = JsonEntry {
+        msg_id: &p.msg_id,
+        amount_fen: p.amount_fen,
+        amount_yuan: format_yuan(p.amount_fen),
+        kind: p.kind.as_str(),
+        payer: p.payer.as_deref(),
+        time: at(p.time),
+        remark: p.remark.as_deref(),
+        account: &p.account,
+        transfer_id: p.transfer_id.as_deref(),
+        daily_count: p.daily_count,
+        daily_total_fen: p.daily_total_fen,
+        detected_at: at(entry.detected_at),
+        announced_at: entry.announced_at.map(at),
+    };
+    // Serializing plain strings and numbers cannot fail; an empty object would still be
+    // one line, keeping the stream readable.
+    serde_json::to_string(&line).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The CSV header matching [`csv_row`].
+pub const CSV_HEADER: &str =
+    "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at";
+
+/// One CSV row (RFC 4180 quoting), no newline.
+pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
+    let p = &entry.payment;
+    let at = |t: i64| rfc3339(t, offset_at(t));
+    [
+        at(p.time),
+        format_yuan(p.amount_fen),
+        p.amount_fen.to_string(),
+        p.kind.as_str().to_string(),
+        p.payer.clone().unwrap_or_default(),
+        p.remark.clone().unwrap_or_default(),
+        p.account.clone(),
+        p.msg_id.clone(),
+        p.transfer_id.clone().unwrap_or_default(),
+        entry.announced_at.map(at).unwrap_or_default(),
+    ]
+    .iter()
+    .map(|field| csv_quote(field))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+fn csv_quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// One line of the table for people: time, amount, kind, payer, remark.
+pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
+    let p = &entry.payment;
+    let time = OffsetDateTime::from_unix_timestamp(p.time)
+        .ok()
+        .map(|t| t.to_offset(offset_at(p.time)))
+        .map_or_else(
+            || p.time.to_string(),
+            |t| format!("{} {}", t.date(), t.time()),
+        );
+    let mut row = format!(
+        "{time}  {:>10}  {:<16}",
+        format!("￥{}", format_yuan(p.amount_fen)),
+        p.kind.as_str()
+    );
+    for extra in [&p.payer, &p.remark].into_iter().flatten() {
+        row.push_str("  ");
+        row.push_str(extra);
+    }
+    if entry.announced_at.is_none() {
+        row.push_str("  (not announced)");
+    }
+    row
+}
+
+/// `total: ￥12.50 (3 payments)`.
+pub fn total_line(entries: &[Entry]) -> String {
+    let total: u64 = entries
+        .iter()
+        .map(|e| e.payment.amount_fen)
+        .fold(0, u64::saturating_add);
+    let n = entries.len();
+    let noun = if n == 1 { "payment" } else { "payments" };
+    format!("total: ￥{} ({n} {noun})", format_yuan(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payment::{Payment, PaymentKind};
+    use time::macros::{date, offset};
+
+    fn entry() -> Entry {
+        Entry {
+            payment: Payment {
+                msg_id: "m1".into(),
+                amount_fen: 123_450,
+                kind: PaymentKind::Transfer,
+                payer: Some("张三, \"老王\"".into()),
+                remark: None,
+                daily_count: None,
+                daily_total_fen: None,
+                time: 1_714_528_800, // 2024-05-01T02:00:00Z
+                account: "张三".into(),
+                transfer_id: Some("t1".into()),
+            },
+            detected_at: 1_714_528_801,
+            announced_at: None,
+        }
+    }
+
+    #[test]
+    fn local_days_start_at_local_midnight() {
+        let east8 = |_| offset!(+8);
+        let (from, to) = day_range(date!(2024 - 05 - 01), date!(2024 - 05 - 01), &east8);
+        assert_eq!(from, 1_714_492_800); // 2024-04-30T16:00:00Z
+        assert_eq!(to - from, 86_400);
+    }
+
+    #[test]
+    fn json_line_has_the_contract_fields() {
+        let line = json_line(&entry(), &|_| offset!(+8));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["msg_id"], "m1");
+        assert_eq!(v["amount_fen"], 123_450);
+        assert_eq!(v["kind"], "transfer");
+        assert_eq!(v["payer"], "张三, \"老王\"");
+        assert_eq!(v["time"], "2024-05-01T10:00:00+08:00");
+        assert_eq!(v["announced_at"], serde_json::Value::Null);
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn csv_quotes_fields_with_commas_and_quotes() {
+        let row = csv_row(&entry(), &|_| UtcOffset::UTC);
+        assert_eq!(
+            row,
+            "2024-05-01T02:00:00Z,1234.50,123450,transfer,\"张三, \"\"老王\"\"\",,张三,m1,t1,"
+        );
+        assert_eq!(CSV_HEADER.split(',').count(), row.split(',').count() - 1);
+    }
+
+    #[test]
+    fn total_sums_fen() {
+        let mut e2 = entry();
+        e2.payment.amount_fen = 50;
+        assert_eq!(total_line(&[entry(), e2]), "total: ￥1235.00 (2 payments)");
+        assert_eq!(total_line(&[]), "total: ￥0.00 (0 payments)");
+    }
+}

@@ -1,0 +1,173 @@
+//! Money as WeChat writes it on cards (`￥1,234.50`, `¥ 8.8`, `100元`), read into integer fen.
+//!
+//! Digits are accumulated as integers: going through a float would turn `0.29` into 28 fen
+//! now and then, and the shop owner would hear a wrong amount.
+
+/// Why an amount could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    /// The text holds no amount at all.
+    #[error("no amount in {0:?}")]
+    Missing(String),
+    /// Digits are there but not in a shape money is written in (three decimals, `12,50`, …).
+    #[error("{0:?} is not a well-formed sum of money (expected something like ￥1,234.50)")]
+    Malformed(String),
+    /// More fen than a `u64` holds: not a real payment.
+    #[error("{0:?} is too large to be a payment")]
+    TooLarge(String),
+}
+
+/// Characters WeChat puts between a currency sign, the digits and `元`.
+const SPACES: [char; 4] = [' ', '\t', '\u{a0}', '\u{3000}'];
+
+/// Reads a field that holds only an amount: `￥0.01`, `¥ 8.80`, `1,234.5元`.
+pub fn parse_amount_fen(text: &str) -> Result<u64, AmountError> {
+    let text = text.trim();
+    match scan_amount(text)? {
+        Some((fen, used)) if text[used..].trim().is_empty() => Ok(fen),
+        Some(_) => Err(AmountError::Malformed(text.to_string())),
+        None => Err(AmountError::Missing(text.to_string())),
+    }
+}
+
+/// Reads an amount at the start of `text` and returns it with the number of bytes it took,
+/// so that callers can read an amount line that runs straight into the next key.
+///
+/// `Ok(None)`: `text` does not start with an amount. `Err`: it does, but cannot be read
+/// without guessing.
+pub fn scan_amount(text: &str) -> Result<Option<(u64, usize)>, AmountError> {
+    let after_spaces = text.trim_start_matches(SPACES);
+    let after_sign = after_spaces
+        .strip_prefix(['￥', '¥'])
+        .map_or(after_spaces, |rest| rest.trim_start_matches(SPACES));
+    let start = text.len() - after_sign.len();
+    let Some((fen, digits_len)) = scan_number(after_sign, text)? else {
+        return Ok(None);
+    };
+    let rest = &after_sign[digits_len..];
+    let after_yuan = rest
+        .trim_start_matches(SPACES)
+        .strip_prefix('元')
+        .unwrap_or(rest);
+    Ok(Some((
+        fen,
+        start + digits_len + (rest.len() - after_yuan.len()),
+    )))
+}
+
+/// Reads `1,234.50` at the start of `s`; `whole` is only used in error messages.
+fn scan_number(s: &str, whole: &str) -> Result<Option<(u64, usize)>, AmountError> {
+    let b = s.as_bytes();
+    let digits_at = |from: usize| {
+        b[from.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let malformed = || AmountError::Malformed(whole.trim().to_string());
+    let too_large = || AmountError::TooLarge(whole.trim().to_string());
+
+    let int_len = digits_at(0);
+    if int_len == 0 {
+        return Ok(None);
+    }
+    let mut yuan = parse_digits(&b[..int_len]).ok_or_else(too_large)?;
+    let mut i = int_len;
+    // Thousands separators: only `,` followed by exactly three digits counts; anything else
+    // after a comma (`12,50`) is ambiguous and refused rather than guessed.
+    while b.get(i) == Some(&b',') && digits_at(i + 1) == 3 {
+        if int_len > 3 {
+            return Err(malformed());
+        }
+        let group = parse_digits(&b[i + 1..i + 4]).ok_or_else(too_large)?;
+        yuan = yuan
+            .checked_mul(1000)
+            .and_then(|y| y.checked_add(group))
+            .ok_or_else(too_large)?;
+        i += 4;
+    }
+    if b.get(i) == Some(&b',') && digits_at(i + 1) > 0 {
+        return Err(malformed());
+    }
+    let mut cents = 0;
+    if b.get(i) == Some(&b'.') && digits_at(i + 1) > 0 {
+        let decimals = &b[i + 1..i + 1 + digits_at(i + 1)];
+        cents = match decimals {
+            [d] => u64::from(d - b'0') * 10,
+            [d1, d2] => u64::from(d1 - b'0') * 10 + u64::from(d2 - b'0'),
+            _ => return Err(malformed()),
+        };
+        i += 1 + decimals.len();
+    }
+    let fen = yuan
+        .checked_mul(100)
+        .and_then(|f| f.checked_add(cents))
+        .ok_or_else(too_large)?;
+    Ok(Some((fen, i)))
+}
+
+/// ASCII digits to a number, `None` on overflow.
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// `1250` → `"12.50"`: how the ledger and the log show fen to a person.
+pub fn format_yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_shapes_wechat_writes() {
+        for (text, fen) in [
+            ("￥0.01", 1),
+            ("¥ 8.80", 880),
+            ("¥8.8", 880),
+            ("￥1,234.50", 123_450),
+            ("12.5元", 1250),
+            ("100元", 10_000),
+            ("100 元", 10_000),
+            ("  ￥\u{a0}3.00 ", 300),
+            ("1,000,000", 100_000_000),
+        ] {
+            assert_eq!(parse_amount_fen(text), Ok(fen), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_would_have_to_guess() {
+        for text in [
+            "￥0.015", "12,50", "1234,567", "￥", "abc", "-￥1.00", "￥1.00x", "",
+        ] {
+            assert!(parse_amount_fen(text).is_err(), "{text}");
+        }
+        assert!(matches!(
+            parse_amount_fen("99999999999999999999"),
+            Err(AmountError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_amount_fen("184467440737095516.16"),
+            Err(AmountError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn scanning_stops_where_the_next_key_begins() {
+        let line = "￥0.01收款方备注good";
+        assert_eq!(scan_amount(line), Ok(Some((1, "￥0.01".len()))));
+        assert_eq!(scan_amount("0.10元。如需"), Ok(Some((10, "0.10元".len()))));
+        assert_eq!(scan_amount("今日"), Ok(None));
+        assert_eq!(scan_amount("12. 下一句"), Ok(Some((1200, 2))));
+    }
+
+    #[test]
+    fn formats_fen_as_yuan() {
+        assert_eq!(format_yuan(1), "0.01");
+        assert_eq!(format_yuan(123_450), "1234.50");
+    }
+}

@@ -1,0 +1,181 @@
+//! The ledger as the daemon's memory: each payment counts once, across restarts, and what
+//! was detected but not announced before a crash is still there.
+
+use paysay::ledger::{Ledger, LedgerError, Recorded};
+use paysay::payment::{Payment, PaymentKind};
+
+fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
+    Payment {
+        msg_id: msg_id.into(),
+        amount_fen: fen,
+        kind: PaymentKind::Collection,
+        payer: None,
+        remark: Some("good".into()),
+        daily_count: Some(3),
+        daily_total_fen: Some(1250),
+        time,
+        account: "微信支付".into(),
+        transfer_id: None,
+    }
+}
+
+fn transfer(msg_id: &str, transfer_id: &str) -> Payment {
+    Payment {
+        kind: PaymentKind::Transfer,
+        payer: Some("张三".into()),
+        transfer_id: Some(transfer_id.into()),
+        ..payment(msg_id, 10, 1_700_000_100)
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Ledger {
+    // A nested path: open() must create the directories.
+    Ledger::open(&dir.path().join("state/paysay/ledger.sqlite3")).expect("ledger opens")
+}
+
+#[test]
+fn ledger_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Ledger>();
+}
+
+#[test]
+fn the_same_message_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let p = payment("m1", 1250, 1_700_000_000);
+    assert_eq!(ledger.record(&p).unwrap(), Recorded::New);
+    assert_eq!(ledger.record(&p).unwrap(), Recorded::Duplicate);
+    // Redelivered with other details still counts once: the message is the key.
+    assert_eq!(
+        ledger.record(&payment("m1", 999, 1)).unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(ledger.unannounced().unwrap(), vec![p]);
+}
+
+#[test]
+fn one_transfer_counts_once_whatever_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    assert_eq!(ledger.record(&transfer("m1", "T1")).unwrap(), Recorded::New);
+    assert_eq!(
+        ledger.record(&transfer("m2", "T1")).unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(ledger.record(&transfer("m3", "T2")).unwrap(), Recorded::New);
+    // Payments without a transfer id never collide with each other on it.
+    assert_eq!(ledger.record(&payment("m4", 1, 1)).unwrap(), Recorded::New);
+    assert_eq!(ledger.record(&payment("m5", 1, 1)).unwrap(), Recorded::New);
+    let ids: Vec<String> = ledger
+        .unannounced()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.msg_id)
+        .collect();
+    assert_eq!(ids, ["m1", "m3", "m4", "m5"]);
+}
+
+#[test]
+fn memory_survives_a_restart_and_a_crash_before_announcing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = open(&dir);
+        ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap();
+        ledger.record(&payment("m2", 200, 1_700_000_001)).unwrap();
+        ledger.record(&transfer("m3", "T1")).unwrap();
+        ledger.mark_announced("m1").unwrap();
+        // "Crash": dropped without announcing m2 and m3.
+    }
+    let ledger = open(&dir);
+    let pending: Vec<(String, u64)> = ledger
+        .unannounced()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.msg_id, p.amount_fen))
+        .collect();
+    assert_eq!(pending, [("m2".to_string(), 200), ("m3".to_string(), 10)]);
+    assert_eq!(
+        ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        ledger.record(&transfer("m9", "T1")).unwrap(),
+        Recorded::Duplicate
+    );
+    ledger.mark_announced("m2").unwrap();
+    ledger.mark_announced("m3").unwrap();
+    assert!(ledger.unannounced().unwrap().is_empty());
+}
+
+#[test]
+fn marking_announced_is_idempotent_and_needs_a_recorded_payment() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap();
+    ledger.mark_announced("m1").unwrap();
+    let first = ledger.entries(0, i64::MAX).unwrap()[0].announced_at;
+    assert!(first.is_some());
+    ledger.mark_announced("m1").unwrap();
+    assert_eq!(ledger.entries(0, i64::MAX).unwrap()[0].announced_at, first);
+    assert!(matches!(
+        ledger.mark_announced("nope"),
+        Err(LedgerError::NotRecorded { .. })
+    ));
+}
+
+#[test]
+fn entries_are_the_half_open_range_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    for (id, time) in [("late", 300), ("early", 100), ("edge", 200), ("before", 99)] {
+        ledger.record(&payment(id, 1, time)).unwrap();
+    }
+    let ids = |from, to| -> Vec<String> {
+        ledger
+            .entries(from, to)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.payment.msg_id)
+            .collect()
+    };
+    assert_eq!(ids(100, 300), ["early", "edge"]);
+    assert_eq!(ids(0, 301), ["before", "early", "edge", "late"]);
+    assert!(ids(301, 400).is_empty());
+    let entry = &ledger.entries(100, 101).unwrap()[0];
+    assert_eq!(entry.payment, payment("early", 1, 100));
+    assert!(entry.detected_at > 1_600_000_000);
+    assert_eq!(entry.announced_at, None);
+}
+
+#[test]
+fn amounts_beyond_sqlite_integers_are_refused_not_wrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let huge = payment("m1", u64::MAX, 1);
+    assert!(matches!(
+        ledger.record(&huge),
+        Err(LedgerError::AmountTooLarge { .. })
+    ));
+    assert!(!ledger.contains("m1").unwrap());
+}
+
+#[test]
+fn a_newer_schema_or_a_foreign_file_is_refused_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    drop(Ledger::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(
+        matches!(err, LedgerError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    let junk = dir.path().join("junk.sqlite3");
+    std::fs::write(&junk, "this is not a database, it is a shopping list").unwrap();
+    let err = Ledger::open(&junk).unwrap_err().to_string();
+    assert!(err.contains("junk.sqlite3"), "{err}");
+}
