@@ -291,7 +291,7 @@ impl Simulator {
     /// has it: known only through webwxbatchgetcontact and `ModContactList`).
     pub fn send_text(&self, from: &str, text: &str) -> String {
         let msg = messages::text(text, state::now());
-        self.from_person(from, msg)
+        self.deliver_from_person(from, msg)
     }
 
     /// A 微信支付 collection notice for `amount_fen`, counted into today's running
@@ -308,7 +308,7 @@ impl Simulator {
     /// A transfer (AppMsgType 2000, paysubtype 1) from the person with this nickname.
     pub fn transfer(&self, from_nickname: &str, amount_fen: u64) -> String {
         let msg = messages::transfer(amount_fen, state::now());
-        self.from_person(from_nickname, msg)
+        self.deliver_from_person(from_nickname, msg)
     }
 
     /// The same collection XML as [`Simulator::pay`], sent by an ordinary contact
@@ -444,7 +444,7 @@ impl Simulator {
         }
     }
 
-    fn from_person(&self, nick: &str, msg: Message) -> String {
+    fn deliver_from_person(&self, nick: &str, msg: Message) -> String {
         self.shared.update(|w| {
             let (sender, created) = w.person(nick);
             let new = if created { vec![sender] } else { Vec::new() };
