@@ -980,3 +980,76 @@ async fn unknown_paths_are_404_and_recorded() {
     assert_eq!(r[0].verdict, Verdict::NotFound);
     assert_eq!(r[0].query_value("x"), Some("1"));
 }
+
+#[tokio::test]
+async fn fault_drop_sends_no_status_line_at_all() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim().await;
+    sim.inject(Endpoint::JsLogin, Fault::Drop);
+    let addr = sim.base_url().trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /jslogin?appid={} HTTP/1.1\r\nHost: login.wx.qq.com\r\n\r\n",
+        protocol::APP_ID
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the server must close the connection");
+    assert!(
+        !String::from_utf8_lossy(&got).contains("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test]
+async fn the_ticket_needs_fun_new_and_version_v2() {
+    let sim = sim().await;
+    let mut b = Browser::new(&sim);
+    let uuid = b.jslogin().await;
+    sim.confirm();
+    let (LoginPoll::Confirmed { redirect_uri }, _) = b.poll(&uuid, 1).await else {
+        panic!("not confirmed")
+    };
+    let url = url::Url::parse(&redirect_uri).unwrap();
+    let bare = b
+        .get(&format!("{}?{}", url.path(), url.query().unwrap()))
+        .await;
+    assert_eq!(protocol::parse_ticket(&bare.body).unwrap().ret, 1);
+    assert!(sim.session().is_none());
+    assert!(
+        b.exchange_ticket(&redirect_uri)
+            .await
+            .body
+            .contains("<ret>0</ret>")
+    );
+}
+
+#[tokio::test]
+async fn opening_the_qr_url_logs_in_like_a_phone() {
+    let sim = sim().await;
+    let b = Browser::new(&sim);
+    let uuid = b.jslogin().await;
+    assert_eq!(b.get(&format!("/l/{uuid}")).await.status, 200);
+    assert!(matches!(
+        b.poll(&uuid, 1).await.0,
+        LoginPoll::Confirmed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_clerk_notice_comes_from_the_cashier_assistant() {
+    let sim = sim().await;
+    let mut b = Browser::logged_in(&sim).await;
+    b.sync().await;
+    sim.pay_clerk_notice(1);
+    let v = b.sync().await;
+    let msg = &v["AddMsgList"][0];
+    assert_eq!(msg["FileName"], "[店员消息]收款到账0.01元");
+    let assistant = sim
+        .contact_by_nickname(paysay::simulator::CASHIER_ASSISTANT)
+        .unwrap();
+    assert_eq!(msg["FromUserName"], assistant.user_name.as_str());
+    assert_eq!(assistant.verify_flag, 24);
+}
