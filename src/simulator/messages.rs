@@ -105,7 +105,7 @@ fn collection_xml(
     )
 }
 
-/// A 微信收款助手 clerk copy of the shop owner's collection ("[店员消息]收款到账…元"), laid
+/// A 微信收款助手 clerk copy of the shop owner's collection (`[店员消息]收款到账…元`), laid
 /// out like `cashier-assistant-clerk-2019.xml` with the web's `<br/>` separators.
 pub fn clerk_notice(amount_fen: u64, today: RunningTotal, now: i64) -> Message {
     let amount = yuan(amount_fen);

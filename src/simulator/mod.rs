@@ -340,7 +340,7 @@ impl Simulator {
         })
     }
 
-    /// A 微信收款助手 clerk copy ("[店员消息]收款到账…元") of a collection for `amount_fen`,
+    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`,
     /// counted into today's running total like [`Simulator::pay`].
     pub fn pay_clerk_notice(&self, amount_fen: u64) -> String {
         self.shared.update(|w| {
