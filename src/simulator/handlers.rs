@@ -446,7 +446,7 @@ fn sync(w: &mut World, req: &SimRequest, body: &Value) -> Result<Value, i64> {
         return Err(INVALID);
     }
     let from = *session.issued.get(&sent.to_query()).ok_or(INVALID)?;
-    let to = (from + page).min(session.log.len());
+    let to = from.saturating_add(page).min(session.log.len());
     let now = now();
     let next = session.sync_key(to, true, now);
     let more = to < session.log.len();

@@ -105,6 +105,25 @@ fn collection_xml(
     )
 }
 
+/// A 微信收款助手 clerk copy of the shop owner's collection (`[店员消息]收款到账…元`), laid
+/// out like `cashier-assistant-clerk-2019.xml` with the web's `<br/>` separators.
+pub fn clerk_notice(amount_fen: u64, today: RunningTotal, now: i64) -> Message {
+    let amount = yuan(amount_fen);
+    let total = yuan(today.total_fen);
+    let nth = today.count;
+    let title = format!("[店员消息]收款到账{amount}元");
+    let des = format!(
+        "收款金额￥{amount}\n汇总今日第{nth}笔收款, 共计￥{total}\n说明已存入店长(**鑫)的零钱"
+    );
+    let xml = format!(
+        "<msg> <appmsg appid=\"\" sdkver=\"0\">     <title><![CDATA[{title}]]></title>     <des><![CDATA[{des}]]></des>         <action></action>       <type>5</type>  <showtype>1</showtype>     <soundtype>0</soundtype>     <content><![CDATA[]]></content>         <contentattr>0</contentattr>    <url><![CDATA[]]></url>         <lowurl><![CDATA[]]></lowurl>   <extinfo></extinfo>     <mmreader>              <category type=\"0\" count=\"1\">                   <name><![CDATA[微信收款助手]]></name>                   <topnew>                                <cover><![CDATA[]]></cover>                             <width>0</width>                                <height>0</height>                              <digest><![CDATA[{des}]]></digest>                      </topnew>                               <item>  <itemshowtype>4</itemshowtype>  <title><![CDATA[{title}]]></title>     <pub_time>{now}</pub_time>      <digest><![CDATA[{des}]]></digest>      <fileid>0</fileid>      <sources>       <source>        <name><![CDATA[微信收款助手]]></name>   </source>       </sources>      </item>                 </category>             <publisher>                     <username><![CDATA[gh_f0a92aa7146c]]></username>                        <nickname><![CDATA[微信收款助手]]></nickname>           </publisher>            <template_header><title><![CDATA[收款到账通知]]></title><pub_time>{now}</pub_time><hide_title_and_time>1</hide_title_and_time><pay_style>1</pay_style></template_header>              <template_detail><template_show_type>1</template_show_type><line_content><topline><key><word><![CDATA[收款金额]]></word><color><![CDATA[#888888]]></color><hide_dash_line>1</hide_dash_line></key><value><word><![CDATA[￥{amount}]]></word><color><![CDATA[#000000]]></color><small_text_count>1</small_text_count></value></topline><lines><line><key><word><![CDATA[汇总]]></word><color><![CDATA[#888888]]></color></key><value><word><![CDATA[今日第{nth}笔收款, 共计￥{total}]]></word><color><![CDATA[#000000]]></color></value></line><line><key><word><![CDATA[说明]]></word><color><![CDATA[#888888]]></color></key><value><word><![CDATA[已存入店长(**鑫)的零钱]]></word><color><![CDATA[#FA962A]]></color></value></line></lines></line_content></template_detail>          <forbid_forward>0</forbid_forward>  </mmreader>     <thumburl><![CDATA[]]></thumburl>            <template_id><![CDATA[hhBEwxiQAAY8HBHor5osXOl4zvANfBpjRKy_EkV__pg]]></template_id>                                  </appmsg><fromusername><![CDATA[gh_f0a92aa7146c]]></fromusername><appinfo><version>0</version><appname><![CDATA[微信收款助手]]></appname><isforceupdate>1</isforceupdate></appinfo></msg>"
+    );
+    let mut msg = envelope(msg_type::APP, escape_app_content(&xml), now);
+    msg.app_msg_type = app_msg_type::LINK;
+    msg.file_name = title;
+    msg
+}
+
 /// A transfer (AppMsgType 2000) as the payer's message: paysubtype 1, amount in `feedesc`.
 pub fn transfer(amount_fen: u64, now: i64) -> Message {
     let amount = yuan(amount_fen);
@@ -188,6 +207,23 @@ mod tests {
         assert!(msg.url.contains("&amp;openid="));
         assert_eq!(msg.msg_id.len(), 19);
         assert_eq!(msg.msg_id, msg.new_msg_id.to_string());
+    }
+
+    #[test]
+    fn clerk_notice_names_the_amount() {
+        let msg = clerk_notice(
+            1,
+            RunningTotal {
+                count: 2,
+                total_fen: 2,
+            },
+            1_555_054_161,
+        );
+        assert_eq!(msg.file_name, "[店员消息]收款到账0.01元");
+        assert!(
+            msg.content
+                .contains("收款金额￥0.01<br/>汇总今日第2笔收款, 共计￥0.02<br/>")
+        );
     }
 
     #[test]

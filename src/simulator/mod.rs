@@ -10,6 +10,41 @@
 //! `wx2.qq.com`, and cookies carry the real `Domain`s, so the client's host mapping and its
 //! cookie handling are exercised too.
 //!
+//! # What it checks, and how it refuses
+//! - Empty (or non-JSON) POST body: HTTP 200 with an empty body.
+//! - JSON calls (webwxinit, webwxstatusnotify, webwxbatchgetcontact, webwxsync) and
+//!   webwxgetcontact: cookies `wxuin`, `wxsid`, `webwx_data_ticket` present and this
+//!   session's; `pass_ticket` in the query equal to the XML's value after one decoding (so
+//!   the client must encode the already-encoded value once more); BaseRequest Uin (number or
+//!   string) and Sid this session's, DeviceID `e` + 15 digits. Any of these wrong: `Ret` 1100
+//!   with an otherwise all-empty body. Skey (BaseRequest, or `skey=` in the query) not the
+//!   current one, including the ticket's skey once webwxinit replaced it: `Ret` 1101.
+//!   webwxsync also checks `sid`/`skey` in its query, and refuses a SyncKey it never issued
+//!   with 1101. After [`Simulator::logout`]: `Ret` = the given retcode.
+//! - synccheck: cookies missing or foreign → retcode 1102; uin/sid/deviceid wrong → 1100;
+//!   skey wrong → 1101; a `synckey` never issued → 1101; session ended → its retcode.
+//! - The ticket: unknown, spent or unconfirmed ticket, or `fun=new&version=v2` missing →
+//!   `<ret>1</ret>`; [`Simulator::refuse_login`] → that ret and message, no cookies.
+//! - The login poll: unknown, spent or expired uuid → `window.code=400;`.
+//! - jslogin: an appid other than the web client's → `window.QRLogin.code = 400;`.
+//! - webwxpushloginurl: disabled, no earlier login, or `uin` not the account's →
+//!   `{"ret":"1","msg":"param error"}`.
+//! - webwxstatusnotify: `FromUserName` not this login's own user name → `Ret` 1.
+//!
+//! # Sessions and the message stream
+//! The account's session lasts until [`Simulator::logout`], webwxlogout, or a new ticket
+//! exchange; a restarted client with the saved cookies, keys and SyncKey carries on. Every
+//! SyncKey/SyncCheckKey the server issues stands for a position in the session's message log:
+//! webwxsync returns what follows the sent key (a stale key gets the same messages again),
+//! synccheck answers selector 2 if anything follows, else holds. webwxinit's SyncKey stands
+//! for the end of the log, like the real server's: a client that re-inits and adopts that
+//! key skips messages it never synced, one that keeps its saved SyncKey gets them. Messages
+//! sent before the first webwxinit of a session wait and follow the status-notify message.
+//!
+//! # Known differences from WeChat
+//! JSON object keys come out in alphabetical order (WeChat starts with `BaseResponse`);
+//! values and layout (one-space indent) match the captures.
+//!
 //! Tests and `paysay demo` drive the "phone" through [`Simulator`]: scan and confirm the QR,
 //! receive payments, log out, inject faults, and read back what the client sent.
 //!
@@ -291,7 +326,7 @@ impl Simulator {
     /// has it: known only through webwxbatchgetcontact and `ModContactList`).
     pub fn send_text(&self, from: &str, text: &str) -> String {
         let msg = messages::text(text, state::now());
-        self.from_person(from, msg)
+        self.deliver_from_person(from, msg)
     }
 
     /// A 微信支付 collection notice for `amount_fen`, counted into today's running
@@ -305,10 +340,21 @@ impl Simulator {
         })
     }
 
+    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`,
+    /// counted into today's running total like [`Simulator::pay`].
+    pub fn pay_clerk_notice(&self, amount_fen: u64) -> String {
+        self.shared.update(|w| {
+            let today = w.count_collection(amount_fen);
+            let msg = messages::clerk_notice(amount_fen, today, state::now());
+            let sender = w.official(CASHIER_ASSISTANT);
+            deliver_into(w, msg, Some(sender), Vec::new())
+        })
+    }
+
     /// A transfer (AppMsgType 2000, paysubtype 1) from the person with this nickname.
     pub fn transfer(&self, from_nickname: &str, amount_fen: u64) -> String {
         let msg = messages::transfer(amount_fen, state::now());
-        self.from_person(from_nickname, msg)
+        self.deliver_from_person(from_nickname, msg)
     }
 
     /// The same collection XML as [`Simulator::pay`], sent by an ordinary contact
@@ -444,7 +490,7 @@ impl Simulator {
         }
     }
 
-    fn from_person(&self, nick: &str, msg: Message) -> String {
+    fn deliver_from_person(&self, nick: &str, msg: Message) -> String {
         self.shared.update(|w| {
             let (sender, created) = w.person(nick);
             let new = if created { vec![sender] } else { Vec::new() };

@@ -163,9 +163,9 @@ impl Session {
                 (11, b + p + 5),
                 (13, b - 2000),
                 (201, now),
-                (203, now - 450),
-                (1000, now - 1200),
-                (1001, now - 1170),
+                (203, now.saturating_sub(450)),
+                (1000, now.saturating_sub(1200)),
+                (1001, now.saturating_sub(1170)),
             ]
         } else {
             vec![(1, b + p), (2, b + p + 37), (3, b + 11), (1000, 0)]
