@@ -116,6 +116,8 @@ pub struct SpeechConfig {
     pub backends: Vec<String>,
     /// Upper bound of the synthesized-audio cache, in megabytes.
     pub cache_max_mb: u64,
+    /// Said when WeChat needs a new scan (the daily logout), so the owner learns it at once.
+    pub login_alert: String,
     pub baidu: BaiduConfig,
     pub system: SystemVoiceConfig,
 }
@@ -126,6 +128,7 @@ impl Default for SpeechConfig {
             template: "微信收款{amount}元".into(),
             backends: vec!["system".into()],
             cache_max_mb: 64,
+            login_alert: "微信需要重新登录，请扫描二维码".into(),
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }

@@ -76,6 +76,8 @@ pub enum LedgerError {
     AmountTooLarge { msg_id: String, amount_fen: u64 },
     #[error("payment {msg_id} is not in the ledger, so it cannot be marked announced")]
     NotRecorded { msg_id: String },
+    #[error("the ledger task stopped unexpectedly: {0}")]
+    Task(String),
     #[error("ledger {path}: the row for {msg_id} is damaged: {problem}")]
     Damaged {
         path: PathBuf,

@@ -1,0 +1,118 @@
+//! The announcer: one task that says payments (and login alerts) one after another, in the
+//! order they arrived, and marks each payment announced in the ledger only once it has been
+//! heard. What it could not say stays unannounced in the ledger for the next run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::SharedLedger;
+use crate::audio::{AudioError, PlayerHandle};
+use crate::payment::Payment;
+use crate::session::Backoff;
+use crate::speech::{Clip, Speech, TtsError, Yuan};
+
+/// Something to say.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    Payment(Payment),
+    /// A spoken alert, e.g. that WeChat needs a new scan.
+    Alert(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SayError {
+    #[error(transparent)]
+    Speech(#[from] TtsError),
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+}
+
+/// What the announcer needs; `speech` is swapped on a config reload.
+pub struct Announcer {
+    pub speech: watch::Receiver<Arc<Speech>>,
+    pub player: PlayerHandle,
+    pub ledger: SharedLedger,
+    pub queue: mpsc::UnboundedReceiver<Announcement>,
+    pub shutdown: CancellationToken,
+}
+
+impl Announcer {
+    /// Runs until shutdown; the announcement being spoken then is finished first.
+    pub async fn run(mut self) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                next = self.queue.recv() => next,
+            };
+            let Some(announcement) = next else { break };
+            self.announce(announcement).await;
+        }
+    }
+
+    /// Says one announcement, retrying (in order: later ones wait) while the speaker or every
+    /// voice fails. Gives up only on shutdown, leaving the payment for the next run.
+    async fn announce(&mut self, announcement: Announcement) {
+        let span = match &announcement {
+            Announcement::Payment(p) => tracing::info_span!("announce", msg_id = %p.msg_id, amount = %Yuan(p.amount_fen)),
+            Announcement::Alert(_) => tracing::info_span!("announce", alert = true),
+        };
+        let _enter = span.enter();
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+        loop {
+            let speech = self.speech.borrow().clone();
+            match say(&speech, &self.player, &announcement).await {
+                Ok(clip) => {
+                    self.done(&announcement, &clip).await;
+                    return;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_s = delay.as_secs(), "announcement not heard yet; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => {
+                            tracing::warn!("stopping before the announcement was heard; it is kept for the next start");
+                            return;
+                        }
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn done(&self, announcement: &Announcement, clip: &Clip) {
+        let Announcement::Payment(p) = announcement else {
+            tracing::info!(text = %clip.text, "alert spoken");
+            return;
+        };
+        let ledger = self.ledger.clone();
+        let msg_id = p.msg_id.clone();
+        let marked = tokio::task::spawn_blocking(move || ledger.lock().mark_announced(&msg_id)).await;
+        match marked {
+            Ok(Ok(())) => tracing::info!(
+                amount = %Yuan(p.amount_fen),
+                kind = %p.kind,
+                text = %clip.text,
+                voice = clip.backend,
+                "payment announced"
+            ),
+            // Heard, but not recorded as heard: the next start says it again. Better twice
+            // than never, and the log says why.
+            Ok(Err(e)) => tracing::error!(error = %e, "payment announced, but the ledger could not record it"),
+            Err(e) => tracing::error!(error = %e, "payment announced, but the ledger task failed"),
+        }
+    }
+}
+
+async fn say(speech: &Speech, player: &PlayerHandle, announcement: &Announcement) -> Result<Clip, SayError> {
+    let clip = match announcement {
+        Announcement::Payment(p) => speech.announce(p.amount_fen).await?,
+        Announcement::Alert(text) => speech.speak(text).await?,
+    };
+    player.play(clip.clone()).await?;
+    Ok(clip)
+}
