@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod ledger;
 pub mod paths;
 pub mod payment;

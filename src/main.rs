@@ -1,5 +1,6 @@
 //! The `paysay` command: the edge where errors become messages for the shop owner.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -28,6 +29,13 @@ enum Command {
     Login,
     /// Keep the WeChat session alive and announce payments: the daemon.
     Run,
+    /// Hear paysay work without a WeChat account: the real daemon against the built-in
+    /// WeChat simulator, which scans its own QR code and delivers a few payments.
+    Demo {
+        /// Go through the whole demo without opening the sound device.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the configuration file and print where paysay keeps its files.
     Paths,
     /// Say an amount through the speaker, as a payment would: to check the speaker and to
@@ -84,10 +92,16 @@ fn main() -> std::process::ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // Under systemd, journald stamps each line itself: no second timestamp.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
 }
 
 /// Loads the config named with `--config`, or the default one if it exists.
@@ -110,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::from)
         }),
+        Command::Demo { dry_run } => runtime()?.block_on(demo(config, paths, dry_run)),
         Command::Paths => {
             println!("config:  {}", paths.config_file.display());
             println!("state:   {}", paths.state_dir.display());
@@ -220,6 +235,37 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
         );
     }
     Ok(())
+}
+
+/// `paysay demo`: the simulator, the daemon, a few customers, and what was heard.
+async fn demo(config: Config, paths: Paths, dry_run: bool) -> anyhow::Result<()> {
+    let player = spawn_player(&config, dry_run)?;
+    let entries = paysay::demo::run(config, paths, player).await?;
+    println!("paysay demo: heard and recorded, once each:");
+    for e in &entries {
+        println!(
+            "  {:>10} yuan  {:<16} {}",
+            Yuan(e.payment.amount_fen).to_string(),
+            e.payment.kind.to_string(),
+            e.payment.payer.as_deref().unwrap_or(&e.payment.account)
+        );
+    }
+    let total: u64 = entries.iter().map(|e| e.payment.amount_fen).sum();
+    println!(
+        "  total {} yuan. The forged notice and the redelivery stayed silent.",
+        Yuan(total)
+    );
+    Ok(())
+}
+
+/// The speaker, or a null output that only counts samples (`--dry-run`).
+fn spawn_player(config: &Config, dry_run: bool) -> anyhow::Result<paysay::audio::PlayerHandle> {
+    let player = if dry_run {
+        Player::spawn_with(&config.audio, || Box::new(NullOutput::default()))?
+    } else {
+        Player::spawn(&config.audio)?
+    };
+    Ok(player)
 }
 
 /// How `paysay ledger` prints.

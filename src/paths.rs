@@ -48,6 +48,17 @@ impl Paths {
         })
     }
 
+    /// The same files, but the state (session, QR code, ledger) kept under `state_dir`:
+    /// the demo runs there so it never touches the shop's real session or ledger.
+    pub fn with_state_dir(&self, state_dir: &Path) -> Paths {
+        Paths {
+            state_dir: state_dir.to_path_buf(),
+            qr_png: None,
+            ledger_db: None,
+            ..self.clone()
+        }
+    }
+
     /// The saved WeChat session (cookies and keys), mode 0600.
     pub fn session_file(&self) -> PathBuf {
         self.state_dir.join("session.json")

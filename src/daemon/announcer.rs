@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::SharedLedger;
 use crate::audio::{AudioError, PlayerHandle};
@@ -57,10 +58,17 @@ impl Announcer {
     /// voice fails. Gives up only on shutdown, leaving the payment for the next run.
     async fn announce(&mut self, announcement: Announcement) {
         let span = match &announcement {
-            Announcement::Payment(p) => tracing::info_span!("announce", msg_id = %p.msg_id, amount = %Yuan(p.amount_fen)),
+            Announcement::Payment(p) => {
+                tracing::info_span!("announce", msg_id = %p.msg_id, amount = %Yuan(p.amount_fen))
+            }
             Announcement::Alert(_) => tracing::info_span!("announce", alert = true),
         };
-        let _enter = span.enter();
+        self.announce_until_heard(announcement)
+            .instrument(span)
+            .await
+    }
+
+    async fn announce_until_heard(&mut self, announcement: Announcement) {
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
         loop {
             let speech = self.speech.borrow().clone();
@@ -91,7 +99,8 @@ impl Announcer {
         };
         let ledger = self.ledger.clone();
         let msg_id = p.msg_id.clone();
-        let marked = tokio::task::spawn_blocking(move || ledger.lock().mark_announced(&msg_id)).await;
+        let marked =
+            tokio::task::spawn_blocking(move || ledger.lock().mark_announced(&msg_id)).await;
         match marked {
             Ok(Ok(())) => tracing::info!(
                 amount = %Yuan(p.amount_fen),
@@ -102,13 +111,19 @@ impl Announcer {
             ),
             // Heard, but not recorded as heard: the next start says it again. Better twice
             // than never, and the log says why.
-            Ok(Err(e)) => tracing::error!(error = %e, "payment announced, but the ledger could not record it"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "payment announced, but the ledger could not record it")
+            }
             Err(e) => tracing::error!(error = %e, "payment announced, but the ledger task failed"),
         }
     }
 }
 
-async fn say(speech: &Speech, player: &PlayerHandle, announcement: &Announcement) -> Result<Clip, SayError> {
+async fn say(
+    speech: &Speech,
+    player: &PlayerHandle,
+    announcement: &Announcement,
+) -> Result<Clip, SayError> {
     let clip = match announcement {
         Announcement::Payment(p) => speech.announce(p.amount_fen).await?,
         Announcement::Alert(text) => speech.speak(text).await?,

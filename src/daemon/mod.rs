@@ -57,7 +57,11 @@ impl SharedLedger {
 }
 
 /// Runs until `shutdown` is cancelled or something a person must fix happens.
-pub async fn run(config: Config, paths: Paths, shutdown: CancellationToken) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    paths: Paths,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let player = Player::spawn(&config.audio)?;
     run_with_player(config, paths, player, shutdown).await
 }
@@ -114,7 +118,10 @@ async fn queue_backlog(
 ) -> Result<(), LedgerError> {
     let backlog = ledger.call(|l| l.unannounced()).await?;
     if !backlog.is_empty() {
-        tracing::warn!(count = backlog.len(), "payments recorded but not yet announced; announcing them now");
+        tracing::warn!(
+            count = backlog.len(),
+            "payments recorded but not yet announced; announcing them now"
+        );
     }
     for p in backlog {
         let _ = queue.send(Announcement::Payment(p));
@@ -142,7 +149,8 @@ impl Supervisor {
         let (events, mut rx) = Events::channel();
         let wechat = self.config.wechat.clone();
         let token = shutdown.clone();
-        let mut session = tokio::spawn(async move { session::run(&wechat, &files, events, token).await });
+        let mut session =
+            tokio::spawn(async move { session::run(&wechat, &files, events, token).await });
         let mut hangup = Hangup::new();
         let mut watchdog = notify::watchdog_period().map(tokio::time::interval);
         notify::ready("connecting to WeChat");
@@ -183,7 +191,9 @@ impl Supervisor {
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
                 if !self.alerted {
                     self.alerted = true;
-                    let _ = self.queue.send(Announcement::Alert(self.config.speech.login_alert.clone()));
+                    let _ = self
+                        .queue
+                        .send(Announcement::Alert(self.config.speech.login_alert.clone()));
                 }
             }
             SessionEvent::LoggedIn { nick_name, resumed } => {
@@ -192,7 +202,9 @@ impl Supervisor {
                 notify::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
-                notify::status(&format!("logged out by WeChat (retcode {retcode}); waiting for a new login"));
+                notify::status(&format!(
+                    "logged out by WeChat (retcode {retcode}); waiting for a new login"
+                ));
             }
             SessionEvent::Scanned | SessionEvent::PushLoginSent => {}
         }
@@ -224,7 +236,9 @@ impl Supervisor {
                     "payment already recorded (delivered again): not announced twice"
                 ),
                 // Not recorded means not acknowledged either way; the log says so loudly.
-                Err(e) => tracing::error!(error = %e, msg_id = %payment.msg_id, "cannot record the payment in the ledger"),
+                Err(e) => {
+                    tracing::error!(error = %e, msg_id = %payment.msg_id, "cannot record the payment in the ledger")
+                }
             }
         }
     }
@@ -246,8 +260,10 @@ impl Supervisor {
 
     /// A sender who carries a payment account's name without being one is worth a line.
     fn warn_if_impostor(&self, incoming: &Incoming) {
-        let Some(sender) = &incoming.sender else { return };
-        let named_like = self.config.payments.accounts.iter().any(|a| *a == sender.nick_name);
+        let Some(sender) = &incoming.sender else {
+            return;
+        };
+        let named_like = self.config.payments.accounts.contains(&sender.nick_name);
         if named_like && !sender.is_official_account() {
             tracing::warn!(
                 sender = %sender.nick_name,
@@ -329,5 +345,11 @@ fn log_message(incoming: &Incoming) {
         .as_ref()
         .map_or(m.from_user_name.as_str(), |c| c.nick_name.as_str());
     let preview: String = m.content.chars().take(40).collect();
-    tracing::debug!(msg_type = m.msg_type, app_msg_type = m.app_msg_type, sender, preview, "message");
+    tracing::debug!(
+        msg_type = m.msg_type,
+        app_msg_type = m.app_msg_type,
+        sender,
+        preview,
+        "message"
+    );
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use api::Session;
 pub use backoff::Backoff;
@@ -165,7 +166,11 @@ pub async fn run(
         };
         backoff.reset();
         last_uin = Some(session.state().uin);
-        match sync_until_logout(session, files, &events, &shutdown, &mut backoff).await? {
+        let span = tracing::info_span!("session", user = %session.nick_name());
+        let ended = sync_until_logout(session, files, &events, &shutdown, &mut backoff)
+            .instrument(span)
+            .await?;
+        match ended {
             Ended::Shutdown => return Ok(()),
             Ended::LoggedOut { retcode } => {
                 tracing::error!(
@@ -210,8 +215,6 @@ async fn sync_until_logout(
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<Ended, SessionError> {
-    let span = tracing::info_span!("session", user = %session.nick_name());
-    let _enter = span.enter();
     loop {
         // Cancelling mid-request is safe: the SyncKey is saved only after a batch is
         // acknowledged, so an interrupted sync is delivered again next time.
