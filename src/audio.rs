@@ -87,7 +87,7 @@ pub struct RodioOutput {
 impl AudioOutput for RodioOutput {
     fn start(&mut self) -> Result<(), AudioError> {
         let mut sink = rodio::DeviceSinkBuilder::open_default_sink()
-            .map_err(|e| AudioError::NoDevice(error_chain(&e)))?;
+            .map_err(|e| AudioError::NoDevice(crate::error_chain(&e)))?;
         // Closing is routine here (after every idle spell), not worth a message each time.
         sink.log_on_drop(false);
         let player = rodio::Player::connect_new(sink.mixer());
@@ -446,16 +446,4 @@ fn clamp_volume(volume: f32) -> f32 {
     } else {
         volume.clamp(0.0, 2.0)
     }
-}
-
-/// An error with its causes: rodio's top-level messages alone do not say what failed.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -16,3 +16,16 @@ pub mod protocol;
 pub mod session;
 pub mod simulator;
 pub mod speech;
+
+/// An error with its causes ("error sending request: connection refused"): the top-level
+/// messages of reqwest and rodio alone rarely say what to fix.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

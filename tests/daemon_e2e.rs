@@ -34,22 +34,7 @@ impl Shop {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let root = self.dir.path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysay"));
-        cmd.arg("--config")
-            .arg(self.path("paysay.toml"))
-            .args(args)
-            .env(
-                "ALSA_CONFIG_PATH",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf"),
-            )
-            .env("AUDIO_CAPTURE", self.path("capture.wav"))
-            .env("HOME", root)
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env("PAYSAY_LOG", "info");
-        cmd
+        paysay(self.dir.path(), args)
     }
 
     /// Starts `paysay run`, its log going to `log`.
@@ -103,6 +88,26 @@ impl Shop {
                 .await
         );
     }
+}
+
+/// `paysay --config ROOT/paysay.toml ARGS` with its dirs under `root` and ALSA capturing
+/// to `root/capture.wav`; the environment is the child's alone.
+fn paysay(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysay"));
+    cmd.arg("--config")
+        .arg(root.join("paysay.toml"))
+        .args(args)
+        .env(
+            "ALSA_CONFIG_PATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf"),
+        )
+        .env("AUDIO_CAPTURE", root.join("capture.wav"))
+        .env("HOME", root)
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .env("XDG_STATE_HOME", root.join("state"))
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("PAYSAY_LOG", "info");
+    cmd
 }
 
 async fn wait_until<T>(mut probe: impl FnMut() -> Option<T>) -> T {
@@ -292,21 +297,7 @@ fn demo_is_heard_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(root.join("paysay.toml"), "[audio]\nidle_close_ms = 50\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_paysay"))
-        .arg("--config")
-        .arg(root.join("paysay.toml"))
-        .arg("demo")
-        .env(
-            "ALSA_CONFIG_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf"),
-        )
-        .env("AUDIO_CAPTURE", root.join("capture.wav"))
-        .env("HOME", root)
-        .env("XDG_CACHE_HOME", root.join("cache"))
-        .env("XDG_STATE_HOME", root.join("state"))
-        .env("XDG_CONFIG_HOME", root.join("config"))
-        .output()
-        .unwrap();
+    let out = paysay(root, &["demo"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -16,7 +16,7 @@ pub enum ErrorKind {
 /// Errors of the WeChat web session.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("{request} to {host} failed: {source}")]
+    #[error("{request} to {host} failed: {}", crate::error_chain(source))]
     Network {
         request: &'static str,
         host: String,

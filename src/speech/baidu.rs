@@ -223,7 +223,7 @@ impl BaiduSynthesizer {
             // without_url: the token URL's query holds the secret key, which must not be logged.
             TtsError::Network {
                 url: url.to_string(),
-                reason: error_chain(&e.without_url()),
+                reason: crate::error_chain(&e.without_url()),
             }
         }
     }
@@ -250,17 +250,4 @@ impl Synthesizer for BaiduSynthesizer {
 /// The start of a body for an error message, lossily decoded.
 fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
-}
-
-/// An error with its causes ("error sending request: connection refused"), since reqwest's
-/// top-level message alone rarely says what to fix.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
