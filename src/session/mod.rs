@@ -254,7 +254,9 @@ async fn deliver(
         ack,
     });
     tokio::select! {
-        // A dropped sender means nobody listens (e.g. `paysay run` logging only): go on.
+        // An acknowledged batch is saved even when shutdown came at the same moment.
+        biased;
+        // A dropped sender means nobody listens (e.g. `paysay login`): go on.
         _ = acked => true,
         _ = shutdown.cancelled() => false,
     }
