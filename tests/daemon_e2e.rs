@@ -309,3 +309,39 @@ fn demo_is_heard_end_to_end() {
         "the demo leaves the real ledger alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_speech_settings_without_a_new_login() {
+    let shop = Shop::new("").await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    shop.sim.pay(100);
+    shop.wait_announced(1).await;
+
+    let config = std::fs::read_to_string(shop.path("paysay.toml")).unwrap();
+    std::fs::write(
+        shop.path("paysay.toml"),
+        format!("{config}\n[speech]\ntemplate = \"到账{{amount}}元\"\n"),
+    )
+    .unwrap();
+    signal(&daemon, "-HUP");
+    wait_until(|| {
+        shop.log("run.log")
+            .contains("config reloaded")
+            .then_some(())
+    })
+    .await;
+    shop.sim.pay(200);
+    shop.wait_announced(2).await;
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+
+    let log = shop.log("run.log");
+    assert!(log.contains("text=微信收款一元"), "{log}");
+    assert!(log.contains("text=到账二元"), "{log}");
+    assert_eq!(
+        shop.sim.requests_to(Endpoint::JsLogin).len(),
+        1,
+        "no new login"
+    );
+}
