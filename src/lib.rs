@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod paths;
 pub mod payment;
 pub mod protocol;
+pub mod service;
 pub mod session;
 pub mod simulator;
 pub mod speech;

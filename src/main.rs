@@ -69,6 +69,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run paysay as a service of your user (systemd on Linux, launchd on macOS): started at
+    /// login, or at boot with linger, and restarted after a failure.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Write the service file for this paysay binary (and --config, if given), then enable
+    /// and start the service.
+    Install {
+        /// Only write the file, and print the commands that would start it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Stop and disable the service and remove its file. The session and the ledger stay.
+    Uninstall {
+        /// Only remove the file, and print the commands that would stop the service.
+        #[arg(long)]
+        no_stop: bool,
+    },
 }
 
 /// `2024-05-01` → a date, for `--since`/`--until`.
@@ -144,7 +167,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             csv,
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
+        Command::Service { action } => service(cli.config.as_deref(), &paths, action),
     }
+}
+
+/// `paysay service install|uninstall`.
+fn service(
+    config: Option<&std::path::Path>,
+    paths: &Paths,
+    action: ServiceAction,
+) -> anyhow::Result<()> {
+    use paysay::service::{self as svc, Invocation, Manager, ServiceError};
+    let manager = Manager::native().ok_or(ServiceError::Unsupported)?;
+    match action {
+        ServiceAction::Install { no_start } => {
+            let invocation = Invocation {
+                program: std::env::current_exe().context("finding the paysay binary")?,
+                config: config
+                    .map(std::path::absolute)
+                    .transpose()
+                    .context("finding the config file")?,
+            };
+            let installed = svc::install_file(manager, &invocation)?;
+            if !no_start {
+                svc::run_steps(&installed.start).with_context(|| {
+                    format!("{} is written, but not started", installed.file.display())
+                })?;
+            }
+            print!("{}", installed.explain(!no_start, &paths.qr_png()));
+        }
+        ServiceAction::Uninstall { no_stop } => {
+            let done = svc::uninstall(manager, !no_stop)?;
+            print!("{}", done.explain(&paths.state_dir, &paths.ledger_db()));
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
