@@ -9,6 +9,7 @@ pub mod audio;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod ledger;
 pub mod paths;
 pub mod payment;

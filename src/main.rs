@@ -69,6 +69,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the config, the state dir, the WeChat session, the ledger, the speaker and each
+    /// voice, one line each with a fix for each failure. Exits non-zero when a check failed.
+    Doctor,
     /// Run paysay as a service of your user (systemd on Linux, launchd on macOS): started at
     /// login, or at boot with linger, and restarted after a failure.
     Service {
@@ -139,8 +142,17 @@ fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        // The doctor reports a broken config as one of its checks, so it loads it itself.
+        Command::Doctor => doctor(&cli),
+        _ => run_configured(cli),
+    }
+}
+
+fn run_configured(cli: Cli) -> anyhow::Result<()> {
     let (config, paths) = load_config(&cli)?;
     match cli.command {
+        Command::Doctor => doctor(&cli),
         Command::Login => runtime()?.block_on(login(&config, &paths)),
         Command::Run => runtime()?.block_on(async {
             paysay::daemon::run(config, paths, shutdown_on_signal())
@@ -168,6 +180,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
         Command::Service { action } => service(cli.config.as_deref(), &paths, action),
+    }
+}
+
+/// `paysay doctor`: prints each check as it finishes; fails when any check failed.
+fn doctor(cli: &Cli) -> anyhow::Result<()> {
+    let (path, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (Paths::default_config_file()?, false),
+    };
+    let report = paysay::doctor::run(&path, explicit, &mut |check| println!("{check}"));
+    match report.failures() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} checks failed", report.checks.len()),
     }
 }
 
