@@ -130,12 +130,17 @@ fn init_logging() {
     }
 }
 
-/// Loads the config named with `--config`, or the default one if it exists.
-fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
-    let (path, explicit) = match &cli.config {
+/// The config file to read, and whether it was named with `--config` (then it must exist).
+fn config_path(cli: &Cli) -> anyhow::Result<(PathBuf, bool)> {
+    Ok(match &cli.config {
         Some(p) => (p.clone(), true),
         None => (Paths::default_config_file()?, false),
-    };
+    })
+}
+
+/// Loads the config named with `--config`, or the default one if it exists.
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
+    let (path, explicit) = config_path(cli)?;
     let config = Config::load(&path, explicit)?;
     let paths = Paths::new(&path, &config).context("working out paysay's directories")?;
     Ok((config, paths))
@@ -152,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn run_configured(cli: Cli) -> anyhow::Result<()> {
     let (config, paths) = load_config(&cli)?;
     match cli.command {
+        // Reached only when called directly: run() sends the doctor here without a config.
         Command::Doctor => doctor(&cli),
         Command::Login => runtime()?.block_on(login(&config, &paths)),
         Command::Run => runtime()?.block_on(async {
@@ -185,10 +191,7 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
 
 /// `paysay doctor`: prints each check as it finishes; fails when any check failed.
 fn doctor(cli: &Cli) -> anyhow::Result<()> {
-    let (path, explicit) = match &cli.config {
-        Some(p) => (p.clone(), true),
-        None => (Paths::default_config_file()?, false),
-    };
+    let (path, explicit) = config_path(cli)?;
     let report = paysay::doctor::run(&path, explicit, &mut |check| println!("{check}"));
     match report.failures() {
         0 => Ok(()),
