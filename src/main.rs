@@ -69,6 +69,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the config, the state dir, the WeChat session, the ledger, the speaker and each
+    /// voice, one line each with a fix for each failure. Exits non-zero when a check failed.
+    Doctor,
+    /// Run paysay as a service of your user (systemd on Linux, launchd on macOS): started at
+    /// login, or at boot with linger, and restarted after a failure.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Write the service file for this paysay binary (and --config, if given), then enable
+    /// and start the service.
+    Install {
+        /// Only write the file, and print the commands that would start it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Stop and disable the service and remove its file. The session and the ledger stay.
+    Uninstall {
+        /// Only remove the file, and print the commands that would stop the service.
+        #[arg(long)]
+        no_stop: bool,
+    },
 }
 
 /// `2024-05-01` → a date, for `--since`/`--until`.
@@ -104,20 +130,35 @@ fn init_logging() {
     }
 }
 
-/// Loads the config named with `--config`, or the default one if it exists.
-fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
-    let (path, explicit) = match &cli.config {
+/// The config file to read, and whether it was named with `--config` (then it must exist).
+fn config_path(cli: &Cli) -> anyhow::Result<(PathBuf, bool)> {
+    Ok(match &cli.config {
         Some(p) => (p.clone(), true),
         None => (Paths::default_config_file()?, false),
-    };
+    })
+}
+
+/// Loads the config named with `--config`, or the default one if it exists.
+fn load_config(cli: &Cli) -> anyhow::Result<(Config, Paths)> {
+    let (path, explicit) = config_path(cli)?;
     let config = Config::load(&path, explicit)?;
     let paths = Paths::new(&path, &config).context("working out paysay's directories")?;
     Ok((config, paths))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        // The doctor reports a broken config as one of its checks, so it loads it itself.
+        Command::Doctor => doctor(&cli),
+        _ => run_configured(cli),
+    }
+}
+
+fn run_configured(cli: Cli) -> anyhow::Result<()> {
     let (config, paths) = load_config(&cli)?;
     match cli.command {
+        // Reached only when called directly: run() sends the doctor here without a config.
+        Command::Doctor => doctor(&cli),
         Command::Login => runtime()?.block_on(login(&config, &paths)),
         Command::Run => runtime()?.block_on(async {
             paysay::daemon::run(config, paths, shutdown_on_signal())
@@ -144,7 +185,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             csv,
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
+        Command::Service { action } => service(cli.config.as_deref(), &paths, action),
     }
+}
+
+/// `paysay doctor`: prints each check as it finishes; fails when any check failed.
+fn doctor(cli: &Cli) -> anyhow::Result<()> {
+    let (path, explicit) = config_path(cli)?;
+    let report = paysay::doctor::run(&path, explicit, &mut |check| println!("{check}"));
+    match report.failures() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} checks failed", report.checks.len()),
+    }
+}
+
+/// `paysay service install|uninstall`.
+fn service(
+    config: Option<&std::path::Path>,
+    paths: &Paths,
+    action: ServiceAction,
+) -> anyhow::Result<()> {
+    use paysay::service::{self as svc, Invocation, Manager, ServiceError};
+    let manager = Manager::native().ok_or(ServiceError::Unsupported)?;
+    match action {
+        ServiceAction::Install { no_start } => {
+            let invocation = Invocation {
+                program: std::env::current_exe().context("finding the paysay binary")?,
+                config: config
+                    .map(std::path::absolute)
+                    .transpose()
+                    .context("finding the config file")?,
+            };
+            let installed = svc::install_file(manager, &invocation)?;
+            if !no_start {
+                svc::run_steps(&installed.start).with_context(|| {
+                    format!("{} is written, but not started", installed.file.display())
+                })?;
+            }
+            print!("{}", installed.explain(!no_start, &paths.qr_png()));
+        }
+        ServiceAction::Uninstall { no_stop } => {
+            let done = svc::uninstall(manager, !no_stop)?;
+            print!("{}", done.explain(&paths.state_dir, &paths.ledger_db()));
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

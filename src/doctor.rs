@@ -1,0 +1,545 @@
+//! `paysay doctor`: every part paysay needs, checked the way the daemon uses it, one line
+//! each, with a fix for each failure. It is what a shop owner runs (or is asked to run over
+//! the phone) when the counter stays silent, so each line names the file or device it looked
+//! at, and no check can hang or panic the whole report.
+
+use std::fmt;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rodio::Source;
+
+use crate::audio::{OUTPUTS, Sound};
+use crate::config::{Config, ConfigError, SpeechConfig};
+use crate::ledger::{Ledger, report};
+use crate::paths::Paths;
+use crate::service::Manager;
+use crate::session::store;
+use crate::speech::{BACKENDS, ClipCache, Speech, TtsError, Yuan, announcement};
+
+/// How long the sound device may take to open and play a moment of silence: a real device
+/// answers in milliseconds, a wedged sound server never.
+const AUDIO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a voice may take for one short announcement (the system voice's own limit is
+/// 30 s, Baidu's is configured lower).
+const VOICE_TIMEOUT: Duration = Duration::from_secs(40);
+/// The test announcement: one yuan, through the configured template.
+const TEST_FEN: u64 = 100;
+/// A saved session older than this has most likely been ended by WeChat.
+const SESSION_STALE: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Works.
+    Ok,
+    /// Not a fault, but something to know (no login yet, service not installed).
+    Note,
+    /// Broken: paysay will not announce payments until this is fixed.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What was checked: `config`, `audio`, `voice baidu`…
+    pub name: String,
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it (failures and notes).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn note(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            status: Status::Note,
+            fix: Some(fix.into()),
+            ..Check::ok(name, detail)
+        }
+    }
+
+    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            status: Status::Fail,
+            fix: Some(fix.into()),
+            ..Check::ok(name, detail)
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = match self.status {
+            Status::Ok => "✓",
+            Status::Note => "!",
+            Status::Fail => "✗",
+        };
+        // Multi-line details (toml's errors quote the offending line) stay in their column.
+        let detail = self.detail.replace('\n', &format!("\n  {:<13} ", ""));
+        write!(f, "{mark} {:<13} {detail}", self.name)?;
+        if let Some(fix) = &self.fix {
+            let label = if self.status == Status::Fail {
+                "fix"
+            } else {
+                "hint"
+            };
+            write!(f, "\n  {:<13} {label}: {fix}", "")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every check, in the order paysay needs the parts.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// How many checks failed.
+    pub fn failures(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for check in &self.checks {
+            writeln!(f, "{check}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check against the config at `config_file` (`explicit` when named with
+/// `--config`). Each check is printed through `progress` as soon as it is done, because
+/// the audio and voice checks take a moment.
+///
+/// Call it before the process starts other threads: the ledger check reads the local time
+/// zone, which `time` refuses to do in a multi-threaded process.
+pub fn run(config_file: &Path, explicit: bool, progress: &mut dyn FnMut(&Check)) -> Report {
+    let mut report = Report::default();
+    let mut add = |check: Check| {
+        progress(&check);
+        report.checks.push(check);
+    };
+    let (check, config) = check_config(config_file, explicit);
+    add(check);
+    let paths = match Paths::new(config_file, &config) {
+        Ok(paths) => paths,
+        Err(e) => {
+            add(Check::fail(
+                "directories",
+                e.to_string(),
+                "set HOME to the shop owner's home directory",
+            ));
+            return report;
+        }
+    };
+    add(check_writable("state dir", &paths.state_dir));
+    add(check_writable("cache dir", &paths.cache_dir));
+    add(check_session(&paths));
+    add(check_ledger(&paths.ledger_db()));
+    add(check_audio());
+    if cfg!(target_os = "linux") {
+        add(check_espeak(&config.speech));
+    }
+    for check in check_voices(&config.speech) {
+        add(check);
+    }
+    add(check_service());
+    report
+}
+
+/// The config file parses; on an error the remaining checks use the defaults.
+fn check_config(path: &Path, explicit: bool) -> (Check, Config) {
+    // Absolute, so the owner reading the report over the phone knows which file it was.
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match Config::load(path, explicit) {
+        Ok(config) if path.exists() => (Check::ok("config", shown.display().to_string()), config),
+        Ok(config) => (
+            Check::ok(
+                "config",
+                format!(
+                    "no file at {}: every setting at its default",
+                    shown.display()
+                ),
+            ),
+            config,
+        ),
+        Err(e) => {
+            let fix = match e {
+                ConfigError::Read { .. } => {
+                    "check the file named with --config exists and is readable"
+                }
+                _ => {
+                    "correct the key and line named above; config.example.toml documents every key"
+                }
+            };
+            let detail = format!("{e} (the checks below use the defaults)");
+            (Check::fail("config", detail, fix), Config::default())
+        }
+    }
+}
+
+/// `dir` exists (or can be made) and a file can be written in it.
+fn check_writable(name: &str, dir: &Path) -> Check {
+    let written = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir));
+    match written {
+        Ok(_) => Check::ok(name, format!("{} is writable", dir.display())),
+        Err(e) => Check::fail(
+            name,
+            format!("cannot write in {}: {e}", dir.display()),
+            format!(
+                "make it the shop owner's: `sudo chown -R $USER {}`, or point XDG_STATE_HOME / XDG_CACHE_HOME elsewhere",
+                dir.display()
+            ),
+        ),
+    }
+}
+
+/// The saved WeChat session, and how long ago it was last saved.
+fn check_session(paths: &Paths) -> Check {
+    let file = paths.session_file();
+    let login_hint = format!(
+        "run `paysay login` and scan the QR code (a running service saves it as {})",
+        paths.qr_png().display()
+    );
+    match store::load(&file) {
+        Ok(None) => Check::note(
+            "session",
+            format!("no saved WeChat session in {}", file.display()),
+            login_hint,
+        ),
+        Ok(Some(session)) => {
+            let age = Duration::from_secs(
+                u64::try_from(now_unix().saturating_sub(session.saved_at)).unwrap_or(0),
+            );
+            let detail = format!(
+                "logged in as {}, last saved {} ago",
+                session.nick_name,
+                human_age(age)
+            );
+            if age > SESSION_STALE {
+                Check::note(
+                    "session",
+                    detail,
+                    format!("WeChat has most likely ended it by now; {login_hint}"),
+                )
+            } else {
+                Check::ok("session", detail)
+            }
+        }
+        Err(e) => Check::fail(
+            "session",
+            e.to_string(),
+            format!("make {} readable by the shop owner", file.display()),
+        ),
+    }
+}
+
+/// The ledger opens and can be read; today's payments are counted. A ledger not created
+/// yet is fine (the daemon creates it) and is not created here.
+fn check_ledger(path: &Path) -> Check {
+    if !path.exists() {
+        return Check::ok(
+            "ledger",
+            format!("{} not created yet (paysay run creates it)", path.display()),
+        );
+    }
+    let offset_at = |unix| report::local_offset_at(unix).unwrap_or(time::UtcOffset::UTC);
+    let now = time::OffsetDateTime::now_utc();
+    let today = now.to_offset(offset_at(now.unix_timestamp())).date();
+    let (from, to) = report::day_range(today, today, &offset_at);
+    match Ledger::open(path).and_then(|l| l.entries(from, to)) {
+        Ok(entries) => {
+            let total: u64 = entries.iter().map(|e| e.payment.amount_fen).sum();
+            let count = match entries.len() {
+                1 => "1 payment".to_string(),
+                n => format!("{n} payments"),
+            };
+            Check::ok(
+                "ledger",
+                format!("{}: {count} today, {} yuan", path.display(), Yuan(total)),
+            )
+        }
+        Err(e) => Check::fail(
+            "ledger",
+            e.to_string(),
+            format!(
+                "check the disk and the permissions of {}; if it is damaged, move it aside and paysay starts a new one",
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// Opens the default sound output the way the daemon does (the first entry of
+/// [`OUTPUTS`]), plays a moment of silence and closes it, on a thread of its own so a sound
+/// stack that never answers costs [`AUDIO_TIMEOUT`], not the whole report.
+fn check_audio() -> Check {
+    let (done, result) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("paysay-doctor-audio".into())
+        .spawn(move || {
+            let mut output = (OUTPUTS[0].1)();
+            let played = output.start().and_then(|()| output.write(silence()));
+            output.stop();
+            let _ = done.send(played);
+        });
+    if let Err(e) = spawned {
+        return Check::fail("audio", format!("cannot start a thread: {e}"), audio_fix());
+    }
+    match result.recv_timeout(AUDIO_TIMEOUT) {
+        Ok(Ok(())) => Check::ok(
+            "audio",
+            format!("the default output ({}) opened and played", OUTPUTS[0].0),
+        ),
+        Ok(Err(e)) => Check::fail("audio", e.to_string(), audio_fix()),
+        Err(mpsc::RecvTimeoutError::Timeout) => Check::fail(
+            "audio",
+            format!(
+                "the sound device did not answer within {} s",
+                AUDIO_TIMEOUT.as_secs()
+            ),
+            audio_fix(),
+        ),
+        // The thread ended without an answer: the audio stack panicked.
+        Err(mpsc::RecvTimeoutError::Disconnected) => Check::fail(
+            "audio",
+            "the audio output crashed while opening the device",
+            audio_fix(),
+        ),
+    }
+}
+
+/// A fifth of a second of stereo silence: enough to push samples through the device.
+fn silence() -> Sound {
+    const RATE: NonZeroU32 = NonZeroU32::new(48_000).unwrap();
+    const STEREO: NonZeroU16 = NonZeroU16::new(2).unwrap();
+    Box::new(rodio::source::Zero::new(STEREO, RATE).take_duration(Duration::from_millis(200)))
+}
+
+fn audio_fix() -> String {
+    if cfg!(target_os = "macos") {
+        "connect a speaker and choose it in System Settings → Sound → Output".into()
+    } else {
+        "check the speaker is plugged in and switched on; `aplay -l` must list a sound card \
+         (none: the driver is missing); your user must be in group `audio` \
+         (`sudo usermod -aG audio $USER`, then log in again); with PipeWire or PulseAudio, \
+         `systemctl --user status pipewire pulseaudio` must show one running for your user"
+            .into()
+    }
+}
+
+/// The speech program of the system voice is installed (Linux: espeak-ng).
+fn check_espeak(speech: &SpeechConfig) -> Check {
+    let program = speech
+        .system
+        .command
+        .clone()
+        .unwrap_or_else(|| "espeak-ng".into());
+    let name = format!("{}", program.display());
+    let ran = std::process::Command::new(&program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let used = speech.backends.iter().any(|b| b == "system");
+    match ran {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout);
+            let first = version.lines().next().unwrap_or_default();
+            let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            Check::ok("espeak-ng", format!("{name}: {first}"))
+        }
+        Ok(out) => Check::fail(
+            "espeak-ng",
+            format!("{name} --version failed ({})", out.status),
+            "reinstall it: `sudo apt install --reinstall espeak-ng`",
+        ),
+        Err(e) => {
+            let detail = format!("{name} cannot be run: {e}");
+            let fix = "install it: `sudo apt install espeak-ng`, or set speech.system.command";
+            if used {
+                Check::fail("espeak-ng", detail, fix)
+            } else {
+                Check::note("espeak-ng", detail, fix)
+            }
+        }
+    }
+}
+
+/// Each configured voice speaks the test announcement, into a throwaway cache so the check
+/// really synthesizes and never fills the shop's cache.
+fn check_voices(speech: &SpeechConfig) -> Vec<Check> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return vec![Check::fail(
+                "voices",
+                format!("cannot start the async runtime: {e}"),
+                "free some memory and file descriptors, then run paysay doctor again",
+            )];
+        }
+    };
+    speech
+        .backends
+        .iter()
+        .map(|name| runtime.block_on(check_voice(speech, name)))
+        .collect()
+}
+
+async fn check_voice(speech: &SpeechConfig, name: &str) -> Check {
+    let label = format!("voice {name}");
+    if name == "baidu" && (speech.baidu.api_key.is_empty() || speech.baidu.secret_key.is_empty()) {
+        return Check::fail(
+            label,
+            "not configured: set api_key/secret_key",
+            "put the keys of a Baidu AI speech application in [speech.baidu], or remove \"baidu\" from speech.backends",
+        );
+    }
+    let Some((_, make)) = BACKENDS.iter().find(|(n, _)| *n == name) else {
+        return Check::fail(
+            label,
+            "unknown voice",
+            "use \"system\" or \"baidu\" in speech.backends",
+        );
+    };
+    let backend = match make(speech) {
+        Ok(backend) => backend,
+        Err(e) => return Check::fail(label, e.to_string(), voice_fix(name)),
+    };
+    let cache_dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return Check::fail(label, format!("no temporary dir: {e}"), "free disk space"),
+    };
+    let text = announcement(&speech.template, TEST_FEN);
+    let chain = Speech::new(
+        vec![backend],
+        ClipCache::new(cache_dir.path().to_path_buf(), u64::MAX),
+        &speech.template,
+    );
+    match tokio::time::timeout(VOICE_TIMEOUT, chain.announce(TEST_FEN)).await {
+        Ok(Ok(_)) => Check::ok(label, format!("spoke {text:?}")),
+        Ok(Err(TtsError::AllFailed { failures, .. })) => {
+            Check::fail(label, failures.join("; "), voice_fix(name))
+        }
+        Ok(Err(e)) => Check::fail(label, e.to_string(), voice_fix(name)),
+        Err(_) => Check::fail(
+            label,
+            format!("no audio within {} s", VOICE_TIMEOUT.as_secs()),
+            voice_fix(name),
+        ),
+    }
+}
+
+fn voice_fix(name: &str) -> &'static str {
+    match name {
+        "baidu" => {
+            "check api_key/secret_key and that this computer reaches aip.baidubce.com; \
+             meanwhile the next voice in speech.backends speaks"
+        }
+        _ => {
+            "install the speech program (Linux: `sudo apt install espeak-ng`), and check that \
+             speech.system.voice speaks Chinese (`espeak-ng --voices=cmn`)"
+        }
+    }
+}
+
+/// Whether paysay is installed as a service (only the file: asking the manager needs a
+/// user session that a doctor run over ssh may not have).
+fn check_service() -> Check {
+    let Some(file) = Manager::native().and_then(|m| m.service_file().ok()) else {
+        return Check::ok("service", "not available on this system");
+    };
+    if file.exists() {
+        Check::ok("service", format!("installed: {}", file.display()))
+    } else {
+        Check::note(
+            "service",
+            "not installed",
+            "`paysay service install` runs paysay unattended, started at login and after a crash",
+        )
+    }
+}
+
+/// `90 s`, `12 min`, `5 h`, `3 days`.
+fn human_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human_age(Duration::from_secs(59)), "59 s");
+        assert_eq!(human_age(Duration::from_secs(600)), "10 min");
+        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5 h");
+        assert_eq!(human_age(Duration::from_secs(3 * 86_400)), "3 days");
+    }
+
+    #[test]
+    fn a_failure_shows_its_fix_under_it() {
+        let check = Check::fail("audio", "no device", "plug it in");
+        assert_eq!(
+            check.to_string(),
+            "✗ audio         no device\n                fix: plug it in"
+        );
+        assert_eq!(Check::ok("config", "/x").to_string(), "✓ config        /x");
+    }
+
+    #[tokio::test]
+    async fn baidu_without_keys_is_not_configured() {
+        let speech = SpeechConfig {
+            backends: vec!["baidu".into()],
+            ..SpeechConfig::default()
+        };
+        let check = check_voice(&speech, "baidu").await;
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.detail.contains("not configured"), "{check}");
+    }
+
+    #[test]
+    fn a_broken_config_fails_and_falls_back_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[audio]\nvolum = 1\n").unwrap();
+        let (check, config) = check_config(&path, true);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.detail.contains("volum"), "{check}");
+        assert_eq!(config, Config::default());
+    }
+}

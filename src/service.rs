@@ -1,0 +1,694 @@
+//! `paysay service install|uninstall`: run paysay as the shop owner's own service, started
+//! at login (or boot, with linger) and restarted when it fails, without the owner writing
+//! a unit file.
+//!
+//! The files written are the shipped `systemd/paysay.service` and `systemd/com.paysay.plist`
+//! with only the command line (and, for launchd, the home directory) filled in, so the
+//! documented files and the installed ones cannot drift apart. Installing is two halves:
+//! writing the file, which always works the same, and asking the service manager to load
+//! it, which can fail (no user bus over ssh, no systemctl at all); then the owner is told
+//! exactly which commands to run by hand.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The systemd user unit, as shipped; `ExecStart=` is replaced on install.
+pub const SYSTEMD_UNIT: &str = include_str!("../systemd/paysay.service");
+/// The launchd agent, as shipped; the program arguments and home directory are replaced.
+pub const LAUNCHD_PLIST: &str = include_str!("../systemd/com.paysay.plist");
+/// The unit's name for `systemctl --user` and `journalctl --user -u`.
+pub const UNIT_NAME: &str = "paysay.service";
+/// The agent's label for `launchctl`.
+pub const LAUNCHD_LABEL: &str = "com.paysay";
+
+/// The line of the shipped unit that install replaces.
+const SHIPPED_EXEC_START: &str = "ExecStart=%h/.cargo/bin/paysay run";
+/// The home directory the shipped plist is written for.
+const SHIPPED_HOME: &str = "/Users/shop";
+/// The shipped plist's program arguments, replaced on install.
+const SHIPPED_ARGUMENTS: &str =
+    "        <string>/Users/shop/.cargo/bin/paysay</string>\n        <string>run</string>\n";
+
+/// Why the service could not be installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("paysay can install itself as a service only with systemd (Linux) or launchd (macOS)")]
+    Unsupported,
+    #[error("cannot find the home directory to install the service in (set HOME)")]
+    NoHome,
+    #[error(
+        "the path {0} cannot go into a service file (it is not UTF-8 or holds a control character); move paysay or the config somewhere plainer"
+    )]
+    UnusablePath(PathBuf),
+    #[error("cannot write the service file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot remove the service file {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("this paysay's service template lacks {0:?}; it was built from a damaged checkout")]
+    Template(&'static str),
+    #[error("`{command}` could not be run: {reason}\nRun these commands by hand:\n{by_hand}")]
+    Tool {
+        command: String,
+        reason: String,
+        by_hand: String,
+    },
+    #[error(
+        "`{command}` failed ({status}): {stderr}{hint}\nRun these commands by hand:\n{by_hand}"
+    )]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+        /// Empty, or what the failure usually means, starting with a newline.
+        hint: &'static str,
+        by_hand: String,
+    },
+}
+
+/// The service manager of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    /// systemd's per-user manager (`systemctl --user`).
+    Systemd,
+    /// launchd's per-user agents (macOS).
+    Launchd,
+}
+
+impl Manager {
+    /// The manager of the platform paysay was built for; `None` on Windows.
+    pub fn native() -> Option<Manager> {
+        if cfg!(target_os = "macos") {
+            Some(Manager::Launchd)
+        } else if cfg!(unix) {
+            Some(Manager::Systemd)
+        } else {
+            None
+        }
+    }
+
+    /// Where this manager looks for the owner's service file.
+    pub fn service_file(self) -> Result<PathBuf, ServiceError> {
+        let dirs = directories::BaseDirs::new().ok_or(ServiceError::NoHome)?;
+        Ok(match self {
+            // $XDG_CONFIG_HOME/systemd/user is in the user manager's search path.
+            Manager::Systemd => dirs.config_dir().join("systemd/user").join(UNIT_NAME),
+            Manager::Launchd => dirs
+                .home_dir()
+                .join("Library/LaunchAgents")
+                .join(format!("{LAUNCHD_LABEL}.plist")),
+        })
+    }
+}
+
+/// The command line the service runs: `PROGRAM [--config FILE] run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The paysay binary, absolute.
+    pub program: PathBuf,
+    /// The config file named with `--config`, absolute; `None` for the default one.
+    pub config: Option<PathBuf>,
+}
+
+impl Invocation {
+    /// The words of the command line, each as UTF-8 (service files are text).
+    pub fn words(&self) -> Result<Vec<String>, ServiceError> {
+        let mut words = vec![plain(&self.program)?];
+        if let Some(config) = &self.config {
+            words.push("--config".into());
+            words.push(plain(config)?);
+        }
+        words.push("run".into());
+        Ok(words)
+    }
+}
+
+/// `path` as text fit for a service file.
+fn plain(path: &Path) -> Result<String, ServiceError> {
+    let unusable = || ServiceError::UnusablePath(path.to_path_buf());
+    let text = path.to_str().ok_or_else(unusable)?;
+    if text.chars().any(char::is_control) {
+        return Err(unusable());
+    }
+    Ok(text.to_string())
+}
+
+/// One word of a systemd command line: `%` and `$` would be expanded by systemd, and
+/// spaces, quotes and backslashes would split or change the word, so they are escaped.
+pub fn systemd_word(word: &str) -> String {
+    let expanded = word.replace('%', "%%").replace('$', "$$");
+    let needs_quotes = expanded.is_empty()
+        || expanded
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'));
+    if needs_quotes {
+        format!(
+            "\"{}\"",
+            expanded.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    } else {
+        expanded
+    }
+}
+
+/// The unit file for `invocation`: the shipped unit with its `ExecStart=` line replaced.
+pub fn systemd_unit(invocation: &Invocation) -> Result<String, ServiceError> {
+    if !SYSTEMD_UNIT.contains(SHIPPED_EXEC_START) {
+        return Err(ServiceError::Template(SHIPPED_EXEC_START));
+    }
+    let words: Vec<String> = invocation
+        .words()?
+        .iter()
+        .map(|w| systemd_word(w))
+        .collect();
+    let exec_start = format!("ExecStart={}", words.join(" "));
+    Ok(SYSTEMD_UNIT.replacen(SHIPPED_EXEC_START, &exec_start, 1))
+}
+
+/// The launchd agent for `invocation`, with its logs under `home`/Library/Logs.
+pub fn launchd_plist(invocation: &Invocation, home: &Path) -> Result<String, ServiceError> {
+    if !LAUNCHD_PLIST.contains(SHIPPED_ARGUMENTS) {
+        return Err(ServiceError::Template("ProgramArguments"));
+    }
+    let arguments: String = invocation
+        .words()?
+        .iter()
+        .map(|w| format!("        <string>{}</string>\n", xml_text(w)))
+        .collect();
+    let home = xml_text(&plain(home)?);
+    Ok(LAUNCHD_PLIST
+        .replacen(SHIPPED_ARGUMENTS, &arguments, 1)
+        .replace(
+            &format!("<string>{SHIPPED_HOME}/"),
+            &format!("<string>{home}/"),
+        ))
+}
+
+/// `text` escaped for an XML element.
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Where launchd writes paysay's log (the plist's `StandardErrorPath`).
+pub fn launchd_log(home: &Path) -> PathBuf {
+    home.join("Library/Logs/paysay.log")
+}
+
+/// A command for the service manager, shown to the owner as it would be typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub program: &'static str,
+    pub args: Vec<String>,
+    /// A failure only means there was nothing to undo (e.g. unloading what is not loaded).
+    pub may_fail: bool,
+}
+
+impl Step {
+    fn new(program: &'static str, args: &[&str]) -> Step {
+        Step {
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            may_fail: false,
+        }
+    }
+
+    fn may_fail(self) -> Step {
+        Step {
+            may_fail: true,
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program)?;
+        for arg in &self.args {
+            if arg.chars().any(|c| c.is_whitespace() || c == '\'') {
+                write!(f, " '{}'", arg.replace('\'', r"'\''"))?;
+            } else {
+                write!(f, " {arg}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The commands that load and (re)start the service once its file is in place. `restart`
+/// rather than `enable --now`, so that installing again after an upgrade runs the new binary.
+pub fn start_steps(manager: Manager, file: &Path, uid: u32) -> Vec<Step> {
+    match manager {
+        Manager::Systemd => vec![
+            Step::new("systemctl", &["--user", "daemon-reload"]),
+            Step::new("systemctl", &["--user", "enable", UNIT_NAME]),
+            Step::new("systemctl", &["--user", "restart", UNIT_NAME]),
+        ],
+        Manager::Launchd => {
+            let domain = format!("gui/{uid}");
+            let service = format!("{domain}/{LAUNCHD_LABEL}");
+            let file = file.display().to_string();
+            vec![
+                Step::new("launchctl", &["bootout", &service]).may_fail(),
+                Step::new("launchctl", &["enable", &service]),
+                Step::new("launchctl", &["bootstrap", &domain, &file]),
+            ]
+        }
+    }
+}
+
+/// The commands that stop the service and keep it from starting again.
+pub fn stop_steps(manager: Manager, uid: u32) -> Vec<Step> {
+    match manager {
+        Manager::Systemd => vec![Step::new(
+            "systemctl",
+            &["--user", "disable", "--now", UNIT_NAME],
+        )],
+        // Fails when the agent is not loaded, which is what uninstalling wants anyway.
+        Manager::Launchd => vec![
+            Step::new(
+                "launchctl",
+                &["bootout", &format!("gui/{uid}/{LAUNCHD_LABEL}")],
+            )
+            .may_fail(),
+        ],
+    }
+}
+
+/// The commands after the file is gone: systemd forgets the unit only on a reload.
+pub fn forget_steps(manager: Manager) -> Vec<Step> {
+    match manager {
+        Manager::Systemd => vec![Step::new("systemctl", &["--user", "daemon-reload"])],
+        Manager::Launchd => Vec::new(),
+    }
+}
+
+/// Runs `steps` in order; on the first failure, the error lists it and the rest as the
+/// commands to run by hand.
+pub fn run_steps(steps: &[Step]) -> Result<(), ServiceError> {
+    for (i, step) in steps.iter().enumerate() {
+        let by_hand = || {
+            steps[i..]
+                .iter()
+                .map(|s| format!("    {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let output = match Command::new(step.program).args(&step.args).output() {
+            Ok(output) => output,
+            Err(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => format!("{} is not installed", step.program),
+                    _ => e.to_string(),
+                };
+                return Err(ServiceError::Tool {
+                    command: step.to_string(),
+                    reason,
+                    by_hand: by_hand(),
+                });
+            }
+        };
+        if output.status.success() || step.may_fail {
+            continue;
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(ServiceError::Failed {
+            command: step.to_string(),
+            status: output.status.to_string(),
+            hint: failure_hint(&stderr),
+            stderr,
+            by_hand: by_hand(),
+        });
+    }
+    Ok(())
+}
+
+/// What a service manager's complaint usually means, for the failures owners meet.
+fn failure_hint(stderr: &str) -> &'static str {
+    if stderr.contains("connect to bus") || stderr.contains("XDG_RUNTIME_DIR") {
+        // systemctl --user needs the user's own login session: `su` and `sudo` give none.
+        "\n(systemctl --user found no session of your user: log in as this user directly, \
+         on the console or with ssh, not through su or sudo, and run it again)"
+    } else {
+        ""
+    }
+}
+
+/// Writes the service file, creating its directory. Readable by others is fine: it holds
+/// no secret, and launchd refuses agents that are group- or world-writable.
+pub fn write_service_file(path: &Path, text: &str) -> Result<(), ServiceError> {
+    let write_error = |source| ServiceError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write_error)?;
+    }
+    std::fs::write(path, text).map_err(write_error)?;
+    set_mode_644(path).map_err(write_error)
+}
+
+#[cfg(unix)]
+fn set_mode_644(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_mode_644(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Removes the service file; `Ok(false)` when there was none.
+pub fn remove_service_file(path: &Path) -> Result<bool, ServiceError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(ServiceError::Remove {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The owner's user id, for launchd's `gui/<uid>` domain: the owner of a file this process
+/// just wrote is this process's user, which saves a dependency on libc for one call.
+pub fn owner_uid(written: &Path) -> Result<u32, ServiceError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(written)
+            .map(|m| m.uid())
+            .map_err(|source| ServiceError::Write {
+                path: written.to_path_buf(),
+                source,
+            })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = written;
+        Err(ServiceError::Unsupported)
+    }
+}
+
+/// Whether systemd keeps this user's services running after logout (`loginctl
+/// enable-linger`), as far as can be told without asking logind over D-Bus.
+pub fn linger_enabled() -> Option<bool> {
+    let user = std::env::var_os("USER")?;
+    Some(Path::new("/var/lib/systemd/linger").join(user).exists())
+}
+
+/// True when `program` lives in a cargo build directory, which `cargo clean` empties.
+pub fn is_build_output(program: &Path) -> bool {
+    let mut parts = program.components().map(|c| c.as_os_str());
+    let mut previous: Option<&OsStr> = None;
+    parts.any(|part| {
+        let hit = previous == Some(OsStr::new("target"))
+            && (part == OsStr::new("debug") || part == OsStr::new("release"));
+        previous = Some(part);
+        hit
+    })
+}
+
+/// A service file written by [`install_file`], and the commands that start it.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub manager: Manager,
+    /// The unit or plist written.
+    pub file: PathBuf,
+    /// The paysay binary the service runs.
+    pub program: PathBuf,
+    /// What the service runs, as a line for people.
+    pub command_line: String,
+    /// What loads and starts it.
+    pub start: Vec<Step>,
+}
+
+/// Writes the service file for `invocation` where the platform's manager finds it. Starting
+/// it is a separate step ([`run_steps`] on `start`), so `--no-start` and tests stop here.
+pub fn install_file(manager: Manager, invocation: &Invocation) -> Result<Installed, ServiceError> {
+    let file = manager.service_file()?;
+    let text = match manager {
+        Manager::Systemd => systemd_unit(invocation)?,
+        Manager::Launchd => launchd_plist(invocation, &home_dir()?)?,
+    };
+    write_service_file(&file, &text)?;
+    let start = start_steps(manager, &file, owner_uid(&file)?);
+    Ok(Installed {
+        manager,
+        program: invocation.program.clone(),
+        command_line: invocation.words()?.join(" "),
+        file,
+        start,
+    })
+}
+
+fn home_dir() -> Result<PathBuf, ServiceError> {
+    let dirs = directories::BaseDirs::new().ok_or(ServiceError::NoHome)?;
+    Ok(dirs.home_dir().to_path_buf())
+}
+
+impl Installed {
+    /// What was done and what the owner does next: where the QR code appears, how to read
+    /// the log, and how to keep paysay running without anyone logged in.
+    pub fn explain(&self, started: bool, qr_png: &Path) -> String {
+        let mut text = format!(
+            "Installed the paysay service: {}
+  it runs: {}
+",
+            self.file.display(),
+            self.command_line
+        );
+        if is_build_output(&self.program) {
+            text.push_str(
+                "  note: that binary is in a cargo build directory, which `cargo clean` empties; \
+                 `cargo install --path .` and installing again from ~/.cargo/bin is safer\n",
+            );
+        }
+        if started {
+            text.push_str("Started it, and it starts again at every login and after a crash:\n");
+        } else {
+            text.push_str("Not started (--no-start). To start it, run:\n");
+        }
+        for step in &self.start {
+            text.push_str(&format!("    {step}\n"));
+        }
+        text.push_str(&format!(
+            "When WeChat asks for a login (first start, then about once a day), paysay says so \
+             out loud and saves the QR code to scan as\n    {}\n\
+             On a computer without a screen, copy that PNG to a phone or laptop and scan it there.\n",
+            qr_png.display()
+        ));
+        text.push_str(&self.manager_advice());
+        text
+    }
+
+    fn manager_advice(&self) -> String {
+        match self.manager {
+            Manager::Systemd => {
+                let mut text = String::from(
+                    "Watch the log:  journalctl --user -u paysay -f\n\
+                     Status:         systemctl --user status paysay\n\
+                     Reload config:  systemctl --user reload paysay\n",
+                );
+                if linger_enabled() != Some(true) {
+                    text.push_str(
+                        "To keep paysay running after you log out, and start it at boot before \
+                         anyone logs in:\n    sudo loginctl enable-linger $USER\n",
+                    );
+                }
+                text
+            }
+            Manager::Launchd => {
+                let log = home_dir().map(|h| launchd_log(&h)).unwrap_or_default();
+                format!(
+                    "Watch the log:  tail -f {}\n\
+                     paysay runs while you are logged in; turn on automatic login to have it \
+                     start after a power cut.\n",
+                    log.display()
+                )
+            }
+        }
+    }
+}
+
+/// What [`uninstall`] did.
+#[derive(Debug, Clone)]
+pub enum Uninstalled {
+    /// There was no service file.
+    NotInstalled(PathBuf),
+    /// The file was removed; `pending` are the commands still to run (with `--no-stop`).
+    Removed { file: PathBuf, pending: Vec<Step> },
+}
+
+/// Stops and disables the service (unless `stop` is false), then removes its file. On a
+/// failed stop the file stays, because the commands to run by hand still need it.
+pub fn uninstall(manager: Manager, stop: bool) -> Result<Uninstalled, ServiceError> {
+    let file = manager.service_file()?;
+    if !file.exists() {
+        return Ok(Uninstalled::NotInstalled(file));
+    }
+    let stop_first = stop_steps(manager, owner_uid(&file)?);
+    let after = forget_steps(manager);
+    if !stop {
+        remove_service_file(&file)?;
+        let pending = stop_first.into_iter().chain(after).collect();
+        return Ok(Uninstalled::Removed { file, pending });
+    }
+    run_steps(&stop_first)?;
+    remove_service_file(&file)?;
+    run_steps(&after)?;
+    Ok(Uninstalled::Removed {
+        file,
+        pending: Vec::new(),
+    })
+}
+
+impl Uninstalled {
+    /// What was done, and that the session and the ledger are still there.
+    pub fn explain(&self, state_dir: &Path, ledger: &Path) -> String {
+        match self {
+            Uninstalled::NotInstalled(file) => format!(
+                "No paysay service is installed ({} does not exist); nothing to do.\n",
+                file.display()
+            ),
+            Uninstalled::Removed { file, pending } => {
+                let mut text = format!("Removed the paysay service: {}\n", file.display());
+                if pending.is_empty() {
+                    text.push_str("It is stopped and no longer starts at login.\n");
+                } else {
+                    text.push_str("Not stopped (--no-stop). To stop it, run:\n");
+                    for step in pending {
+                        text.push_str(&format!("    {step}\n"));
+                    }
+                }
+                text.push_str(&format!(
+                    "Kept paysay's state: the WeChat session in {}, \
+                     the payment ledger {}.\n\
+                     `paysay run` or `paysay service install` goes on from there; delete them \
+                     to forget the login and the payments.\n",
+                    state_dir.display(),
+                    ledger.display()
+                ));
+                text
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(config: Option<&str>) -> Invocation {
+        Invocation {
+            program: PathBuf::from("/opt/pay say/bin/paysay"),
+            config: config.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn systemd_words_are_escaped_for_systemd_not_a_shell() {
+        assert_eq!(systemd_word("/usr/bin/paysay"), "/usr/bin/paysay");
+        assert_eq!(systemd_word("/a b/c"), "\"/a b/c\"");
+        assert_eq!(systemd_word("/50%/$HOME"), "/50%%/$$HOME");
+        assert_eq!(systemd_word(r#"/x"y\z"#), r#""/x\"y\\z""#);
+        assert_eq!(systemd_word(""), "\"\"");
+    }
+
+    #[test]
+    fn unit_runs_the_given_binary_and_config() {
+        let unit = systemd_unit(&invocation(Some("/etc/shop.toml"))).unwrap();
+        assert!(
+            unit.contains("\nExecStart=\"/opt/pay say/bin/paysay\" --config /etc/shop.toml run\n"),
+            "{unit}"
+        );
+        assert!(!unit.contains("%h/.cargo"), "{unit}");
+        assert_eq!(unit.matches("ExecStart=").count(), 1);
+        for line in [
+            "Type=notify",
+            "NotifyAccess=main",
+            "WatchdogSec=",
+            "Restart=on-failure",
+        ] {
+            assert!(unit.contains(line), "{line} missing");
+        }
+    }
+
+    #[test]
+    fn shipped_unit_keeps_audio_reachable() {
+        for forbidden in ["PrivateDevices=yes", "ProtectHome=yes", "PrivateUsers=yes"] {
+            assert!(!SYSTEMD_UNIT.contains(forbidden), "{forbidden}");
+        }
+        let families = SYSTEMD_UNIT
+            .lines()
+            .find(|l| l.starts_with("RestrictAddressFamilies="))
+            .unwrap_or_default();
+        for family in ["AF_UNIX", "AF_INET", "AF_INET6"] {
+            assert!(families.split([' ', '=']).any(|f| f == family), "{family}");
+        }
+    }
+
+    #[test]
+    fn plist_names_the_binary_and_the_home_logs() {
+        let plist = launchd_plist(&invocation(Some("/a&b.toml")), Path::new("/Users/li")).unwrap();
+        assert!(
+            plist.contains("<string>/opt/pay say/bin/paysay</string>\n        <string>--config</string>\n        <string>/a&amp;b.toml</string>\n        <string>run</string>"),
+            "{plist}"
+        );
+        assert!(plist.contains("<string>/Users/li/Library/Logs/paysay.log</string>"));
+        assert!(!plist.contains("/Users/shop/"), "{plist}");
+        for key in [
+            "RunAtLoad",
+            "KeepAlive",
+            "SuccessfulExit",
+            "StandardErrorPath",
+        ] {
+            assert!(plist.contains(&format!("<key>{key}</key>")), "{key}");
+        }
+    }
+
+    #[test]
+    fn steps_print_as_typed() {
+        let steps = start_steps(Manager::Launchd, Path::new("/Users/a b/x.plist"), 501);
+        assert_eq!(steps[0].to_string(), "launchctl bootout gui/501/com.paysay");
+        assert_eq!(
+            steps[2].to_string(),
+            "launchctl bootstrap gui/501 '/Users/a b/x.plist'"
+        );
+        assert!(steps[0].may_fail && !steps[2].may_fail);
+        let steps = start_steps(Manager::Systemd, Path::new("/x"), 0);
+        assert_eq!(
+            steps.last().map(ToString::to_string).as_deref(),
+            Some("systemctl --user restart paysay.service")
+        );
+    }
+
+    #[test]
+    fn build_output_is_recognised() {
+        assert!(is_build_output(Path::new(
+            "/src/paysay/target/debug/paysay"
+        )));
+        assert!(!is_build_output(Path::new("/home/a/.cargo/bin/paysay")));
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let bad = Invocation {
+            program: PathBuf::from("/tmp/a\nExecStartPre=/bin/evil"),
+            config: None,
+        };
+        assert!(matches!(
+            systemd_unit(&bad),
+            Err(ServiceError::UnusablePath(_))
+        ));
+    }
+}

@@ -1,0 +1,184 @@
+//! `paysay doctor` run as the real binary against a temp home. The sound card is ALSA's file
+//! plugin (tests/asound-capture.conf) or a config with no devices at all; ALSA's variables
+//! are set on the child process only, so these tests run in parallel with any other.
+#![cfg(target_os = "linux")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use paysay::ledger::Ledger;
+use paysay::payment::{Payment, PaymentKind};
+
+struct Shop {
+    dir: tempfile::TempDir,
+}
+
+/// The sound card a test gives paysay.
+enum Alsa {
+    /// Everything played lands in capture.wav.
+    Capture,
+    /// An ALSA config that defines no device at all.
+    Nothing,
+}
+
+impl Shop {
+    fn new(config: &str) -> Shop {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("paysay.toml"), config).unwrap();
+        Shop { dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn capture(&self) -> PathBuf {
+        self.root().join("capture.wav")
+    }
+
+    fn doctor(&self, alsa: Alsa) -> Output {
+        let root = self.root();
+        let conf = match alsa {
+            Alsa::Capture => {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf")
+            }
+            Alsa::Nothing => {
+                let empty = root.join("empty-asound.conf");
+                std::fs::write(&empty, "# no devices\n").unwrap();
+                empty
+            }
+        };
+        Command::new(env!("CARGO_BIN_EXE_paysay"))
+            .arg("--config")
+            .arg(root.join("paysay.toml"))
+            .arg("doctor")
+            .env("ALSA_CONFIG_PATH", conf)
+            .env("AUDIO_CAPTURE", self.capture())
+            .env("HOME", root)
+            .env("XDG_CACHE_HOME", root.join("cache"))
+            .env("XDG_STATE_HOME", root.join("state"))
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env_remove("PAYSAY_LOG")
+            .output()
+            .unwrap()
+    }
+}
+
+const SYSTEM_VOICE: &str = "[speech]\nbackends = [\"system\"]\n";
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The report's lines for `name`: its own and the indented ones after it (detail, fix).
+fn line(report: &str, name: &str) -> String {
+    let lines: Vec<&str> = report.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.split_once(' ')
+                .is_some_and(|(_, rest)| rest.starts_with(name))
+        })
+        .unwrap_or_else(|| panic!("no {name} line in\n{report}"));
+    let continued = lines[at + 1..].iter().take_while(|l| l.starts_with("  "));
+    std::iter::once(&lines[at])
+        .chain(continued)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_working_shop_passes_with_sound_through_alsa() {
+    let shop = Shop::new(SYSTEM_VOICE);
+    let out = shop.doctor(Alsa::Capture);
+    let report = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(line(&report, "audio").starts_with('✓'), "{report}");
+    assert!(line(&report, "voice system").starts_with('✓'), "{report}");
+    assert!(line(&report, "config").contains("paysay.toml"), "{report}");
+    assert!(
+        line(&report, "session").contains("paysay login"),
+        "{report}"
+    );
+    // Samples really went through rodio, cpal and ALSA: a WAV header and then some.
+    let captured = std::fs::metadata(shop.capture())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(captured > 44, "capture is {captured} bytes");
+}
+
+#[test]
+fn no_sound_card_fails_the_audio_check_with_its_fix() {
+    let shop = Shop::new(SYSTEM_VOICE);
+    let out = shop.doctor(Alsa::Nothing);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let audio = line(&report, "audio");
+    assert!(audio.starts_with('✗'), "{audio}");
+    assert!(
+        audio.contains("fix:") && audio.contains("aplay -l"),
+        "{audio}"
+    );
+    assert!(audio.contains("group `audio`"), "{audio}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 of"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_broken_config_fails_but_every_other_check_still_runs() {
+    let shop = Shop::new("[audio]\nvolum = 0.5\n");
+    let out = shop.doctor(Alsa::Capture);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let config = line(&report, "config");
+    assert!(
+        config.starts_with('✗') && config.contains("volum"),
+        "{config}"
+    );
+    assert!(line(&report, "audio").starts_with('✓'), "{report}");
+}
+
+#[test]
+fn baidu_without_keys_is_reported_as_not_configured() {
+    let shop = Shop::new("[speech]\nbackends = [\"baidu\", \"system\"]\n");
+    let out = shop.doctor(Alsa::Capture);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let baidu = line(&report, "voice baidu");
+    assert!(
+        baidu.starts_with('✗') && baidu.contains("not configured: set api_key/secret_key"),
+        "{baidu}"
+    );
+    assert!(line(&report, "voice system").starts_with('✓'), "{report}");
+}
+
+#[test]
+fn the_ledger_check_counts_todays_payments() {
+    let shop = Shop::new(SYSTEM_VOICE);
+    let ledger = Ledger::open(&shop.root().join("state/paysay/ledger.sqlite3")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    ledger
+        .record(&Payment {
+            msg_id: "m-1".into(),
+            amount_fen: 1250,
+            kind: PaymentKind::Collection,
+            payer: None,
+            remark: None,
+            daily_count: None,
+            daily_total_fen: None,
+            time: now,
+            account: "微信支付".into(),
+            transfer_id: None,
+        })
+        .unwrap();
+    drop(ledger);
+    let report = stdout(&shop.doctor(Alsa::Capture));
+    let ledger = line(&report, "ledger");
+    assert!(ledger.contains("1 payment today, 12.50 yuan"), "{ledger}");
+}
