@@ -7,7 +7,7 @@ use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rodio::Source;
 
@@ -229,7 +229,7 @@ fn check_session(paths: &Paths) -> Check {
         ),
         Ok(Some(session)) => {
             let age = Duration::from_secs(
-                u64::try_from(now_unix().saturating_sub(session.saved_at)).unwrap_or(0),
+                u64::try_from(crate::now_unix().saturating_sub(session.saved_at)).unwrap_or(0),
             );
             let detail = format!(
                 "logged in as {}, last saved {} ago",
@@ -493,11 +493,6 @@ fn human_age(age: Duration) -> String {
     }
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@
 pub mod report;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -148,12 +148,6 @@ impl RawRow {
     }
 }
 
-/// Seconds since the epoch; a clock before 1970 reads as 0 rather than failing a payment.
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 impl Ledger {
     /// Opens (or creates) the ledger at `path`, creating its directory and schema.
@@ -225,7 +219,7 @@ impl Ledger {
                     daily_total,
                     p.time,
                     p.account,
-                    now_unix(),
+                    crate::now_unix(),
                 ],
             )
             .map_err(self.sql("recording a payment"))?;
@@ -242,7 +236,7 @@ impl Ledger {
             .conn
             .execute(
                 "UPDATE payments SET announced_at = COALESCE(announced_at, ?2) WHERE msg_id = ?1",
-                params![msg_id, now_unix()],
+                params![msg_id, crate::now_unix()],
             )
             .map_err(self.sql("marking a payment announced"))?;
         if changed == 0 {

@@ -277,7 +277,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 pub(crate) fn now_secs() -> i64 {
-    now_ms() / 1000
+    crate::now_unix()
 }
 
 /// `e` + 15 digits, as the browser makes it.
