@@ -73,8 +73,21 @@ pub async fn run_with_player(
     player: PlayerHandle,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let ledger = SharedLedger(Arc::new(Mutex::new(Ledger::open(&paths.ledger_db())?)));
     let speech = Speech::from_config(&config.speech, paths.tts_cache_dir())?;
+    run_with_speech(config, paths, player, speech, shutdown).await
+}
+
+/// [`run_with_player`] with a given speech chain until the first config reload (SIGHUP
+/// rebuilds it from the config): for soak tests, whose synthesizer writes each amount
+/// into the audio so the output can tell which payment it played.
+pub async fn run_with_speech(
+    config: Config,
+    paths: Paths,
+    player: PlayerHandle,
+    speech: Speech,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let ledger = SharedLedger(Arc::new(Mutex::new(Ledger::open(&paths.ledger_db())?)));
     let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
     let (queue, queue_rx) = mpsc::unbounded_channel();
     queue_backlog(&ledger, &queue).await?;

@@ -285,6 +285,10 @@ impl Session {
 
     /// One round: synccheck (long poll) and, when it says so, webwxsync until the server has
     /// no more (`ContinueFlag`). Empty when nothing came within the long poll.
+    ///
+    /// Each page read moves the SyncKey past it, so a page must never be dropped: when a
+    /// later page fails, the round ends with what was read, and the next round asks for
+    /// the rest (or meets the error again, a logout included).
     pub async fn next_batch(&mut self) -> Result<Vec<Incoming>, SessionError> {
         let check = self.sync_check().await?;
         if check.selector == 0 {
@@ -292,7 +296,14 @@ impl Session {
         }
         let mut messages = Vec::new();
         for _ in 0..MAX_CONTINUE_ROUNDS {
-            let response = self.sync().await?;
+            let response = match self.sync().await {
+                Ok(response) => response,
+                Err(e) if messages.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, read = messages.len(), "webwxsync failed mid-burst; passing on the pages read, the rest follows");
+                    break;
+                }
+            };
             messages.extend(response.add_msg_list);
             if response.continue_flag == 0 {
                 break;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::checks::{self, COOKIES_MISSING, INVALID, NOT_LOGGED_IN};
 use super::contacts::contact_json;
 use super::server::{Reply, SimRequest};
-use super::state::{self, LogEntry, QrStatus, Shared, World, now};
+use super::state::{self, LogEntry, QrStatus, Shared, World, wall_clock_now};
 use super::{Endpoint, Verdict, messages};
 use crate::protocol::{APP_ID, BaseResponse, SyncKey};
 
@@ -182,7 +182,9 @@ fn ticket(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
 /// The cookies the ticket sets, with WeChat's attributes: the session ones for 12 hours on
 /// the web host (webwx_data_ticket for all of `.qq.com`), the browser ones for ten years.
 fn login_cookies(w: &World, s: &state::Session) -> Vec<String> {
-    let now = now();
+    // The client checks expiry against its own clock, so these follow the wall clock even
+    // when the simulator's runs elsewhere.
+    let now = wall_clock_now();
     let half_day = expires(now + 12 * 3600);
     let ten_years = expires(now + 10 * 365 * 86_400);
     let host = "wx2.qq.com";
@@ -363,7 +365,7 @@ fn init(w: &mut World, _req: &SimRequest, _body: &Value) -> Result<Value, i64> {
         .chain([me.user_name.as_str()])
         .collect::<Vec<_>>()
         .join(",");
-    let now = now();
+    let now = w.now();
     let held = std::mem::take(&mut w.held);
     let session = w.session.as_mut().ok_or(NOT_LOGGED_IN)?;
     let fresh = super::ids::skey();
@@ -438,6 +440,7 @@ fn sync(w: &mut World, req: &SimRequest, body: &Value) -> Result<Value, i64> {
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or(INVALID)?;
     let page = w.sync_page_size.max(1);
+    let now = w.now();
     let session = w.session.as_mut().ok_or(NOT_LOGGED_IN)?;
     if req.query("sid") != Some(session.sid.as_str()) {
         return Err(NOT_LOGGED_IN);
@@ -447,7 +450,7 @@ fn sync(w: &mut World, req: &SimRequest, body: &Value) -> Result<Value, i64> {
     }
     let from = *session.issued.get(&sent.to_query()).ok_or(INVALID)?;
     let to = from.saturating_add(page).min(session.log.len());
-    let now = now();
+    session.acked = session.acked.max(from);
     let next = session.sync_key(to, true, now);
     let more = to < session.log.len();
     let skey = session.skey.clone();

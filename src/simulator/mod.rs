@@ -41,6 +41,17 @@
 //! key skips messages it never synced, one that keeps its saved SyncKey gets them. Messages
 //! sent before the first webwxinit of a session wait and follow the status-notify message.
 //!
+//! When a session ends, the messages after the furthest position a webwxsync asked from
+//! (those the client cannot have seen) go to the next session, after its status-notify
+//! message: a payment made while the shop was logged out is not lost.
+//!
+//! # Long runs
+//! For soak tests, [`SimConfig::auto_login`] has the phone confirm every login by itself
+//! (a push login after a [`Simulator::logout`], or a new QR), [`SimConfig::fault_rate`]
+//! answers a share of requests with random faults from a seeded generator, and
+//! [`SimConfig::clock`] with [`Simulator::advance_clock`] gives the messages a simulated
+//! week's times; [`Simulator::stats`] counts what was met.
+//!
 //! # Known differences from WeChat
 //! JSON object keys come out in alphabetical order (WeChat starts with `BaseResponse`);
 //! values and layout (one-space indent) match the captures.
@@ -51,9 +62,12 @@
 //! Module map: `state` (the world: QR codes, session, message log, sync keys), `contacts`
 //! (the address book), `messages` (payment and text messages as the web client gets them),
 //! `checks` (what a request must carry), `handlers` (one function per endpoint), `server`
-//! (routing, faults, request record), `ids` (the shapes of tokens).
+//! (routing, faults, request record), `ids` (the shapes of tokens), `chaos` (random faults
+//! and the counts), `clock` (the simulated time).
 
+mod chaos;
 mod checks;
+mod clock;
 mod contacts;
 mod handlers;
 mod ids;
@@ -70,6 +84,8 @@ use tokio::task::JoinHandle;
 use crate::protocol::{Contact, Message};
 use state::{LogEntry, Shared};
 
+pub use chaos::SimStats;
+pub use clock::SimClock;
 pub use contacts::{CASHIER_ASSISTANT, WXPAY};
 pub use messages::{escape_app_content, yuan};
 
@@ -87,10 +103,21 @@ pub struct SimConfig {
     /// Messages per webwxsync; more pending sets `ContinueFlag`.
     pub sync_page_size: usize,
     /// The phone scans each new QR after this delay and confirms after the same delay again
-    /// (for the demo); `None` waits for [`Simulator::scan`] / [`Simulator::confirm`].
+    /// (a push login's QR is only confirmed), also for every re-login after a logout (for
+    /// the demo and soaks); `None` waits for [`Simulator::scan`] / [`Simulator::confirm`].
     pub auto_login: Option<Duration>,
     /// Whether webwxpushloginurl offers a QR-less re-login.
     pub push_login: bool,
+    /// The share of requests (0.0–1.0) answered with a random fault instead: HTTP 503 or
+    /// 500, a dropped connection, a lost answer ([`Fault::Lost`]) or an empty body, equally
+    /// often. Queued [`Simulator::inject`] faults come first. 0.0 (the default): none.
+    pub fault_rate: f64,
+    /// Seeds the random faults, so a failing run can be replayed fault for fault (as far
+    /// as the client sends the same requests).
+    pub fault_seed: u64,
+    /// The clock messages are stamped with and the day's running total follows; `None`
+    /// (the default) is the wall clock. See [`Simulator::advance_clock`].
+    pub clock: Option<SimClock>,
 }
 
 impl Default for SimConfig {
@@ -102,6 +129,9 @@ impl Default for SimConfig {
             sync_page_size: 20,
             auto_login: None,
             push_login: true,
+            fault_rate: 0.0,
+            fault_seed: 0,
+            clock: None,
         }
     }
 }
@@ -146,7 +176,7 @@ pub enum Endpoint {
 }
 
 /// A one-shot fault, queued per endpoint with [`Simulator::inject`]; the next request to
-/// that endpoint gets it.
+/// that endpoint gets it. [`SimConfig::fault_rate`] draws the first five kinds at random.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// This HTTP status with an empty body (as WeChat's 503s after hours). Not processed.
@@ -325,19 +355,21 @@ impl Simulator {
     /// A text message from the person with this nickname (a stranger is created if nobody
     /// has it: known only through webwxbatchgetcontact and `ModContactList`).
     pub fn send_text(&self, from: &str, text: &str) -> String {
-        let msg = messages::text(text, state::now());
-        self.deliver_from_person(from, msg)
+        self.deliver_from_person(from, |now| messages::text(text, now))
     }
 
     /// A 微信支付 collection notice for `amount_fen`, counted into today's running
     /// count and total (shown on the card's 汇总 line).
     pub fn pay(&self, amount_fen: u64) -> String {
-        self.shared.update(|w| {
-            let today = w.count_collection(amount_fen);
-            let msg = messages::collection_notice(amount_fen, today, state::now());
-            let sender = w.official(WXPAY);
-            deliver_into(w, msg, Some(sender), Vec::new())
-        })
+        self.shared.update(|w| pay_into(w, amount_fen))
+    }
+
+    /// A burst: a collection notice for each amount, all arriving at once (no request is
+    /// answered in between), so the next webwxsync finds them together. Returns their
+    /// MsgIds in order.
+    pub fn pay_many(&self, amounts_fen: &[u64]) -> Vec<String> {
+        self.shared
+            .update(|w| amounts_fen.iter().map(|&fen| pay_into(w, fen)).collect())
     }
 
     /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`,
@@ -345,7 +377,7 @@ impl Simulator {
     pub fn pay_clerk_notice(&self, amount_fen: u64) -> String {
         self.shared.update(|w| {
             let today = w.count_collection(amount_fen);
-            let msg = messages::clerk_notice(amount_fen, today, state::now());
+            let msg = messages::clerk_notice(amount_fen, today, w.now());
             let sender = w.official(CASHIER_ASSISTANT);
             deliver_into(w, msg, Some(sender), Vec::new())
         })
@@ -353,8 +385,7 @@ impl Simulator {
 
     /// A transfer (AppMsgType 2000, paysubtype 1) from the person with this nickname.
     pub fn transfer(&self, from_nickname: &str, amount_fen: u64) -> String {
-        let msg = messages::transfer(amount_fen, state::now());
-        self.deliver_from_person(from_nickname, msg)
+        self.deliver_from_person(from_nickname, |now| messages::transfer(amount_fen, now))
     }
 
     /// The same collection XML as [`Simulator::pay`], sent by an ordinary contact
@@ -365,7 +396,7 @@ impl Simulator {
                 count: w.daily.count + 1,
                 total_fen: w.daily.total_fen + amount_fen,
             };
-            let msg = messages::collection_notice(amount_fen, today, state::now());
+            let msg = messages::collection_notice(amount_fen, today, w.now());
             let sender = w.impostor();
             deliver_into(w, msg, Some(sender), Vec::new())
         })
@@ -400,6 +431,23 @@ impl Simulator {
                 None => false,
             }
         })
+    }
+
+    /// Unix seconds on the simulator's clock (see [`SimConfig::clock`]).
+    pub fn now(&self) -> i64 {
+        self.shared.with(|w| w.now())
+    }
+
+    /// Moves the simulator's clock forward by `by` (whole seconds): later messages carry
+    /// the later `CreateTime`, and crossing midnight (China time) starts a new day's
+    /// running total. Works on the wall clock too, as an offset.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.with(|w| w.clock.advance(by.as_secs()));
+    }
+
+    /// Requests answered and faults met so far (injected and random).
+    pub fn stats(&self) -> SimStats {
+        self.shared.with(|w| w.stats.clone())
     }
 
     /// Queues a one-shot fault for the next request to `endpoint` (several queue in order).
@@ -490,8 +538,9 @@ impl Simulator {
         }
     }
 
-    fn deliver_from_person(&self, nick: &str, msg: Message) -> String {
+    fn deliver_from_person(&self, nick: &str, make: impl FnOnce(i64) -> Message) -> String {
         self.shared.update(|w| {
+            let msg = make(w.now());
             let (sender, created) = w.person(nick);
             let new = if created { vec![sender] } else { Vec::new() };
             deliver_into(w, msg, Some(sender), new)
@@ -502,6 +551,14 @@ impl Simulator {
         self.shared
             .update(|w| deliver_into(w, msg, sender, new_contacts));
     }
+}
+
+/// A 微信支付 collection notice, counted into today's running total, on the stream.
+fn pay_into(w: &mut state::World, amount_fen: u64) -> String {
+    let today = w.count_collection(amount_fen);
+    let msg = messages::collection_notice(amount_fen, today, w.now());
+    let sender = w.official(WXPAY);
+    deliver_into(w, msg, Some(sender), Vec::new())
 }
 
 fn deliver_into(

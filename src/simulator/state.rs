@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::chaos::{Chaos, SimStats};
+use super::clock::Clock;
 use super::contacts::{self, Entry, Kind};
 use super::messages::{self, RunningTotal};
 use super::{Endpoint, Fault, RecordedRequest, SimConfig, ids};
@@ -143,6 +145,10 @@ pub struct Session {
     pub log: Vec<LogEntry>,
     /// Every SyncKey / SyncCheckKey string issued, with the log position it stands for.
     pub issued: HashMap<String, usize>,
+    /// The furthest log position a webwxsync has asked from: the client sending a key
+    /// proves it got everything before it. A key handed out in an answer the client never
+    /// read (a lost connection) proves nothing.
+    pub acked: usize,
     key_base: u64,
     /// Offset of webwxgetcontact's `Seq` cursor, so Seq values look like the server's.
     pub seq_base: u64,
@@ -206,6 +212,10 @@ pub(crate) struct World {
     /// Messages that arrived while no initialized session could receive them.
     pub held: Vec<LogEntry>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
+    /// Random faults, when `SimConfig::fault_rate` asks for them.
+    chaos: Option<Chaos>,
+    pub stats: SimStats,
+    pub clock: Clock,
     pub requests: VecDeque<RecordedRequest>,
     pub daily: Daily,
     /// Messages per webwxsync (from the config).
@@ -232,6 +242,9 @@ impl World {
             uvid: ids::hex(64),
             held: Vec::new(),
             faults: HashMap::new(),
+            chaos: Chaos::new(config.fault_rate, config.fault_seed),
+            stats: SimStats::default(),
+            clock: Clock::new(config.clock),
             requests: VecDeque::new(),
             daily: Daily::default(),
             sync_page_size: config.sync_page_size,
@@ -288,7 +301,7 @@ impl World {
         if let Some(qr) = self.qrs.get_mut(uuid) {
             if qr.status == QrStatus::Waiting {
                 qr.status = QrStatus::Scanned;
-                qr.scanned_at = now();
+                qr.scanned_at = self.clock.now();
             }
         }
     }
@@ -298,7 +311,7 @@ impl World {
         if let Some(qr) = self.qrs.get_mut(uuid) {
             if matches!(qr.status, QrStatus::Waiting | QrStatus::Scanned) {
                 if qr.scanned_at == 0 {
-                    qr.scanned_at = now();
+                    qr.scanned_at = self.clock.now();
                 }
                 qr.status = QrStatus::Confirmed;
             }
@@ -323,6 +336,7 @@ impl World {
         // the undelivered ones to the new session.
         let leftover = self.undelivered_of_old_session();
         self.held.splice(0..0, leftover);
+        self.stats.logins += 1;
         let session = Session {
             sid: ids::wxsid(),
             skey: ids::skey(),
@@ -334,6 +348,7 @@ impl World {
             initialized: false,
             log: Vec::new(),
             issued: HashMap::new(),
+            acked: 0,
             key_base: 600_000_000 + u64::from(rand::random::<u32>() % 100_000_000),
             seq_base: 600_000_000 + u64::from(rand::random::<u32>() % 100_000_000),
         };
@@ -347,10 +362,9 @@ impl World {
             return Vec::new();
         };
         // Status-notify messages belong to their session.
-        let furthest = old.issued.values().copied().max().unwrap_or(0);
         old.log
             .into_iter()
-            .skip(furthest)
+            .skip(old.acked)
             .filter(|e| e.msg.msg_type != crate::protocol::msg_type::STATUS_NOTIFY)
             .collect()
     }
@@ -408,10 +422,14 @@ impl World {
         }
     }
 
-    /// Counts a collection into today's running total (China time, as the phone shows).
+    /// Counts a collection into today's running total (China time, as the phone shows, on
+    /// the simulator's clock).
     pub fn count_collection(&mut self, amount_fen: u64) -> RunningTotal {
         let china = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
-        let today = time::OffsetDateTime::now_utc().to_offset(china).date();
+        let today = time::OffsetDateTime::from_unix_timestamp(self.now())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .to_offset(china)
+            .date();
         if self.daily.date != Some(today) {
             self.daily = Daily {
                 date: Some(today),
@@ -447,11 +465,19 @@ impl World {
             .find(|c| c.user_name == user_name)
     }
 
+    /// The fault for this request: the next one queued by `inject`, else a random draw.
     pub fn take_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
-        self.faults.get_mut(&endpoint)?.pop_front()
+        let queued = self.faults.get_mut(&endpoint).and_then(VecDeque::pop_front);
+        queued.or_else(|| self.chaos.as_mut()?.draw(endpoint))
+    }
+
+    /// Unix seconds now, on the simulator's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub fn record(&mut self, request: RecordedRequest) {
+        self.stats.count(request.fault.as_ref());
         if self.requests.len() >= MAX_RECORDED {
             self.requests.pop_front();
         }
@@ -459,7 +485,47 @@ impl World {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
+/// Unix seconds now on the wall clock, for what the client reads against its own clock
+/// (cookie expiry dates).
+pub fn wall_clock_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &str) -> LogEntry {
+        LogEntry {
+            msg: messages::text(body, 0),
+            sender: None,
+            extras: Vec::new(),
+            new_contacts: Vec::new(),
+        }
+    }
+
+    fn bodies(entries: &[LogEntry]) -> Vec<String> {
+        entries.iter().map(|e| e.msg.content.clone()).collect()
+    }
+
+    /// A webwxsync whose answer was lost issued a key past messages the client never saw:
+    /// they must still reach the next session.
+    #[test]
+    fn a_new_session_gets_what_the_client_never_asked_past() {
+        let mut w = World::new(&SimConfig::default());
+        let s = w.login();
+        assert!(s.ended.is_none());
+        if let Some(s) = w.session.as_mut() {
+            s.initialized = true;
+        }
+        for body in ["a", "b", "c"] {
+            w.deliver(entry(body));
+        }
+        let s = w.session.as_mut().unwrap();
+        s.sync_key(0, false, 0);
+        s.acked = 1; // a webwxsync asked from position 1: "a" was read
+        s.sync_key(3, true, 0); // its answer (past "c") never arrived
+        w.login();
+        assert_eq!(bodies(&w.held), ["b", "c"]);
+    }
 }
