@@ -493,7 +493,6 @@ fn human_age(age: Duration) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

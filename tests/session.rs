@@ -458,3 +458,29 @@ async fn a_stranger_is_looked_up_with_batchgetcontact() {
     );
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_sender_lookup_reads_the_round_again_rather_than_lose_a_payment() {
+    // The payment account is neither a recent chat nor (the contact list failed) a contact:
+    // only webwxbatchgetcontact can say who it is, and its first answer is a 503.
+    let h = Harness::new(SimConfig {
+        recent_chats: 0,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    h.sim.inject(Endpoint::GetContact, Fault::Status(500));
+    let mut running = h.start_logged_in().await;
+    h.sim.inject(Endpoint::BatchGetContact, Fault::Status(503));
+    let id = h.sim.pay(1250);
+    let got = running.messages(1).await;
+    assert_eq!(got[0].message.msg_id, id);
+    let sender = got[0]
+        .sender
+        .as_ref()
+        .expect("the sender's record, after a retry");
+    assert!(sender.is_official_account());
+    assert_eq!(sender.nick_name, "微信支付");
+    let lookups = h.sim.requests_to(Endpoint::BatchGetContact);
+    assert_eq!(lookups.len(), 2, "one refused, one answered");
+    running.stop().await.unwrap();
+}

@@ -148,7 +148,6 @@ impl RawRow {
     }
 }
 
-
 impl Ledger {
     /// Opens (or creates) the ledger at `path`, creating its directory and schema.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {

@@ -20,6 +20,8 @@ use crate::protocol::{
 const API: &str = "/cgi-bin/mmwebwx-bin";
 /// webwxbatchgetcontact takes at most this many names a call.
 const BATCH_CONTACTS: usize = 50;
+/// Rounds in a row whose sender lookup may fail before the batch goes on without it.
+const MAX_LOOKUP_FAILURES: u32 = 3;
 /// A server that keeps answering ContinueFlag would otherwise keep us from synccheck forever.
 const MAX_CONTINUE_ROUNDS: usize = 100;
 
@@ -31,6 +33,8 @@ pub struct Session {
     contacts: HashMap<String, Contact>,
     /// The state as last written to disk, to skip writes when nothing moved.
     saved: Option<SavedSession>,
+    /// Sender lookups failed in a row (see `look_up`).
+    lookup_failures: u32,
 }
 
 impl Session {
@@ -95,6 +99,7 @@ impl Session {
             state,
             contacts: HashMap::new(),
             saved: None,
+            lookup_failures: 0,
         }
     }
 
@@ -294,6 +299,10 @@ impl Session {
         if check.selector == 0 {
             return Ok(Vec::new());
         }
+        let round_start = (
+            self.state.sync_key.clone(),
+            self.state.sync_check_key.clone(),
+        );
         let mut messages = Vec::new();
         for _ in 0..MAX_CONTINUE_ROUNDS {
             let response = match self.sync().await {
@@ -309,7 +318,13 @@ impl Session {
                 break;
             }
         }
-        self.with_senders(messages).await
+        let delivered = self.with_senders(messages).await;
+        if delivered.is_err() {
+            // Nothing of this round reaches the daemon: go back to its SyncKey, so the
+            // server delivers the same messages again next round.
+            (self.state.sync_key, self.state.sync_check_key) = round_start;
+        }
+        delivered
     }
 
     async fn sync_check(&self) -> Result<protocol::SyncCheck, SessionError> {
@@ -395,24 +410,22 @@ impl Session {
         &mut self,
         messages: Vec<protocol::Message>,
     ) -> Result<Vec<Incoming>, SessionError> {
+        // Groups are never payment accounts, so their records are not worth a lookup that
+        // could fail on a huge member list.
         let mut unknown: Vec<String> = messages
             .iter()
             .map(|m| m.from_user_name.clone())
             .filter(|u| {
-                !u.is_empty() && *u != self.state.user_name && !self.contacts.contains_key(u)
+                !u.is_empty()
+                    && !u.starts_with("@@")
+                    && *u != self.state.user_name
+                    && !self.contacts.contains_key(u)
             })
             .collect();
         unknown.sort();
         unknown.dedup();
-        if !unknown.is_empty()
-            && let Err(e) = self.fetch_unknown(unknown).await
-        {
-            if e.kind() == super::ErrorKind::LoggedOut {
-                return Err(e);
-            }
-            // Without a record a sender cannot be trusted, which only costs payments from
-            // senders we cannot verify; the batch must not be lost for it.
-            tracing::warn!(error = %e, "webwxbatchgetcontact failed; senders stay unknown");
+        if !unknown.is_empty() {
+            self.look_up(unknown).await?;
         }
         Ok(messages
             .into_iter()
@@ -421,6 +434,29 @@ impl Session {
                 message,
             })
             .collect())
+    }
+
+    /// Fetches unknown senders. A failure fails the round (so it is read again) a few times
+    /// running: a collection notice from a sender we cannot verify would be dropped as
+    /// untrusted, i.e. lost. After that the batch goes on with the senders unknown, so one
+    /// broken lookup cannot hold up every message for good.
+    async fn look_up(&mut self, unknown: Vec<String>) -> Result<(), SessionError> {
+        match self.fetch_unknown(unknown).await {
+            Ok(()) => {
+                self.lookup_failures = 0;
+                Ok(())
+            }
+            Err(e) if e.kind() == super::ErrorKind::LoggedOut => Err(e),
+            Err(e) if self.lookup_failures < MAX_LOOKUP_FAILURES => {
+                self.lookup_failures += 1;
+                Err(e)
+            }
+            Err(e) => {
+                self.lookup_failures = 0;
+                tracing::error!(error = %e, "webwxbatchgetcontact keeps failing; going on with the senders unknown (their payments cannot be verified)");
+                Ok(())
+            }
+        }
     }
 
     /// Saves the session if anything in it moved since the last save.

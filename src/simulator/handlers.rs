@@ -356,7 +356,7 @@ fn init(w: &mut World, _req: &SimRequest, _body: &Value) -> Result<Value, i64> {
         .book
         .iter()
         .filter(|e| e.listed)
-        .take(6)
+        .take(w.recent_chats)
         .map(|e| e.contact.clone())
         .collect();
     let chat_set = recent

@@ -108,6 +108,10 @@ pub struct SimConfig {
     pub auto_login: Option<Duration>,
     /// Whether webwxpushloginurl offers a QR-less re-login.
     pub push_login: bool,
+    /// How many chats webwxinit lists as recent (the payment accounts are among the first
+    /// six). 0 makes the client depend on webwxgetcontact or webwxbatchgetcontact to know
+    /// who the payment accounts are, as on a phone whose recent chats are all people.
+    pub recent_chats: usize,
     /// The share of requests (0.0–1.0) answered with a random fault instead: HTTP 503 or
     /// 500, a dropped connection, a lost answer ([`Fault::Lost`]) or an empty body, equally
     /// often. Queued [`Simulator::inject`] faults come first. 0.0 (the default): none.
@@ -129,6 +133,7 @@ impl Default for SimConfig {
             sync_page_size: 20,
             auto_login: None,
             push_login: true,
+            recent_chats: 6,
             fault_rate: 0.0,
             fault_seed: 0,
             clock: None,

@@ -220,6 +220,8 @@ pub(crate) struct World {
     pub daily: Daily,
     /// Messages per webwxsync (from the config).
     pub sync_page_size: usize,
+    /// Chats webwxinit lists as recent (from the config).
+    pub recent_chats: usize,
 }
 
 impl World {
@@ -248,6 +250,7 @@ impl World {
             requests: VecDeque::new(),
             daily: Daily::default(),
             sync_page_size: config.sync_page_size,
+            recent_chats: config.recent_chats,
         }
     }
 
