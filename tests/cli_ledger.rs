@@ -3,8 +3,9 @@
 //! `TZ=CST-8` (a POSIX zone string, no tz database needed) makes "local time" UTC+8, so the
 //! day boundaries and the RFC 3339 offsets are the same on every machine.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use paysay::ledger::Ledger;
 use paysay::payment::{Payment, PaymentKind};
@@ -48,13 +49,9 @@ fn seed(state: &Path) {
 }
 
 fn paysay(home: &Path, args: &[&str]) -> (String, String, bool) {
-    let out = Command::new(env!("CARGO_BIN_EXE_paysay"))
+    let out = common::paysay_in(home)
         .args(args)
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
         .env("TZ", "CST-8")
-        .env_remove("PAYSAY_LOG")
         .output()
         .expect("paysay runs");
     (

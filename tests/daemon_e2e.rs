@@ -2,6 +2,8 @@
 //! speaker: payments heard once each, forgeries and redeliveries silent, SIGTERM a clean
 //! exit, and a SIGKILL mid-announcement neither losing nor doubling a payment.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,19 +95,10 @@ impl Shop {
 /// `paysay --config ROOT/paysay.toml ARGS` with its dirs under `root` and ALSA capturing
 /// to `root/capture.wav`; the environment is the child's alone.
 fn paysay(root: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysay"));
+    let mut cmd = common::paysay_capturing(root, &root.join("capture.wav"));
     cmd.arg("--config")
         .arg(root.join("paysay.toml"))
         .args(args)
-        .env(
-            "ALSA_CONFIG_PATH",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf"),
-        )
-        .env("AUDIO_CAPTURE", root.join("capture.wav"))
-        .env("HOME", root)
-        .env("XDG_CACHE_HOME", root.join("cache"))
-        .env("XDG_STATE_HOME", root.join("state"))
-        .env("XDG_CONFIG_HOME", root.join("config"))
         .env("PAYSAY_LOG", "info");
     cmd
 }

@@ -1,10 +1,13 @@
 //! `paysay doctor` run as the real binary against a temp home. The sound card is ALSA's file
 //! plugin (tests/asound-capture.conf) or a config with no devices at all; ALSA's variables
 //! are set on the child process only, so these tests run in parallel with any other.
+
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use paysay::ledger::Ledger;
 use paysay::payment::{Payment, PaymentKind};
@@ -39,26 +42,18 @@ impl Shop {
     fn doctor(&self, alsa: Alsa) -> Output {
         let root = self.root();
         let conf = match alsa {
-            Alsa::Capture => {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf")
-            }
+            Alsa::Capture => common::capture_conf(),
             Alsa::Nothing => {
                 let empty = root.join("empty-asound.conf");
                 std::fs::write(&empty, "# no devices\n").unwrap();
                 empty
             }
         };
-        Command::new(env!("CARGO_BIN_EXE_paysay"))
+        common::paysay_capturing(root, &self.capture())
             .arg("--config")
             .arg(root.join("paysay.toml"))
             .arg("doctor")
             .env("ALSA_CONFIG_PATH", conf)
-            .env("AUDIO_CAPTURE", self.capture())
-            .env("HOME", root)
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env_remove("PAYSAY_LOG")
             .output()
             .unwrap()
     }

@@ -2,6 +2,8 @@
 //! for the sound card (tests/asound-capture.conf). The environment is set on the child
 //! process only, so these tests can run in parallel with any other.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,18 +27,11 @@ impl Shop {
     }
 
     fn say(&self, amount: &str) -> Output {
-        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf");
         let root = self.dir.path();
-        Command::new(env!("CARGO_BIN_EXE_paysay"))
+        common::paysay_capturing(root, &self.capture())
             .arg("--config")
             .arg(root.join("paysay.toml"))
             .args(["say", amount])
-            .env("ALSA_CONFIG_PATH", conf)
-            .env("AUDIO_CAPTURE", self.capture())
-            .env("HOME", root)
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("XDG_CONFIG_HOME", root.join("config"))
             .output()
             .unwrap()
     }

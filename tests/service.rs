@@ -1,10 +1,13 @@
 //! `paysay service install|uninstall` run as the real binary with its config dir in a temp
 //! dir. `systemctl` is a script on a PATH of the test's own, which records its arguments and
 //! succeeds or fails on demand: no test touches the machine's real service manager.
+
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 struct Home {
     dir: tempfile::TempDir,
@@ -53,14 +56,9 @@ impl Home {
 
     fn paysay(&self, args: &[&str]) -> Output {
         let root = self.root();
-        Command::new(env!("CARGO_BIN_EXE_paysay"))
+        common::paysay_in(root)
             .args(args)
             .env("PATH", root.join("bin"))
-            .env("HOME", root)
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env_remove("PAYSAY_LOG")
             .output()
             .unwrap()
     }
@@ -113,7 +111,7 @@ fn install_no_start_writes_a_notify_unit_for_this_binary() {
 fn install_passes_an_absolute_config_path_quoted_for_systemd() {
     let home = Home::new(Systemctl::Works);
     std::fs::write(home.root().join("shop config.toml"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_paysay"))
+    let out = common::paysay_in(home.root())
         .current_dir(home.root())
         .args([
             "--config",
@@ -122,9 +120,6 @@ fn install_passes_an_absolute_config_path_quoted_for_systemd() {
             "install",
             "--no-start",
         ])
-        .env("HOME", home.root())
-        .env("XDG_CONFIG_HOME", home.root().join("config"))
-        .env("XDG_STATE_HOME", home.root().join("state"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

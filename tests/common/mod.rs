@@ -1,0 +1,32 @@
+//! Shared by the tests that run the real `paysay` binary.
+// Each test binary uses its own subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `paysay` living in `root`: HOME and the XDG config, state and cache dirs are under it, so
+/// a test never touches the machine's own session, ledger or cache, and `PAYSAY_LOG` is
+/// the test's own. The environment is the child's alone, so tests can run in parallel.
+pub fn paysay_in(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysay"));
+    cmd.env("HOME", root)
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("XDG_STATE_HOME", root.join("state"))
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .env_remove("PAYSAY_LOG");
+    cmd
+}
+
+/// [`paysay_in`] with ALSA's default device writing what is played to `capture` (see
+/// `tests/asound-capture.conf`): a speaker for machines without a sound card.
+pub fn paysay_capturing(root: &Path, capture: &Path) -> Command {
+    let mut cmd = paysay_in(root);
+    cmd.env("ALSA_CONFIG_PATH", capture_conf())
+        .env("AUDIO_CAPTURE", capture);
+    cmd
+}
+
+pub fn capture_conf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf")
+}
