@@ -86,6 +86,7 @@ fn main() {
         rss_slope_kb_per_min(&samples)
     );
     stop(&mut child);
+    report_log(scratch.path());
     server.stop();
 }
 
@@ -98,6 +99,13 @@ fn spawn_paysay(config: &Path, scratch: &Path) -> Child {
         .env("XDG_STATE_HOME", scratch.join("state"))
         .env("XDG_CACHE_HOME", scratch.join("cache"))
         .env("XDG_CONFIG_HOME", scratch.join("config"))
+        // A sound device without a sound card: the login alert is heard, and the daemon
+        // goes idle rather than retrying a speaker that is not there.
+        .env(
+            "ALSA_CONFIG_PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/asound-capture.conf"),
+        )
+        .env("AUDIO_CAPTURE", scratch.join("capture.wav"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -157,7 +165,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // After the comm: state is index 0, so utime (field 14) is 11 and stime 12.
     get(11) + get(12)
 }
@@ -191,4 +204,21 @@ fn rss_slope_kb_per_min(samples: &[(f64, Sample)]) -> f64 {
         den += (t - mean_t) * (t - mean_t);
     }
     if den == 0.0 { 0.0 } else { 60.0 * num / den }
+}
+
+/// What the daemon logged besides the routine: warnings and errors say the run was not idle.
+fn report_log(scratch: &Path) {
+    let log = std::fs::read_to_string(scratch.join("paysay.log")).unwrap_or_default();
+    let trouble: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    println!(
+        "paysay logged {} lines, {} warnings or errors",
+        log.lines().count(),
+        trouble.len()
+    );
+    for line in trouble.iter().take(5) {
+        println!("  {line}");
+    }
 }

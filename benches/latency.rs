@@ -13,6 +13,12 @@
 //! read and parse. Clock stop: the first `next()` of the sound the output was given.
 //!
 //!     cargo bench --bench latency [-- --payments 200 --amounts 10 --pause-ms 150]
+//!
+//! Through ALSA's capture config, the output closed between customers as in a shop (each
+//! sound then opens the device afresh):
+//!
+//!     ALSA_CONFIG_PATH=../shared/audio/asound-capture.conf AUDIO_CAPTURE=/tmp/latency.wav \
+//!       cargo bench --bench latency -- --output rodio --idle-close-ms 50 --pause-ms 250
 
 mod common;
 
@@ -37,6 +43,9 @@ fn main() {
     let amounts: u64 = arg("--amounts", 10);
     let pause = Duration::from_millis(arg("--pause-ms", 150));
     let output = arg_str("--output", "null");
+    let mut config = Config::default();
+    config.audio.idle_close_ms = arg("--idle-close-ms", config.audio.idle_close_ms);
+    let idle_close_ms = config.audio.idle_close_ms;
     let scratch = tempfile::tempdir().expect("a scratch dir");
     init_log(scratch.path());
 
@@ -51,6 +60,7 @@ fn main() {
     let runtime = daemon_runtime();
     let shutdown = CancellationToken::new();
     let daemon = runtime.spawn(start_daemon(
+        config,
         &sim,
         scratch.path(),
         &output,
@@ -61,8 +71,9 @@ fn main() {
 
     let fens: Vec<u64> = (0..amounts).map(|i| 1250 + 101 * i).collect();
     println!(
-        "latency: {payments} payments over {amounts} amounts, pause {} ms, output {output}",
-        pause.as_millis()
+        "latency: {payments} payments over {amounts} amounts, pause {} ms, output {output}, idle close {} ms",
+        pause.as_millis(),
+        idle_close_ms
     );
     let cold = measure(&sim, &first_samples, fens.iter().copied(), pause);
     let warm_amounts = fens.iter().copied().cycle().take(payments);
@@ -76,6 +87,10 @@ fn main() {
         other => eprintln!("the daemon ended badly: {other:?}"),
     }
     server.stop();
+    if arg("--keep", false) {
+        // For reading the daemon's log afterwards (PAYSAY_LOG=debug times each step).
+        println!("kept {}", scratch.keep().display());
+    }
 }
 
 /// Logs go to a file, as journald would take them: the daemon's log lines cost what they
@@ -104,13 +119,13 @@ fn daemon_runtime() -> tokio::runtime::Runtime {
 
 /// The daemon as `paysay run` starts it, with the stamping output.
 fn start_daemon(
+    mut config: Config,
     sim: &Simulator,
     scratch: &std::path::Path,
     output: &str,
     stamps: mpsc::Sender<Instant>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = Result<(), daemon::DaemonError>> + use<> {
-    let mut config = Config::default();
     config.wechat.base_url = Some(sim.base_url());
     let mut paths = Paths::new(&scratch.join("config.toml"), &config)
         .expect("a home dir")

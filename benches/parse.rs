@@ -111,10 +111,14 @@ fn webwxsync_body(scratch: &Path, target: usize) -> (String, Session) {
             .await
             .expect("logged in");
         session.next_batch().await.expect("the status notify");
-        let wxpay = sim.contact_by_nickname(WXPAY).expect("微信支付 is a contact");
-        let mut round = 0u64;
+        let wxpay = sim
+            .contact_by_nickname(WXPAY)
+            .expect("微信支付 is a contact");
+        // Each webwxsync carries what came since the last one: put enough rounds on the
+        // stream for one answer of `target` bytes, scaled from a first small try.
+        let (mut round, mut rounds) = (0u64, 10u64);
         loop {
-            for _ in 0..10 {
+            for _ in 0..rounds {
                 put_round(&sim, &wxpay.user_name, &cards, round);
                 round += 1;
             }
@@ -127,6 +131,8 @@ fn webwxsync_body(scratch: &Path, target: usize) -> (String, Session) {
             if body.len() >= target {
                 break (body, session);
             }
+            let per_round = (body.len() as u64 / rounds).max(1);
+            rounds = (target as u64 / per_round) * 105 / 100 + 1;
         }
     });
     server.stop();
