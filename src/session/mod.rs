@@ -254,6 +254,9 @@ async fn deliver(
         ack,
     });
     tokio::select! {
+        // An acknowledgement that is already there wins over a shutdown that came with it:
+        // the batch is recorded, so its SyncKey is saved rather than the batch redelivered.
+        biased;
         // A dropped sender means nobody listens (e.g. `paysay run` logging only): go on.
         _ = acked => true,
         _ = shutdown.cancelled() => false,
