@@ -77,7 +77,7 @@ mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
@@ -235,6 +235,9 @@ pub struct RecordedRequest {
     pub status: u16,
     /// The body answered.
     pub response: String,
+    /// When the answer was ready, just before it was handed to HTTP: where a latency
+    /// measured from "the server answered" starts (the client sees it a little later).
+    pub answered_at: Instant,
 }
 
 impl RecordedRequest {

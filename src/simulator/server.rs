@@ -236,6 +236,7 @@ fn record(
         fault,
         status: reply.status,
         response: reply.body.clone(),
+        answered_at: std::time::Instant::now(),
     };
     shared.update(|w| w.record(entry));
 }

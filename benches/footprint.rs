@@ -1,0 +1,224 @@
+//! Footprint of `paysay run` logged in and idle: the real release binary against the
+//! simulator (25 s long-polls, as WeChat's), sampled from `/proc/<pid>`.
+//!
+//! Targets: peak RSS (VmHWM) ≤ 20 MB, CPU ≤ 1 % of one core, no growth in RSS or open
+//! files. The full run is ten minutes; the default is one for a quick check:
+//!
+//!     cargo bench --bench footprint                    # 60 s
+//!     cargo bench --bench footprint -- --secs 600      # the full run
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use paysay::simulator::{Endpoint, SimConfig};
+
+use common::{SimServer, arg};
+
+fn main() {
+    let secs: u64 = arg("--secs", 60);
+    let every = Duration::from_secs(arg("--every", (secs / 12).clamp(1, 60)));
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let server = SimServer::start(SimConfig {
+        auto_login: Some(Duration::from_millis(300)),
+        ..SimConfig::default()
+    });
+    let config = scratch.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[wechat]\nbase_url = \"{}\"\n\n[audio]\nidle_close_ms = 1500\n",
+            server.sim.base_url()
+        ),
+    )
+    .expect("the config file");
+    let mut child = spawn_paysay(&config, scratch.path());
+    let pid = child.id();
+    let logged_in = server.runtime.block_on(server.sim.wait_for_requests(
+        Endpoint::Sync,
+        1,
+        Duration::from_secs(60),
+    ));
+    assert!(logged_in, "paysay did not log in; see {:?}", scratch.path());
+    // Past login and the first sync: from here on the daemon only long-polls.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let ticks = clock_ticks_per_second();
+    println!(
+        "footprint: paysay run (pid {pid}), idle for {secs} s, sampled every {} s",
+        every.as_secs()
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>6} {:>8} {:>8}",
+        "t/s", "RSS/kB", "HWM/kB", "fds", "threads", "CPU%"
+    );
+    let first = Sample::take(pid);
+    let started = Instant::now();
+    let mut samples = vec![(0.0, first.clone())];
+    let mut last = (Instant::now(), first.clone());
+    while started.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(every);
+        let now = Sample::take(pid);
+        let cpu = cpu_percent(&last.1, &now, last.0.elapsed(), ticks);
+        let t = started.elapsed().as_secs_f64();
+        println!(
+            "{t:>6.0} {:>9} {:>9} {:>6} {:>8} {cpu:>8.3}",
+            now.rss_kb, now.hwm_kb, now.fds, now.threads
+        );
+        samples.push((t, now.clone()));
+        last = (Instant::now(), now);
+    }
+    let end = last.1;
+    let cpu = cpu_percent(&first, &end, started.elapsed(), ticks);
+    println!(
+        "summary: peak RSS (VmHWM) {:.1} MB, RSS {:.1} → {:.1} MB, fds {} → {}, CPU {cpu:.3} % of one core over {:.0} s",
+        end.hwm_kb as f64 / 1024.0,
+        first.rss_kb as f64 / 1024.0,
+        end.rss_kb as f64 / 1024.0,
+        first.fds,
+        end.fds,
+        started.elapsed().as_secs_f64(),
+    );
+    println!(
+        "RSS trend over the run: {:+.1} kB/min",
+        rss_slope_kb_per_min(&samples)
+    );
+    stop(&mut child);
+    report_log(scratch.path());
+    server.stop();
+}
+
+fn spawn_paysay(config: &Path, scratch: &Path) -> Child {
+    let log = std::fs::File::create(scratch.join("paysay.log")).expect("a log file");
+    Command::new(env!("CARGO_BIN_EXE_paysay"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("XDG_STATE_HOME", scratch.join("state"))
+        .env("XDG_CACHE_HOME", scratch.join("cache"))
+        .env("XDG_CONFIG_HOME", scratch.join("config"))
+        // A sound device without a sound card: the login alert is heard, and the daemon
+        // goes idle rather than retrying a speaker that is not there.
+        .env(
+            "ALSA_CONFIG_PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/asound-capture.conf"),
+        )
+        .env("AUDIO_CAPTURE", scratch.join("capture.wav"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("paysay starts")
+}
+
+/// SIGTERM, as systemd stops it, then wait for the clean exit.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    match child.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => println!("paysay exited with {status}"),
+        Err(e) => println!("cannot wait for paysay: {e}"),
+    }
+}
+
+/// What `/proc/<pid>` says at one moment.
+#[derive(Debug, Clone)]
+struct Sample {
+    rss_kb: u64,
+    hwm_kb: u64,
+    threads: u64,
+    fds: usize,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
+}
+
+impl Sample {
+    fn take(pid: u32) -> Sample {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        Sample {
+            rss_kb: field("VmRSS:"),
+            hwm_kb: field("VmHWM:"),
+            threads: field("Threads:"),
+            fds,
+            cpu_ticks: cpu_ticks(pid),
+        }
+    }
+}
+
+/// utime + stime from `/proc/<pid>/stat` (fields 14 and 15, counted after the `(comm)`,
+/// which may hold spaces).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // After the comm: state is index 0, so utime (field 14) is 11 and stime 12.
+    get(11) + get(12)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn cpu_percent(from: &Sample, to: &Sample, over: Duration, ticks: f64) -> f64 {
+    let used = to.cpu_ticks.saturating_sub(from.cpu_ticks) as f64 / ticks;
+    100.0 * used / over.as_secs_f64().max(1e-9)
+}
+
+/// Least-squares slope of RSS over time.
+fn rss_slope_kb_per_min(samples: &[(f64, Sample)]) -> f64 {
+    let n = samples.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean_t = samples.iter().map(|(t, _)| t).sum::<f64>() / n;
+    let mean_r = samples.iter().map(|(_, s)| s.rss_kb as f64).sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (t, s) in samples {
+        num += (t - mean_t) * (s.rss_kb as f64 - mean_r);
+        den += (t - mean_t) * (t - mean_t);
+    }
+    if den == 0.0 { 0.0 } else { 60.0 * num / den }
+}
+
+/// What the daemon logged besides the routine: warnings and errors say the run was not idle.
+fn report_log(scratch: &Path) {
+    let log = std::fs::read_to_string(scratch.join("paysay.log")).unwrap_or_default();
+    let trouble: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    println!(
+        "paysay logged {} lines, {} warnings or errors",
+        log.lines().count(),
+        trouble.len()
+    );
+    for line in trouble.iter().take(5) {
+        println!("  {line}");
+    }
+}
