@@ -91,10 +91,11 @@ impl Http {
 
     pub async fn send(&self, req: Request<'_>) -> Result<Reply, SessionError> {
         let url = self.url(req.host, &req.path_and_query);
-        let network = |source| SessionError::Network {
+        // The URL carries skey, sid and pass_ticket: keep it out of errors and the log.
+        let network = |source: reqwest::Error| SessionError::Network {
             request: req.name,
             host: req.host.to_string(),
-            source,
+            source: source.without_url(),
         };
         let builder = match &req.json {
             Some(body) => self
@@ -281,6 +282,38 @@ mod tests {
         assert_eq!(
             real.url("login.wx.qq.com", "/jslogin?x"),
             "https://login.wx.qq.com/jslogin?x"
+        );
+    }
+
+    #[tokio::test]
+    async fn network_errors_keep_the_session_keys_out_of_the_message() {
+        // A port nobody listens on: bind one, then let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = Http::new(Some(&format!("http://127.0.0.1:{port}"))).unwrap();
+        let err = http
+            .send(Request {
+                name: "synccheck",
+                host: "webpush.wx2.qq.com",
+                path_and_query: "/cgi-bin/mmwebwx-bin/synccheck?skey=%40crypt_SECRET&sid=SID123"
+                    .into(),
+                json: None,
+                timeout: Duration::from_secs(2),
+                headers: &[],
+            })
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("synccheck to webpush.wx2.qq.com failed"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("SECRET") && !text.contains("SID123"),
+            "{text}"
         );
     }
 
