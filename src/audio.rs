@@ -447,3 +447,37 @@ fn clamp_volume(volume: f32) -> f32 {
         volume.clamp(0.0, 2.0)
     }
 }
+
+/// Opens the default output (the first of [`OUTPUTS`]), plays a fifth of a second of
+/// silence and closes it again, on a thread of its own so that a sound stack that never
+/// answers costs `timeout`, not the caller. For `doctor` and the demo, which want to know
+/// before they start whether anything can be heard.
+pub fn probe(timeout: Duration) -> Result<(), AudioError> {
+    let (done, result) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("paysay-audio-probe".into())
+        .spawn(move || {
+            let mut output = (OUTPUTS[0].1)();
+            let played = output.start().and_then(|()| output.write(silence()));
+            output.stop();
+            let _ = done.send(played);
+        })
+        .map_err(AudioError::Thread)?;
+    match result.recv_timeout(timeout) {
+        Ok(played) => played,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(AudioError::NoDevice(format!(
+            "the sound device did not answer within {} s",
+            timeout.as_secs()
+        ))),
+        // The thread ended without an answer: the audio stack panicked.
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(AudioError::Output(
+            "the audio output crashed while opening the device".into(),
+        )),
+    }
+}
+
+fn silence() -> Sound {
+    const RATE: std::num::NonZeroU32 = std::num::NonZeroU32::new(48_000).unwrap();
+    const STEREO: std::num::NonZeroU16 = std::num::NonZeroU16::new(2).unwrap();
+    Box::new(rodio::source::Zero::new(STEREO, RATE).take_duration(Duration::from_millis(200)))
+}

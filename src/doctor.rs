@@ -4,14 +4,10 @@
 //! at, and no check can hang or panic the whole report.
 
 use std::fmt;
-use std::num::{NonZeroU16, NonZeroU32};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use rodio::Source;
-
-use crate::audio::{OUTPUTS, Sound};
+use crate::audio::OUTPUTS;
 use crate::config::{Config, ConfigError, SpeechConfig};
 use crate::ledger::{Ledger, report};
 use crate::paths::Paths;
@@ -290,50 +286,17 @@ fn check_ledger(path: &Path) -> Check {
     }
 }
 
-/// Opens the default sound output the way the daemon does (the first entry of
-/// [`OUTPUTS`]), plays a moment of silence and closes it, on a thread of its own so a sound
-/// stack that never answers costs [`AUDIO_TIMEOUT`], not the whole report.
+/// Opens the default sound output the way the daemon does and plays a moment of silence
+/// ([`crate::audio::probe`]); a sound stack that never answers costs [`AUDIO_TIMEOUT`], not
+/// the whole report.
 fn check_audio() -> Check {
-    let (done, result) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("paysay-doctor-audio".into())
-        .spawn(move || {
-            let mut output = (OUTPUTS[0].1)();
-            let played = output.start().and_then(|()| output.write(silence()));
-            output.stop();
-            let _ = done.send(played);
-        });
-    if let Err(e) = spawned {
-        return Check::fail("audio", format!("cannot start a thread: {e}"), audio_fix());
-    }
-    match result.recv_timeout(AUDIO_TIMEOUT) {
-        Ok(Ok(())) => Check::ok(
+    match crate::audio::probe(AUDIO_TIMEOUT) {
+        Ok(()) => Check::ok(
             "audio",
             format!("the default output ({}) opened and played", OUTPUTS[0].0),
         ),
-        Ok(Err(e)) => Check::fail("audio", e.to_string(), audio_fix()),
-        Err(mpsc::RecvTimeoutError::Timeout) => Check::fail(
-            "audio",
-            format!(
-                "the sound device did not answer within {} s",
-                AUDIO_TIMEOUT.as_secs()
-            ),
-            audio_fix(),
-        ),
-        // The thread ended without an answer: the audio stack panicked.
-        Err(mpsc::RecvTimeoutError::Disconnected) => Check::fail(
-            "audio",
-            "the audio output crashed while opening the device",
-            audio_fix(),
-        ),
+        Err(e) => Check::fail("audio", e.to_string(), audio_fix()),
     }
-}
-
-/// A fifth of a second of stereo silence: enough to push samples through the device.
-fn silence() -> Sound {
-    const RATE: NonZeroU32 = NonZeroU32::new(48_000).unwrap();
-    const STEREO: NonZeroU16 = NonZeroU16::new(2).unwrap();
-    Box::new(rodio::source::Zero::new(STEREO, RATE).take_duration(Duration::from_millis(200)))
 }
 
 fn audio_fix() -> String {

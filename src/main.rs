@@ -323,10 +323,17 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
 }
 
 /// `paysay demo`: the simulator, the daemon, a few customers, and what was heard.
-async fn demo(config: Config, paths: Paths, dry_run: bool) -> anyhow::Result<()> {
+async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result<()> {
+    if !dry_run && let Err(e) = paysay::audio::probe(std::time::Duration::from_secs(10)) {
+        // A newcomer on a machine without a speaker still sees the whole pipeline work.
+        println!(
+            "paysay demo: no sound device ({e}); running silently. `paysay doctor` helps find why."
+        );
+        dry_run = true;
+    }
     let player = spawn_player(&config, dry_run)?;
     let entries = paysay::demo::run(config, paths, player).await?;
-    println!("paysay demo: heard and recorded, once each:");
+    println!("paysay demo: announced and recorded, once each:");
     for e in &entries {
         println!(
             "  {:>10} yuan  {:<16} {}",

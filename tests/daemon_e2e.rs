@@ -338,3 +338,19 @@ async fn sighup_reloads_speech_settings_without_a_new_login() {
         "no new login"
     );
 }
+
+#[test]
+fn demo_without_a_sound_device_runs_silently_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("paysay.toml"), "").unwrap();
+    std::fs::write(root.join("no-devices.conf"), "# no devices\n").unwrap();
+    let out = paysay(root, &["demo"])
+        .env("ALSA_CONFIG_PATH", root.join("no-devices.conf"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("no sound device"), "{stdout}");
+    assert!(stdout.contains("total 312.56 yuan"), "{stdout}");
+}
