@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time, UtcOffset};
 
 use super::Entry;
-use crate::payment::format_yuan;
+use crate::speech::Yuan;
 
 /// The local offset at an instant, `None` where the platform cannot tell.
 pub fn local_offset_at(unix: i64) -> Option<UtcOffset> {
@@ -75,7 +75,7 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
     let line = JsonEntry {
         msg_id: &p.msg_id,
         amount_fen: p.amount_fen,
-        amount_yuan: format_yuan(p.amount_fen),
+        amount_yuan: Yuan(p.amount_fen).to_string(),
         kind: p.kind.as_str(),
         payer: p.payer.as_deref(),
         time: at(p.time),
@@ -102,7 +102,7 @@ pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
     let at = |t: i64| rfc3339(t, offset_at(t));
     [
         at(p.time),
-        format_yuan(p.amount_fen),
+        Yuan(p.amount_fen).to_string(),
         p.amount_fen.to_string(),
         p.kind.as_str().to_string(),
         p.payer.clone().unwrap_or_default(),
@@ -138,7 +138,7 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
         );
     let mut row = format!(
         "{time}  {:>10}  {:<16}",
-        format!("￥{}", format_yuan(p.amount_fen)),
+        format!("￥{}", Yuan(p.amount_fen)),
         p.kind.as_str()
     );
     for extra in [&p.payer, &p.remark].into_iter().flatten() {
@@ -159,7 +159,7 @@ pub fn total_line(entries: &[Entry]) -> String {
         .fold(0, u64::saturating_add);
     let n = entries.len();
     let noun = if n == 1 { "payment" } else { "payments" };
-    format!("total: ￥{} ({n} {noun})", format_yuan(total))
+    format!("total: ￥{} ({n} {noun})", Yuan(total))
 }
 
 #[cfg(test)]
@@ -216,6 +216,12 @@ mod tests {
             "2024-05-01T02:00:00Z,1234.50,123450,transfer,\"张三, \"\"老王\"\"\",,张三,m1,t1,"
         );
         assert_eq!(CSV_HEADER.split(',').count(), row.split(',').count() - 1);
+    }
+
+    #[test]
+    fn amounts_show_as_yuan_with_two_decimals() {
+        assert_eq!(Yuan(1).to_string(), "0.01");
+        assert_eq!(Yuan(123_450).to_string(), "1234.50");
     }
 
     #[test]

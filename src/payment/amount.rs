@@ -113,11 +113,6 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// `1250` → `"12.50"`: how the ledger and the log show fen to a person.
-pub fn format_yuan(fen: u64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,11 +158,5 @@ mod tests {
         assert_eq!(scan_amount("0.10元。如需"), Ok(Some((10, "0.10元".len()))));
         assert_eq!(scan_amount("今日"), Ok(None));
         assert_eq!(scan_amount("12. 下一句"), Ok(Some((1200, 2))));
-    }
-
-    #[test]
-    fn formats_fen_as_yuan() {
-        assert_eq!(format_yuan(1), "0.01");
-        assert_eq!(format_yuan(123_450), "1234.50");
     }
 }

@@ -21,7 +21,7 @@ mod card;
 use std::fmt;
 use std::str::FromStr;
 
-pub use amount::{AmountError, format_yuan, parse_amount_fen, scan_amount};
+pub use amount::{AmountError, parse_amount_fen, scan_amount};
 pub use card::{
     Card, CardError, Line, Unwrapped, WcPayInfo, html_unescape, parse_card, unwrap_web_content,
 };
