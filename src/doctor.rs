@@ -265,7 +265,7 @@ fn check_ledger(path: &Path) -> Check {
     let (from, to) = report::day_range(today, today, &offset_at);
     match Ledger::open(path).and_then(|l| l.entries(from, to)) {
         Ok(entries) => {
-            let total: u64 = entries.iter().map(|e| e.payment.amount_fen).sum();
+            let total = report::total_fen(&entries);
             let count = match entries.len() {
                 1 => "1 payment".to_string(),
                 n => format!("{n} payments"),

@@ -342,10 +342,9 @@ async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result
             e.payment.payer.as_deref().unwrap_or(&e.payment.account)
         );
     }
-    let total: u64 = entries.iter().map(|e| e.payment.amount_fen).sum();
     println!(
         "  total {} yuan. The forged notice and the redelivery stayed silent.",
-        Yuan(total)
+        Yuan(report::total_fen(&entries))
     );
     Ok(())
 }

@@ -151,12 +151,18 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
     row
 }
 
-/// `total: ￥12.50 (3 payments)`.
-pub fn total_line(entries: &[Entry]) -> String {
-    let total: u64 = entries
+/// The sum of the entries' amounts. Saturating: the amounts come from a file, and a
+/// damaged one must not panic or wrap the total shown to the owner.
+pub fn total_fen(entries: &[Entry]) -> u64 {
+    entries
         .iter()
         .map(|e| e.payment.amount_fen)
-        .fold(0, u64::saturating_add);
+        .fold(0, u64::saturating_add)
+}
+
+/// `total: ￥12.50 (3 payments)`.
+pub fn total_line(entries: &[Entry]) -> String {
+    let total = total_fen(entries);
     let n = entries.len();
     let noun = if n == 1 { "payment" } else { "payments" };
     format!("total: ￥{} ({n} {noun})", Yuan(total))
@@ -230,5 +236,8 @@ mod tests {
         e2.payment.amount_fen = 50;
         assert_eq!(total_line(&[entry(), e2]), "total: ￥1235.00 (2 payments)");
         assert_eq!(total_line(&[]), "total: ￥0.00 (0 payments)");
+        let mut huge = entry();
+        huge.payment.amount_fen = u64::MAX;
+        assert_eq!(total_fen(&[huge, entry()]), u64::MAX);
     }
 }
