@@ -260,8 +260,7 @@ fn check_ledger(path: &Path) -> Check {
         );
     }
     let offset_at = |unix| report::local_offset_at(unix).unwrap_or(time::UtcOffset::UTC);
-    let now = time::OffsetDateTime::now_utc();
-    let today = now.to_offset(offset_at(now.unix_timestamp())).date();
+    let today = report::today(&offset_at);
     let (from, to) = report::day_range(today, today, &offset_at);
     match Ledger::open(path).and_then(|l| l.entries(from, to)) {
         Ok(entries) => {

@@ -10,7 +10,7 @@ use paysay::config::Config;
 use paysay::ledger::{Ledger, report};
 use paysay::paths::Paths;
 use paysay::speech::{Speech, Yuan, parse_yuan};
-use time::{Date, OffsetDateTime, UtcOffset};
+use time::{Date, UtcOffset};
 
 /// Speaks WeChat Pay payments out loud at the shop counter.
 #[derive(Debug, Parser)]
@@ -398,9 +398,7 @@ fn print_ledger(
     format: Format,
 ) -> anyhow::Result<()> {
     let offset_at = local_offset_reader();
-    let now = OffsetDateTime::now_utc();
-    let today = now.to_offset(offset_at(now.unix_timestamp())).date();
-    let until = until.unwrap_or(today);
+    let until = until.unwrap_or_else(|| report::today(&offset_at));
     let since = since.unwrap_or(until);
     if since > until {
         anyhow::bail!("--since {since} is after --until {until}");

@@ -39,6 +39,12 @@ pub fn start_of_day(date: Date, offset_at: &dyn Fn(i64) -> UtcOffset) -> i64 {
     midnight.assume_offset(offset_at(guess)).unix_timestamp()
 }
 
+/// Today's date at the local offset `offset_at` gives for now.
+pub fn today(offset_at: &dyn Fn(i64) -> UtcOffset) -> Date {
+    let now = OffsetDateTime::now_utc();
+    now.to_offset(offset_at(now.unix_timestamp())).date()
+}
+
 /// `since..=until` in local days → `from..to` unix seconds for [`super::Ledger::entries`].
 pub fn day_range(since: Date, until: Date, offset_at: &dyn Fn(i64) -> UtcOffset) -> (i64, i64) {
     let from = start_of_day(since, offset_at);
