@@ -91,7 +91,8 @@ enum ServiceAction {
     },
     /// Stop and disable the service and remove its file. The session and the ledger stay.
     Uninstall {
-        /// Only remove the file, and print the commands that would stop the service.
+        /// Change nothing; print the commands that stop the service and then remove its
+        /// file (stopping needs the file, so it stays until then).
         #[arg(long)]
         no_stop: bool,
     },

@@ -525,12 +525,16 @@ impl Installed {
 pub enum Uninstalled {
     /// There was no service file.
     NotInstalled(PathBuf),
-    /// The file was removed; `pending` are the commands still to run (with `--no-stop`).
-    Removed { file: PathBuf, pending: Vec<Step> },
+    /// The service was stopped and disabled, and its file removed.
+    Removed(PathBuf),
+    /// `--no-stop`: nothing was changed; `pending` stop the service and then remove `file`.
+    Pending { file: PathBuf, pending: Vec<Step> },
 }
 
-/// Stops and disables the service (unless `stop` is false), then removes its file. On a
-/// failed stop the file stays, because the commands to run by hand still need it.
+/// Stops and disables the service, then removes its file; with `stop` false, only says
+/// how. The file stays until the service is stopped, because disabling needs it: systemd
+/// before v257 refuses to disable a unit whose file is gone ("Unit file … does not exist")
+/// and leaves it enabled.
 pub fn uninstall(manager: Manager, stop: bool) -> Result<Uninstalled, ServiceError> {
     let file = manager.service_file()?;
     if !file.exists() {
@@ -539,48 +543,56 @@ pub fn uninstall(manager: Manager, stop: bool) -> Result<Uninstalled, ServiceErr
     let stop_first = stop_steps(manager, owner_uid(&file)?);
     let after = forget_steps(manager);
     if !stop {
-        remove_service_file(&file)?;
-        let pending = stop_first.into_iter().chain(after).collect();
-        return Ok(Uninstalled::Removed { file, pending });
+        let remove = Step::new("rm", &[&file.display().to_string()]);
+        let pending = stop_first
+            .into_iter()
+            .chain([remove])
+            .chain(after)
+            .collect();
+        return Ok(Uninstalled::Pending { file, pending });
     }
     run_steps(&stop_first)?;
     remove_service_file(&file)?;
     run_steps(&after)?;
-    Ok(Uninstalled::Removed {
-        file,
-        pending: Vec::new(),
-    })
+    Ok(Uninstalled::Removed(file))
 }
 
 impl Uninstalled {
     /// What was done, and that the session and the ledger are still there.
     pub fn explain(&self, state_dir: &Path, ledger: &Path) -> String {
-        match self {
-            Uninstalled::NotInstalled(file) => format!(
-                "No paysay service is installed ({} does not exist); nothing to do.\n",
+        let mut text = match self {
+            Uninstalled::NotInstalled(file) => {
+                return format!(
+                    "No paysay service is installed ({} does not exist); nothing to do.\n",
+                    file.display()
+                );
+            }
+            Uninstalled::Removed(file) => format!(
+                "Removed the paysay service: {}\n\
+                 It is stopped and no longer starts at login.\n",
                 file.display()
             ),
-            Uninstalled::Removed { file, pending } => {
-                let mut text = format!("Removed the paysay service: {}\n", file.display());
-                if pending.is_empty() {
-                    text.push_str("It is stopped and no longer starts at login.\n");
-                } else {
-                    text.push_str("Not stopped (--no-stop). To stop it, run:\n");
-                    for step in pending {
-                        text.push_str(&format!("    {step}\n"));
-                    }
+            Uninstalled::Pending { file, pending } => {
+                let mut text = format!(
+                    "Left the paysay service as it is (--no-stop): {}\n\
+                     To stop it and remove it, run:\n",
+                    file.display()
+                );
+                for step in pending {
+                    text.push_str(&format!("    {step}\n"));
                 }
-                text.push_str(&format!(
-                    "Kept paysay's state: the WeChat session in {}, \
-                     the payment ledger {}.\n\
-                     `paysay run` or `paysay service install` goes on from there; delete them \
-                     to forget the login and the payments.\n",
-                    state_dir.display(),
-                    ledger.display()
-                ));
                 text
             }
-        }
+        };
+        text.push_str(&format!(
+            "Kept paysay's state: the WeChat session in {}, \
+             the payment ledger {}.\n\
+             `paysay run` or `paysay service install` goes on from there; delete them \
+             to forget the login and the payments.\n",
+            state_dir.display(),
+            ledger.display()
+        ));
+        text
     }
 }
 

@@ -213,3 +213,25 @@ fn uninstall_that_cannot_stop_keeps_the_file() {
         "the commands by hand need the file"
     );
 }
+
+#[test]
+fn uninstall_no_stop_keeps_the_file_the_commands_by_hand_need() {
+    let home = Home::new(Systemctl::Works);
+    assert!(
+        home.paysay(&["service", "install", "--no-start"])
+            .status
+            .success()
+    );
+    let out = home.paysay(&["service", "uninstall", "--no-stop"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(home.systemctl_calls(), "", "--no-stop ran systemctl");
+    // `systemctl disable` before systemd 257 fails once the unit file is gone.
+    assert!(home.unit_file().exists(), "{stdout}");
+    let by_hand = format!(
+        "    systemctl --user disable --now paysay.service\n    rm {}\n    systemctl --user daemon-reload\n",
+        home.unit_file().display()
+    );
+    assert!(stdout.contains(&by_hand), "{stdout}");
+    assert!(stdout.contains("Kept paysay's state"), "{stdout}");
+}
