@@ -114,15 +114,6 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for check in &self.checks {
-            writeln!(f, "{check}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs every check against the config at `config_file` (`explicit` when named with
 /// `--config`). Each check is printed through `progress` as soon as it is done, because
 /// the audio and voice checks take a moment.

@@ -176,11 +176,6 @@ impl Ledger {
         })
     }
 
-    /// The file this ledger lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn sql(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
         move |source| LedgerError::Sql {
             path: self.path.clone(),

@@ -21,10 +21,11 @@ mod card;
 use std::fmt;
 use std::str::FromStr;
 
-pub use amount::{AmountError, parse_amount_fen, scan_amount};
-pub use card::{
-    Card, CardError, Line, Unwrapped, WcPayInfo, html_unescape, parse_card, unwrap_web_content,
-};
+pub use amount::{AmountError, parse_amount_fen};
+pub use card::CardError;
+
+use amount::scan_amount;
+use card::{Card, WcPayInfo, parse_card, unwrap_web_content};
 
 use crate::config::PaymentsConfig;
 use crate::protocol::{Contact, Message, app_msg_type, msg_type};
