@@ -406,10 +406,20 @@ fn print_ledger(
     }
     let (from, to) = report::day_range(since, until, &offset_at);
     let ledger_path = paths.ledger_db();
-    let ledger = Ledger::open(&ledger_path).context("opening the payment ledger")?;
-    let entries = ledger
-        .entries(from, to)
-        .context("reading the payment ledger")?;
+    // Reading must not create a ledger: a mistyped `[ledger] path` would otherwise show an
+    // empty day as if nobody had paid.
+    let entries = if ledger_path.exists() {
+        Ledger::open(&ledger_path)
+            .context("opening the payment ledger")?
+            .entries(from, to)
+            .context("reading the payment ledger")?
+    } else {
+        eprintln!(
+            "paysay: no ledger at {} yet: no payment has been recorded there",
+            ledger_path.display()
+        );
+        Vec::new()
+    };
     let mut out = std::io::stdout().lock();
     print_entries(&mut out, &entries, format, &offset_at).context("writing the ledger to stdout")
 }

@@ -186,3 +186,13 @@ fn a_backwards_range_or_a_bad_date_is_an_error() {
     assert!(!ok);
     assert!(stderr.contains("2024-05-01"), "{stderr}");
 }
+
+#[test]
+fn reading_a_missing_ledger_says_so_and_creates_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let (stdout, stderr, ok) = paysay(home.path(), &["ledger", "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("no ledger at"), "{stderr}");
+    assert!(!home.path().join("state/paysay/ledger.sqlite3").exists());
+}
