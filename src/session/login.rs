@@ -220,12 +220,7 @@ async fn push_login(
             headers: &[],
         })
         .await?;
-    let push: PushReply = serde_json::from_str(&reply.body).map_err(|e| SessionError::Json {
-        request: reply.request,
-        host: reply.host.clone(),
-        message: e.to_string(),
-        excerpt: protocol::excerpt(&reply.body),
-    })?;
+    let push: PushReply = http::plain_json(&reply)?;
     if push.ret != "0" || push.uuid.is_empty() {
         return Ok(None);
     }
