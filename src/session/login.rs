@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::SessionError;
 use super::http::{self, Http, Request};
-use super::{Events, SessionEvent, now_ms, qr};
+use super::{Events, SessionEvent, long_poll_timeout, now_ms, qr};
 use crate::config::WechatConfig;
 use crate::protocol::{self, Hosts, LoginPoll, LoginTicket};
 
@@ -106,7 +106,7 @@ async fn wait_for_confirmation(
                     -(now_ms() / 1579)
                 ),
                 json: None,
-                timeout: Duration::from_secs(config.long_poll_timeout_secs + 5),
+                timeout: long_poll_timeout(config),
                 headers: &[],
             })
             .await?;
