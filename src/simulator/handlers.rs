@@ -273,9 +273,8 @@ type JsonHandler = fn(&mut World, &SimRequest, &Value) -> Result<Value, i64>;
 /// The checks every JSON POST shares (body, cookies, pass_ticket, BaseRequest), then the
 /// handler; a refusal is `Ret` with an otherwise all-empty body.
 fn json_call(shared: &Arc<Shared>, req: &SimRequest, handler: JsonHandler) -> Reply {
-    let body = match checks::json_body(req) {
-        Ok(body) => body,
-        Err(_) => return Reply::empty(),
+    let Some(body) = checks::json_body(req) else {
+        return Reply::empty();
     };
     let answer = shared.update(|w| {
         let uin = w.uin;
