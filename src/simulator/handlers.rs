@@ -246,11 +246,7 @@ fn logout(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
         .into_owned()
         .collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let field = |name: &str| super::pair(&form, name);
     let ended = shared.update(|w| {
         let uin = w.uin.to_string();
         let session = w.session.as_mut().filter(|s| s.ended.is_none())?;

@@ -252,6 +252,7 @@ impl RecordedRequest {
     }
 }
 
+/// The value of the first pair named `name` (query strings, cookies, form bodies).
 fn pair<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
