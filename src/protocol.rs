@@ -299,10 +299,6 @@ impl Contact {
     pub fn is_official_account(&self) -> bool {
         self.verify_flag & 8 != 0
     }
-
-    pub fn is_group(&self) -> bool {
-        self.user_name.starts_with("@@")
-    }
 }
 
 /// One entry of `AddMsgList`.
