@@ -290,8 +290,6 @@ pub struct Contact {
     /// "gh_" for official accounts in some captures.
     pub key_word: String,
     pub contact_flag: u32,
-    pub sex: u32,
-    pub signature: String,
     pub member_count: u32,
 }
 

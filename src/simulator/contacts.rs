@@ -128,6 +128,8 @@ pub fn contact_json(c: &Contact) -> serde_json::Value {
             ("HideInputBarFlag", json!(0)),
             ("Statues", json!(0)),
             ("AttrStatus", json!(0)),
+            ("Sex", json!(0)),
+            ("Signature", json!("")),
             ("Province", json!("")),
             ("City", json!("")),
             ("Alias", json!("")),
