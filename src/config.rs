@@ -312,6 +312,10 @@ impl Config {
         if self.wechat.long_poll_timeout_secs == 0 || self.wechat.request_timeout_secs == 0 {
             return Err(invalid("wechat.*_timeout_secs", "must be at least 1"));
         }
+        if self.wechat.min_backoff_ms == 0 {
+            // Every wait doubles it: 0 would retry a failing server in a busy loop.
+            return Err(invalid("wechat.min_backoff_ms", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -357,6 +361,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn zero_backoff_is_refused() {
+        let err = parse("[wechat]\nmin_backoff_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wechat.min_backoff_ms"), "{err}");
     }
 
     #[test]

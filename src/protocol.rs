@@ -290,18 +290,12 @@ pub struct Contact {
     /// "gh_" for official accounts in some captures.
     pub key_word: String,
     pub contact_flag: u32,
-    pub sex: u32,
-    pub signature: String,
     pub member_count: u32,
 }
 
 impl Contact {
     pub fn is_official_account(&self) -> bool {
         self.verify_flag & 8 != 0
-    }
-
-    pub fn is_group(&self) -> bool {
-        self.user_name.starts_with("@@")
     }
 }
 
@@ -399,12 +393,36 @@ pub struct SyncResponse {
     pub skey: String,
 }
 
-/// Only the field every JSON response shares, to check `Ret` before trusting the rest.
+/// Only the field every JSON response shares: for answers whose rest is not read, and to
+/// tell a refusal apart from a malformed body when the rest does not fit.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct RetOnly {
     pub base_response: BaseResponse,
 }
+
+/// A JSON answer: its `BaseResponse.Ret` says whether the rest can be trusted.
+pub trait JsonAnswer {
+    fn base_response(&self) -> &BaseResponse;
+}
+
+macro_rules! json_answer {
+    ($($t:ty),*) => {$(
+        impl JsonAnswer for $t {
+            fn base_response(&self) -> &BaseResponse {
+                &self.base_response
+            }
+        }
+    )*};
+}
+
+json_answer!(
+    InitResponse,
+    ContactListResponse,
+    BatchContactResponse,
+    SyncResponse,
+    RetOnly
+);
 
 /// Which WeChat hosts a session talks to, derived from the login redirect's host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

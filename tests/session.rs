@@ -364,6 +364,11 @@ async fn push_login_is_tried_before_a_new_qr_code() {
         .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: false, .. }))
         .await;
     assert_eq!(h.sim.requests_to(Endpoint::PushLogin).len(), 1);
+    assert_eq!(
+        h.sim.requests_to(Endpoint::JsLogin).len(),
+        1,
+        "the push login needed no new QR code"
+    );
     running.stop().await.unwrap();
 }
 

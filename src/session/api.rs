@@ -10,8 +10,9 @@ use serde_json::json;
 use super::error::SessionError;
 use super::http::{self, Http, Request};
 use super::store::{self, SavedSession};
-use super::{Events, Incoming, login, long_poll_timeout, new_device_id, now_ms, now_secs};
+use super::{Events, Incoming, login, long_poll_timeout, new_device_id, now_ms};
 use crate::config::WechatConfig;
+use crate::now_unix;
 use crate::protocol::{
     self, BaseRequest, BatchContactResponse, Contact, ContactListResponse, InitResponse, SyncKey,
     SyncResponse,
@@ -385,7 +386,7 @@ impl Session {
                 json!({
                     "BaseRequest": self.base_request(),
                     "SyncKey": self.state.sync_key,
-                    "rr": !now_secs(),
+                    "rr": !now_unix(),
                 }),
             )
             .await?;
@@ -477,7 +478,7 @@ impl Session {
     /// Writes the session to `path` (0600, atomic).
     pub fn save(&mut self, path: &Path) -> Result<(), SessionError> {
         let mut state = self.state();
-        state.saved_at = now_secs();
+        state.saved_at = now_unix();
         store::save(path, &state)?;
         self.saved = Some(state);
         Ok(())

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::error::SessionError;
-use crate::protocol::{self, RetOnly};
+use crate::protocol::{self, BaseResponse, JsonAnswer, RetOnly};
 
 /// A desktop Chrome, as today's working clients send. The server does not gate on it.
 const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -215,25 +215,38 @@ fn parse_set_cookie(header: &str) -> Option<(String, String, bool)> {
     Some((name.to_string(), value.trim().to_string(), expired))
 }
 
-/// Parses a JSON reply, refusing it first on a non-zero `BaseResponse.Ret`, so a logged-out
-/// session is told apart from a malformed body.
-pub fn json<T: DeserializeOwned>(reply: &Reply) -> Result<T, SessionError> {
-    let json_error = |e: serde_json::Error| SessionError::Json {
+/// Parses a JSON reply in one go and refuses it on a non-zero `BaseResponse.Ret`, so a
+/// logged-out session is told apart from a malformed body.
+pub fn json<T: DeserializeOwned + JsonAnswer>(reply: &Reply) -> Result<T, SessionError> {
+    let refused = |base: &BaseResponse| SessionError::Ret {
+        request: reply.request,
+        host: reply.host.clone(),
+        ret: base.ret,
+        err_msg: base.err_msg.clone(),
+    };
+    match serde_json::from_str::<T>(&reply.body) {
+        Ok(answer) if answer.base_response().ret != 0 => Err(refused(answer.base_response())),
+        Ok(answer) => Ok(answer),
+        Err(e) => match serde_json::from_str::<RetOnly>(&reply.body) {
+            // A refusal whose (all-empty) rest does not fit `T` is still a refusal.
+            Ok(head) if head.base_response.ret != 0 => Err(refused(&head.base_response)),
+            _ => Err(json_error(reply, e)),
+        },
+    }
+}
+
+/// Parses a JSON reply that carries no `BaseResponse` (webwxpushloginurl).
+pub fn plain_json<T: DeserializeOwned>(reply: &Reply) -> Result<T, SessionError> {
+    serde_json::from_str(&reply.body).map_err(|e| json_error(reply, e))
+}
+
+fn json_error(reply: &Reply, e: serde_json::Error) -> SessionError {
+    SessionError::Json {
         request: reply.request,
         host: reply.host.clone(),
         message: e.to_string(),
         excerpt: protocol::excerpt(&reply.body),
-    };
-    let head: RetOnly = serde_json::from_str(&reply.body).map_err(json_error)?;
-    if head.base_response.ret != 0 {
-        return Err(SessionError::Ret {
-            request: reply.request,
-            host: reply.host.clone(),
-            ret: head.base_response.ret,
-            err_msg: head.base_response.err_msg,
-        });
     }
-    serde_json::from_str(&reply.body).map_err(json_error)
 }
 
 /// Turns a parse failure of a reply into a session error naming the request.
@@ -315,6 +328,36 @@ mod tests {
             !text.contains("SECRET") && !text.contains("SID123"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn json_checks_ret_once_parsed_and_when_the_rest_does_not_fit() {
+        let reply = |body: &str| Reply {
+            body: body.to_string(),
+            host: "wx2.qq.com".into(),
+            request: "webwxsync",
+        };
+        let ok: protocol::SyncResponse = json(&reply(
+            r#"{"BaseResponse":{"Ret":0,"ErrMsg":""},"ContinueFlag":1}"#,
+        ))
+        .unwrap();
+        assert_eq!(ok.continue_flag, 1);
+        let refused = json::<protocol::SyncResponse>(&reply(
+            r#"{"BaseResponse":{"Ret":1101,"ErrMsg":""},"ContinueFlag":0}"#,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(refused, SessionError::Ret { ret: 1101, .. }),
+            "{refused}"
+        );
+        // The rest of a refusal need not fit: still a refusal, not a malformed body.
+        let odd = json::<protocol::SyncResponse>(&reply(
+            r#"{"BaseResponse":{"Ret":1100,"ErrMsg":""},"ContinueFlag":"x"}"#,
+        ))
+        .unwrap_err();
+        assert!(matches!(odd, SessionError::Ret { ret: 1100, .. }), "{odd}");
+        let bad = json::<protocol::SyncResponse>(&reply(r#"{"ContinueFlag":"x"}"#)).unwrap_err();
+        assert!(matches!(bad, SessionError::Json { .. }), "{bad}");
     }
 
     #[test]

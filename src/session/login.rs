@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::SessionError;
 use super::http::{self, Http, Request};
-use super::{Events, SessionEvent, now_ms, qr};
+use super::{Events, SessionEvent, long_poll_timeout, now_ms, qr};
 use crate::config::WechatConfig;
 use crate::protocol::{self, Hosts, LoginPoll, LoginTicket};
 
@@ -106,7 +106,7 @@ async fn wait_for_confirmation(
                     -(now_ms() / 1579)
                 ),
                 json: None,
-                timeout: Duration::from_secs(config.long_poll_timeout_secs + 5),
+                timeout: long_poll_timeout(config),
                 headers: &[],
             })
             .await?;
@@ -220,12 +220,7 @@ async fn push_login(
             headers: &[],
         })
         .await?;
-    let push: PushReply = serde_json::from_str(&reply.body).map_err(|e| SessionError::Json {
-        request: reply.request,
-        host: reply.host.clone(),
-        message: e.to_string(),
-        excerpt: protocol::excerpt(&reply.body),
-    })?;
+    let push: PushReply = http::plain_json(&reply)?;
     if push.ret != "0" || push.uuid.is_empty() {
         return Ok(None);
     }

@@ -276,10 +276,6 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub(crate) fn now_secs() -> i64 {
-    crate::now_unix()
-}
-
 /// `e` + 15 digits, as the browser makes it.
 pub(crate) fn new_device_id() -> String {
     use rand::Rng;

@@ -68,7 +68,8 @@ fn special(user_name: &str, nick: &str, verify_flag: u32) -> Entry {
     e
 }
 
-fn official(nick: &str) -> Entry {
+/// A verified official account (VerifyFlag 24, KeyWord `gh_`), as the payment accounts are.
+pub fn official(nick: &str) -> Entry {
     let mut e = entry(Kind::Official, nick, 24, true);
     e.contact.key_word = "gh_".to_string();
     e
@@ -127,6 +128,8 @@ pub fn contact_json(c: &Contact) -> serde_json::Value {
             ("HideInputBarFlag", json!(0)),
             ("Statues", json!(0)),
             ("AttrStatus", json!(0)),
+            ("Sex", json!(0)),
+            ("Signature", json!("")),
             ("Province", json!("")),
             ("City", json!("")),
             ("Alias", json!("")),

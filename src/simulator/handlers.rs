@@ -246,11 +246,7 @@ fn logout(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
         .into_owned()
         .collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let field = |name: &str| super::pair(&form, name);
     let ended = shared.update(|w| {
         let uin = w.uin.to_string();
         let session = w.session.as_mut().filter(|s| s.ended.is_none())?;
@@ -273,9 +269,8 @@ type JsonHandler = fn(&mut World, &SimRequest, &Value) -> Result<Value, i64>;
 /// The checks every JSON POST shares (body, cookies, pass_ticket, BaseRequest), then the
 /// handler; a refusal is `Ret` with an otherwise all-empty body.
 fn json_call(shared: &Arc<Shared>, req: &SimRequest, handler: JsonHandler) -> Reply {
-    let body = match checks::json_body(req) {
-        Ok(body) => body,
-        Err(_) => return Reply::empty(),
+    let Some(body) = checks::json_body(req) else {
+        return Reply::empty();
     };
     let answer = shared.update(|w| {
         let uin = w.uin;

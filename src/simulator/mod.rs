@@ -87,7 +87,7 @@ use state::{LogEntry, Shared};
 pub use chaos::SimStats;
 pub use clock::SimClock;
 pub use contacts::{CASHIER_ASSISTANT, WXPAY};
-pub use messages::{escape_app_content, yuan};
+pub use messages::escape_app_content;
 
 /// How the simulated server behaves. `Default` is what WeChat does; tests shorten
 /// `long_poll`.
@@ -252,6 +252,7 @@ impl RecordedRequest {
     }
 }
 
+/// The value of the first pair named `name` (query strings, cookies, form bodies).
 fn pair<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
@@ -355,9 +356,8 @@ impl Simulator {
     /// Puts a raw message on the stream as given (user names not filled in). Returns its
     /// MsgId.
     pub fn push_message(&self, msg: Message) -> String {
-        let id = msg.msg_id.clone();
-        self.deliver(msg, None, Vec::new());
-        id
+        self.shared
+            .update(|w| deliver_into(w, msg, None, Vec::new()))
     }
 
     /// A text message from the person with this nickname (a stranger is created if nobody
@@ -407,15 +407,6 @@ impl Simulator {
             let msg = messages::collection_notice(amount_fen, today, w.now());
             let sender = w.impostor();
             deliver_into(w, msg, Some(sender), Vec::new())
-        })
-    }
-
-    /// Adds the impostor (an ordinary contact named 微信支付) to the address book now, so
-    /// it is listed by webwxgetcontact; returns its record.
-    pub fn add_impostor(&self) -> Contact {
-        self.shared.update(|w| {
-            let i = w.impostor();
-            w.book[i].contact.clone()
         })
     }
 
@@ -553,11 +544,6 @@ impl Simulator {
             let new = if created { vec![sender] } else { Vec::new() };
             deliver_into(w, msg, Some(sender), new)
         })
-    }
-
-    fn deliver(&self, msg: Message, sender: Option<usize>, new_contacts: Vec<usize>) {
-        self.shared
-            .update(|w| deliver_into(w, msg, sender, new_contacts));
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::any;
 
 use super::state::Shared;
-use super::{Endpoint, Fault, RecordedRequest, Verdict, handlers};
+use super::{Endpoint, Fault, RecordedRequest, Verdict, handlers, pair};
 
 /// The largest body read; WeChat's requests are a few KB.
 const MAX_BODY: usize = 1 << 20;
@@ -63,17 +63,11 @@ impl SimRequest {
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        pair(&self.query, name)
     }
 
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        pair(&self.cookies, name)
     }
 }
 

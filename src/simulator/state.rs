@@ -401,9 +401,7 @@ impl World {
         {
             Some(i) => i,
             None => {
-                let mut e = contacts::entry(Kind::Official, nick, 24, true);
-                e.contact.key_word = "gh_".to_string();
-                self.book.push(e);
+                self.book.push(contacts::official(nick));
                 self.book.len() - 1
             }
         }
