@@ -363,7 +363,13 @@ async fn push_login_is_tried_before_a_new_qr_code() {
     running
         .wait_for(|e| matches!(e, SessionEvent::LoggedIn { resumed: false, .. }))
         .await;
-    assert_eq!(h.sim.requests_to(Endpoint::PushLogin).len(), 1);
+    let push = h.sim.requests_to(Endpoint::PushLogin);
+    assert_eq!(push.len(), 1);
+    assert_eq!(push[0].verdict, Verdict::Ok);
+    assert!(
+        push[0].cookie("webwx_auth_ticket").is_some(),
+        "the browser's auth ticket identifies it"
+    );
     assert_eq!(
         h.sim.requests_to(Endpoint::JsLogin).len(),
         1,

@@ -43,11 +43,11 @@ impl Session {
     pub async fn login(
         config: &WechatConfig,
         qr_path: &Path,
-        previous_uin: Option<&str>,
+        previous: Option<&login::PreviousLogin>,
         events: &Events,
     ) -> Result<Session, SessionError> {
         let http = Http::new(config.base_url.as_deref())?;
-        let creds = login::login(&http, config, qr_path, previous_uin, events).await?;
+        let creds = login::login(&http, config, qr_path, previous, events).await?;
         let uin = creds
             .ticket
             .wxuin
@@ -482,6 +482,15 @@ impl Session {
         store::save(path, &state)?;
         self.saved = Some(state);
         Ok(())
+    }
+
+    /// What a push login after this session needs.
+    pub fn previous_login(&self) -> login::PreviousLogin {
+        login::PreviousLogin {
+            uin: self.state.uin,
+            web_host: self.state.hosts.web.clone(),
+            cookies: self.http.cookies(),
+        }
     }
 
     /// What would be saved now (for tests and `doctor`).

@@ -17,6 +17,16 @@ const WEB_HOST: &str = "wx.qq.com";
 /// request (ItChat-UOS's UOS_PATCH_EXTSPAM).
 const UOS_EXTSPAM: &str = "Go8FCIkFEokFCggwMDAwMDAwMRAGGvAESySibk50w5Wb3uTl2c2h64jVVrV7gNs06GFlWplHQbY/5FfiO++1yH4ykCyNPWKXmco+wfQzK5R98D3so7rJ5LmGFvBLjGceleySrc3SOf2Pc1gVehzJgODeS0lDL3/I/0S2SSE98YgKleq6Uqx6ndTy9yaL9qFxJL7eiA/R3SEfTaW1SBoSITIu+EEkXff+Pv8NHOk7N57rcGk1w0ZzRrQDkXTOXFN2iHYIzAAZPIOY45Lsh+A4slpgnDiaOvRtlQYCt97nmPLuTipOJ8Qc5pM7ZsOsAPPrCQL7nK0I7aPrFDF0q4ziUUKettzW8MrAaiVfmbD1/VkmLNVqqZVvBCtRblXb5FHmtS8FxnqCzYP4WFvz3T0TcrOqwLX1M/DQvcHaGGw0B0y4bZMs7lVScGBFxMj3vbFi2SRKbKhaitxHfYHAOAa0X7/MSS0RNAjdwoyGHeOepXOKY+h3iHeqCvgOH6LOifdHf/1aaZNwSkGotYnYScW8Yx63LnSwba7+hESrtPa/huRmB9KWvMCKbDThL/nne14hnL277EDCSocPu3rOSYjuB9gKSOdVmWsj9Dxb/iZIe+S6AiG29Esm+/eUacSba0k8wn5HhHg9d4tIcixrxveflc8vi2/wNQGVFNsGO6tB5WF0xf/plngOvQ1/ivGV/C1Qpdhzznh0ExAVJ6dwzNg7qIEBaw+BzTJTUuRcPk92Sn6QDn2Pu3mpONaEumacjW4w6ipPnPw+g2TfywJjeEcpSZaP4Q3YV5HG8D6UjWA4GSkBKculWpdCMadx0usMomsSS/74QgpYqcPkmamB4nVv1JxczYITIqItIKjD35IGKAUwAA==";
 
+/// What is known of the login before this one, for a push login: the account, the host
+/// it was on, and the browser's cookies (`webwx_auth_ticket` is what the server knows the
+/// browser by).
+#[derive(Debug, Clone)]
+pub struct PreviousLogin {
+    pub uin: u64,
+    pub web_host: String,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
 /// A confirmed login: the ticket's keys and the hosts the redirect chose.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -31,11 +41,12 @@ pub async fn login(
     http: &Http,
     config: &WechatConfig,
     qr_path: &Path,
-    previous_uin: Option<&str>,
+    previous: Option<&PreviousLogin>,
     events: &Events,
 ) -> Result<Credentials, SessionError> {
-    if let Some(uin) = previous_uin {
-        match push_login(http, config, uin, events).await {
+    if let Some(previous) = previous {
+        http.set_cookies(previous.cookies.clone());
+        match push_login(http, config, previous, events).await {
             Ok(Some(credentials)) => return Ok(credentials),
             Ok(None) => {
                 tracing::info!("push login was not confirmed on the phone; showing a QR code")
@@ -197,7 +208,7 @@ async fn fetch_ticket(
 async fn push_login(
     http: &Http,
     config: &WechatConfig,
-    uin: &str,
+    previous: &PreviousLogin,
     events: &Events,
 ) -> Result<Option<Credentials>, SessionError> {
     #[derive(serde::Deserialize)]
@@ -210,10 +221,10 @@ async fn push_login(
     let reply = http
         .send(Request {
             name: "webwxpushloginurl",
-            host: WEB_HOST,
+            host: &previous.web_host,
             path_and_query: format!(
                 "/cgi-bin/mmwebwx-bin/webwxpushloginurl?uin={}",
-                http::enc(uin)
+                previous.uin
             ),
             json: None,
             timeout: Duration::from_secs(config.request_timeout_secs),

@@ -23,6 +23,7 @@ use tracing::Instrument;
 pub use api::Session;
 pub use backoff::Backoff;
 pub use error::{ErrorKind, SessionError};
+pub use login::PreviousLogin;
 
 use crate::config::WechatConfig;
 use crate::protocol::{Contact, Message};
@@ -98,19 +99,22 @@ impl SessionFiles {
 /// Connects: resumes the saved session when the server still accepts it, else logs in
 /// (push login first, then QR codes until one is confirmed), and saves the result.
 ///
-/// `previous_uin` is the account of a session that just ended, for the push login.
+/// `previous` is what is known of a session that just ended, for the push login.
 pub async fn connect(
     config: &WechatConfig,
     files: &SessionFiles,
     events: &Events,
-    previous_uin: Option<u64>,
+    previous: Option<PreviousLogin>,
 ) -> Result<Session, SessionError> {
     let saved = store::load(&files.session)?;
-    let previous_uin = saved
+    let previous = saved
         .as_ref()
-        .map(|s| s.uin)
-        .or(previous_uin)
-        .map(|u| u.to_string());
+        .map(|s| PreviousLogin {
+            uin: s.uin,
+            web_host: s.hosts.web.clone(),
+            cookies: s.cookies.clone(),
+        })
+        .or(previous);
     if let Some(saved) = saved {
         match Session::resume(config, saved).await {
             Ok(mut session) => {
@@ -130,8 +134,7 @@ pub async fn connect(
             Err(e) => return Err(e),
         }
     }
-    let mut session =
-        Session::login(config, &files.qr_png, previous_uin.as_deref(), events).await?;
+    let mut session = Session::login(config, &files.qr_png, previous.as_ref(), events).await?;
     session.save(&files.session)?;
     tracing::info!(user = %session.nick_name(), "logged in to WeChat");
     events.emit(SessionEvent::LoggedIn {
@@ -151,11 +154,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::from_config(config);
-    let mut last_uin = None;
+    let mut previous = None;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = connect(config, files, &events, last_uin) => r,
+            r = connect(config, files, &events, previous.clone()) => r,
         };
         let session = match connected {
             Ok(s) => s,
@@ -165,7 +168,7 @@ pub async fn run(
             }
         };
         backoff.reset();
-        last_uin = Some(session.state().uin);
+        previous = Some(session.previous_login());
         let span = tracing::info_span!("session", user = %session.nick_name());
         let ended = sync_until_logout(session, files, &events, &shutdown, &mut backoff)
             .instrument(span)

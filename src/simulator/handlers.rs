@@ -224,7 +224,11 @@ fn expires(unix: i64) -> String {
 fn push_login(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
     let allowed = shared.config.push_login;
     let uuid = shared.update(|w| {
-        let known_account = w.auth_ticket.is_some() && req.query("uin") == Some(&w.uin.to_string());
+        // The browser that logged in before is known by its long-lived webwx_auth_ticket
+        // cookie; a push login from anywhere else is refused.
+        let known_browser =
+            w.auth_ticket.is_some() && req.cookie("webwx_auth_ticket") == w.auth_ticket.as_deref();
+        let known_account = known_browser && req.query("uin") == Some(&w.uin.to_string());
         (allowed && known_account).then(|| w.issue_qr())
     });
     match uuid {
