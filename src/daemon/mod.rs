@@ -102,9 +102,9 @@ pub async fn run_with_speech(
         .run(),
     );
     let mut supervisor = Supervisor {
+        detector: Detector::new(&config.payments),
         config,
         paths,
-        detector: None,
         ledger,
         queue,
         speech: speech_tx,
@@ -146,7 +146,7 @@ struct Supervisor {
     config: Config,
     paths: Paths,
     /// Built from `config.payments`; rebuilt on reload.
-    detector: Option<Detector>,
+    detector: Detector,
     ledger: SharedLedger,
     queue: mpsc::UnboundedSender<Announcement>,
     speech: watch::Sender<Arc<Speech>>,
@@ -157,7 +157,6 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(&mut self, shutdown: CancellationToken) -> Result<(), DaemonError> {
-        self.detector = Some(Detector::new(&self.config.payments));
         let files = SessionFiles::from_paths(&self.paths);
         let (events, mut rx) = Events::channel();
         let wechat = self.config.wechat.clone();
@@ -257,8 +256,10 @@ impl Supervisor {
     }
 
     fn detect(&self, own_user_name: &str, incoming: &Incoming) -> Option<Payment> {
-        let detector = self.detector.as_ref()?;
-        match detector.detect(&incoming.message, incoming.sender.as_ref(), own_user_name) {
+        match self
+            .detector
+            .detect(&incoming.message, incoming.sender.as_ref(), own_user_name)
+        {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 self.warn_if_impostor(incoming);
@@ -303,7 +304,7 @@ impl Supervisor {
             Err(e) => tracing::error!(error = %e, "speech settings not reloaded"),
         }
         self.player.set_volume(config.audio.volume);
-        self.detector = Some(Detector::new(&config.payments));
+        self.detector = Detector::new(&config.payments);
         if config.wechat != self.config.wechat {
             tracing::warn!("[wechat] settings change only on restart");
         }
