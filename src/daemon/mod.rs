@@ -32,6 +32,10 @@ pub enum DaemonError {
     Speech(#[from] TtsError),
     #[error(transparent)]
     Audio(#[from] AudioError),
+    #[error(
+        "the WeChat session stopped unexpectedly ({0}); paysay exits with an error so that the service restarts it"
+    )]
+    SessionCrashed(String),
 }
 
 /// The ledger, shared by the supervisor (records) and the announcer (marks announced).
@@ -168,14 +172,13 @@ impl Supervisor {
         notify::ready("connecting to WeChat");
         loop {
             tokio::select! {
-                // The session ends on shutdown, or on an error a person must fix.
+                // The session ends on shutdown, or on an error a person must fix. A crashed
+                // session is an error too: exiting 0 would keep `Restart=on-failure` from
+                // bringing the shop's speaker back.
                 ended = &mut session => {
                     return match ended {
                         Ok(r) => r.map_err(DaemonError::from),
-                        Err(e) => {
-                            tracing::error!(error = %e, "the session task failed");
-                            Ok(())
-                        }
+                        Err(e) => Err(DaemonError::SessionCrashed(e.to_string())),
                     };
                 }
                 // Messages, logins, logouts.
