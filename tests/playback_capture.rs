@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 struct Shop {
     dir: tempfile::TempDir,
@@ -153,13 +153,11 @@ fn say_without_a_sound_device_says_so() {
     // An ALSA config whose default device cannot be opened.
     let conf = root.join("broken.conf");
     std::fs::write(&conf, "pcm.!default { type hw card 99 }\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_paysay"))
+    let out = common::paysay_in(root)
         .arg("--config")
         .arg(root.join("paysay.toml"))
         .args(["say", "1"])
         .env("ALSA_CONFIG_PATH", &conf)
-        .env("HOME", root)
-        .env("XDG_CACHE_HOME", root.join("cache"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -97,12 +97,9 @@ impl Announcer {
             tracing::info!(text = %clip.text, "alert spoken");
             return;
         };
-        let ledger = self.ledger.clone();
         let msg_id = p.msg_id.clone();
-        let marked =
-            tokio::task::spawn_blocking(move || ledger.lock().mark_announced(&msg_id)).await;
-        match marked {
-            Ok(Ok(())) => tracing::info!(
+        match self.ledger.call(move |l| l.mark_announced(&msg_id)).await {
+            Ok(()) => tracing::info!(
                 amount = %Yuan(p.amount_fen),
                 kind = %p.kind,
                 text = %clip.text,
@@ -111,10 +108,9 @@ impl Announcer {
             ),
             // Heard, but not recorded as heard: the next start says it again. Better twice
             // than never, and the log says why.
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "payment announced, but the ledger could not record it")
             }
-            Err(e) => tracing::error!(error = %e, "payment announced, but the ledger task failed"),
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum DaemonError {
     Speech(#[from] TtsError),
     #[error(transparent)]
     Audio(#[from] AudioError),
+    #[error(
+        "the WeChat session stopped unexpectedly ({0}); paysay exits with an error so that the service restarts it"
+    )]
+    SessionCrashed(String),
 }
 
 /// The ledger, shared by the supervisor (records) and the announcer (marks announced).
@@ -102,9 +106,9 @@ pub async fn run_with_speech(
         .run(),
     );
     let mut supervisor = Supervisor {
+        detector: Detector::new(&config.payments),
         config,
         paths,
-        detector: None,
         ledger,
         queue,
         speech: speech_tx,
@@ -146,7 +150,7 @@ struct Supervisor {
     config: Config,
     paths: Paths,
     /// Built from `config.payments`; rebuilt on reload.
-    detector: Option<Detector>,
+    detector: Detector,
     ledger: SharedLedger,
     queue: mpsc::UnboundedSender<Announcement>,
     speech: watch::Sender<Arc<Speech>>,
@@ -157,7 +161,6 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(&mut self, shutdown: CancellationToken) -> Result<(), DaemonError> {
-        self.detector = Some(Detector::new(&self.config.payments));
         let files = SessionFiles::from_paths(&self.paths);
         let (events, mut rx) = Events::channel();
         let wechat = self.config.wechat.clone();
@@ -169,14 +172,13 @@ impl Supervisor {
         notify::ready("connecting to WeChat");
         loop {
             tokio::select! {
-                // The session ends on shutdown, or on an error a person must fix.
+                // The session ends on shutdown, or on an error a person must fix. A crashed
+                // session is an error too: exiting 0 would keep `Restart=on-failure` from
+                // bringing the shop's speaker back.
                 ended = &mut session => {
                     return match ended {
                         Ok(r) => r.map_err(DaemonError::from),
-                        Err(e) => {
-                            tracing::error!(error = %e, "the session task failed");
-                            Ok(())
-                        }
+                        Err(e) => Err(DaemonError::SessionCrashed(e.to_string())),
                     };
                 }
                 // Messages, logins, logouts.
@@ -257,8 +259,10 @@ impl Supervisor {
     }
 
     fn detect(&self, own_user_name: &str, incoming: &Incoming) -> Option<Payment> {
-        let detector = self.detector.as_ref()?;
-        match detector.detect(&incoming.message, incoming.sender.as_ref(), own_user_name) {
+        match self
+            .detector
+            .detect(&incoming.message, incoming.sender.as_ref(), own_user_name)
+        {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 self.warn_if_impostor(incoming);
@@ -303,7 +307,7 @@ impl Supervisor {
             Err(e) => tracing::error!(error = %e, "speech settings not reloaded"),
         }
         self.player.set_volume(config.audio.volume);
-        self.detector = Some(Detector::new(&config.payments));
+        self.detector = Detector::new(&config.payments);
         if config.wechat != self.config.wechat {
             tracing::warn!("[wechat] settings change only on restart");
         }

@@ -5,19 +5,30 @@
 //! used order survives restarts without an index file that could go stale. Files are
 //! written to a temporary name and renamed, so a crash mid-write never leaves a truncated
 //! clip that would later play as half an amount.
+//!
+//! The directory is listed (every clip's size and time) only when the cache may be over its
+//! bound: once per process, then whenever the bytes stored since push the last known total
+//! past it. A store, which sits between synthesis and the first sound of a new amount, does
+//! not stat thousands of clips.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::{Audio, AudioFormat, TtsError};
 
-/// A cache directory bounded in size, evicting least recently used clips.
+/// A cache directory bounded in size, evicting least recently used clips. Clones share
+/// the known size.
 #[derive(Debug, Clone)]
 pub struct ClipCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// Bytes in the directory as of the last listing plus what was stored since; `None`
+    /// until the first store lists it. Another process storing too (`paysay say` beside
+    /// the daemon) only makes this low until the next listing.
+    known_size: Arc<Mutex<Option<u64>>>,
 }
 
 /// The file stem of a cached clip: backend name plus a stable hash of voice and text.
@@ -29,7 +40,11 @@ const EXTENSIONS: [AudioFormat; 2] = [AudioFormat::Wav, AudioFormat::Mp3];
 impl ClipCache {
     /// A cache in `dir` (created on first store) holding at most `max_bytes`.
     pub fn new(dir: PathBuf, max_bytes: u64) -> ClipCache {
-        ClipCache { dir, max_bytes }
+        ClipCache {
+            dir,
+            max_bytes,
+            known_size: Arc::default(),
+        }
     }
 
     /// The directory clips live in.
@@ -81,7 +96,13 @@ impl ClipCache {
         tmp.write_all(&audio.bytes).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
-        self.evict(&path);
+        // Poisoned only by a panic in this lock's few lines; the size is a hint either way.
+        let mut known = self.known_size.lock().unwrap_or_else(|e| e.into_inner());
+        let stored = audio.bytes.len() as u64;
+        match known.as_mut() {
+            Some(total) if total.saturating_add(stored) <= self.max_bytes => *total += stored,
+            _ => *known = self.evict(&path),
+        }
         Ok(path)
     }
 
@@ -90,13 +111,14 @@ impl ClipCache {
     }
 
     /// Deletes least recently used clips until the cache fits, never `keep` (the clip about
-    /// to be played). Errors are logged: a full cache must not stop an announcement.
-    fn evict(&self, keep: &Path) {
+    /// to be played), and returns the bytes left; `None` when the directory cannot be listed.
+    /// Errors are logged: a full cache must not stop an announcement.
+    fn evict(&self, keep: &Path) -> Option<u64> {
         let mut clips = match self.clips() {
             Ok(clips) => clips,
             Err(e) => {
                 tracing::warn!("cannot list the speech cache {}: {e}", self.dir.display());
-                return;
+                return None;
             }
         };
         let mut total: u64 = clips.iter().map(|c| c.size).sum();
@@ -113,6 +135,7 @@ impl ClipCache {
                 Err(e) => tracing::warn!("cannot evict {}: {e}", clip.path.display()),
             }
         }
+        Some(total)
     }
 
     /// The clips in the directory (not temporary files of writes in progress).

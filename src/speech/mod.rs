@@ -208,19 +208,24 @@ impl Speech {
                 backend: backend.name(),
             });
         }
-        if is_silent(&audio) {
-            return Err(TtsError::Silent {
-                backend: backend.name(),
-                text: text.to_string(),
-            });
-        }
         let cache = self.cache.clone();
-        let path = tokio::task::spawn_blocking(move || cache.store(&key, &audio))
-            .await
-            .map_err(|e| TtsError::Cache {
-                path: self.cache.dir().to_path_buf(),
-                source: std::io::Error::other(e),
-            })??;
+        let (name, text_owned) = (backend.name(), text.to_string());
+        // Decoding for the silence check is CPU work and the store is file I/O: both on the
+        // blocking pool, in one hop, so neither holds up an async worker.
+        let path = tokio::task::spawn_blocking(move || {
+            if is_silent(&audio) {
+                return Err(TtsError::Silent {
+                    backend: name,
+                    text: text_owned,
+                });
+            }
+            cache.store(&key, &audio)
+        })
+        .await
+        .map_err(|e| TtsError::Cache {
+            path: self.cache.dir().to_path_buf(),
+            source: std::io::Error::other(e),
+        })??;
         Ok(clip(path, false))
     }
 }

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::payment::format_yuan;
+
 const DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
 /// Place words inside a group of four digits, from the ones up.
 const PLACES: [&str; 4] = ["", "十", "百", "千"];
@@ -143,12 +145,13 @@ pub fn parse_yuan(text: &str) -> Result<u64, AmountError> {
         .ok_or_else(too_large)
 }
 
-/// Fen shown as yuan with two decimals (`1250` → `12.50`), for logs and the console.
+/// Fen shown as yuan with two decimals (`1250` → `12.50`), for logs and the console: the
+/// ledger's [`format_yuan`] as a `Display`, so the log and `paysay ledger` never disagree.
 pub struct Yuan(pub u64);
 
 impl fmt::Display for Yuan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+        f.pad(&format_yuan(self.0))
     }
 }
 
@@ -255,6 +258,12 @@ mod tests {
             parse_yuan("999999999999999999999"),
             Err(AmountError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn yuan_shows_fen_as_the_ledger_does() {
+        assert_eq!(Yuan(1).to_string(), format_yuan(1));
+        assert_eq!(format!("{:>7}", Yuan(1250)), "  12.50");
     }
 
     #[test]
