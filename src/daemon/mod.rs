@@ -8,6 +8,7 @@ mod notify;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use announcer::Announcement;
@@ -36,6 +37,10 @@ pub enum DaemonError {
         "the WeChat session stopped unexpectedly ({0}); paysay exits with an error so that the service restarts it"
     )]
     SessionCrashed(String),
+    #[error(
+        "the announcer stopped unexpectedly ({0}); paysay stops so the service restarts it and says what is pending"
+    )]
+    AnnouncerCrashed(String),
 }
 
 /// The ledger, shared by the supervisor (records) and the announcer (marks announced).
@@ -95,7 +100,7 @@ pub async fn run_with_speech(
     let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
     let (queue, queue_rx) = mpsc::unbounded_channel();
     queue_backlog(&ledger, &queue).await?;
-    let announcer = tokio::spawn(
+    let mut announcer = Some(tokio::spawn(
         Announcer {
             speech: speech_rx,
             player: player.clone(),
@@ -104,7 +109,7 @@ pub async fn run_with_speech(
             shutdown: shutdown.clone(),
         }
         .run(),
-    );
+    ));
     let mut supervisor = Supervisor {
         detector: Detector::new(&config.payments),
         config,
@@ -115,11 +120,13 @@ pub async fn run_with_speech(
         player: player.clone(),
         alerted: false,
     };
-    let result = supervisor.run(shutdown.clone()).await;
+    let result = supervisor.run(shutdown.clone(), &mut announcer).await;
     // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
     notify::stopping();
     shutdown.cancel();
-    if let Err(e) = announcer.await {
+    if let Some(announcer) = announcer
+        && let Err(e) = announcer.await
+    {
         tracing::error!(error = %e, "the announcer failed");
     }
     player.shutdown().await;
@@ -160,7 +167,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(&mut self, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    async fn run(
+        &mut self,
+        shutdown: CancellationToken,
+        announcer: &mut Option<JoinHandle<()>>,
+    ) -> Result<(), DaemonError> {
         let files = SessionFiles::from_paths(&self.paths);
         let (events, mut rx) = Events::channel();
         let wechat = self.config.wechat.clone();
@@ -180,6 +191,16 @@ impl Supervisor {
                         Ok(r) => r.map_err(DaemonError::from),
                         Err(e) => Err(DaemonError::SessionCrashed(e.to_string())),
                     };
+                }
+                // The announcer ends only on shutdown. Ending otherwise (a panic), it would
+                // leave payments recorded but never said until a restart: stop, so the
+                // service restarts paysay and the backlog is said.
+                ended = finished(announcer) => {
+                    *announcer = None;
+                    if !shutdown.is_cancelled() {
+                        let why = ended.err().map_or_else(|| "it returned".to_string(), |e| e.to_string());
+                        return Err(DaemonError::AnnouncerCrashed(why));
+                    }
                 }
                 // Messages, logins, logouts.
                 Some(event) = rx.recv() => self.handle(event).await,
@@ -314,6 +335,14 @@ impl Supervisor {
         self.config = config;
         tracing::info!("config reloaded");
         notify::ready("config reloaded");
+    }
+}
+
+/// The announcer's end; never, once it has been seen (a `JoinHandle` yields only once).
+async fn finished(announcer: &mut Option<JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
+    match announcer {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
     }
 }
 

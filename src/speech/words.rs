@@ -5,8 +5,6 @@
 
 use std::fmt;
 
-use crate::payment::format_yuan;
-
 const DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
 /// Place words inside a group of four digits, from the ones up.
 const PLACES: [&str; 4] = ["", "十", "百", "千"];
@@ -145,13 +143,14 @@ pub fn parse_yuan(text: &str) -> Result<u64, AmountError> {
         .ok_or_else(too_large)
 }
 
-/// Fen shown as yuan with two decimals (`1250` → `12.50`), for logs and the console: the
-/// ledger's [`format_yuan`] as a `Display`, so the log and `paysay ledger` never disagree.
+/// Fen shown as yuan with two decimals (`1250` → `12.50`): the one way money is written,
+/// in the log, on the console and in `paysay ledger`, so they never disagree.
 pub struct Yuan(pub u64);
 
 impl fmt::Display for Yuan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&format_yuan(self.0))
+        // `pad` so that width and alignment (`{:>10}`) work in tables.
+        f.pad(&format!("{}.{:02}", self.0 / 100, self.0 % 100))
     }
 }
 
@@ -262,7 +261,8 @@ mod tests {
 
     #[test]
     fn yuan_shows_fen_as_the_ledger_does() {
-        assert_eq!(Yuan(1).to_string(), format_yuan(1));
+        assert_eq!(Yuan(1).to_string(), "0.01");
+        assert_eq!(Yuan(123450).to_string(), "1234.50");
         assert_eq!(format!("{:>7}", Yuan(1250)), "  12.50");
     }
 

@@ -1,0 +1,104 @@
+//! A daemon whose announcer dies must stop with an error (so the service restarts it and
+//! the backlog is said), not go on recording payments nobody will hear.
+
+use std::time::Duration;
+
+use paysay::audio::{NullOutput, Player};
+use paysay::config::Config;
+use paysay::daemon::{self, DaemonError};
+use paysay::ledger::Ledger;
+use paysay::paths::Paths;
+use paysay::simulator::{Endpoint, SimConfig, Simulator};
+use paysay::speech::{Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer};
+use tokio_util::sync::CancellationToken;
+
+/// A voice with a bug: it panics on amounts (the login alert it says fine).
+struct PanickingVoice;
+
+/// A tenth of a second of a loud square wave, as WAV.
+fn beep() -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut bytes, spec).unwrap();
+    for i in 0..1600 {
+        writer
+            .write_sample(if i % 40 < 20 { 8000i16 } else { -8000 })
+            .unwrap();
+    }
+    writer.finalize().unwrap();
+    bytes.into_inner()
+}
+
+impl Synthesizer for PanickingVoice {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+
+    fn voice(&self) -> String {
+        "none".into()
+    }
+
+    fn synthesize<'a>(&'a self, text: &'a str) -> SynthFuture<'a> {
+        Box::pin(async move {
+            assert!(!text.contains("收款"), "a voice with a bug");
+            Ok(Audio {
+                bytes: beep(),
+                format: AudioFormat::Wav,
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_announcer_stops_the_daemon_with_an_error_and_keeps_the_payment() {
+    let sim = Simulator::start(SimConfig {
+        auto_login: Some(Duration::from_millis(50)),
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.wechat.base_url = Some(sim.base_url());
+    config.wechat.long_poll_timeout_secs = 3;
+    let mut paths = Paths::new(&dir.path().join("config.toml"), &config)
+        .unwrap()
+        .with_state_dir(&dir.path().join("state"));
+    paths.cache_dir = dir.path().join("cache");
+    let speech = Speech::new(
+        vec![Box::new(PanickingVoice)],
+        ClipCache::new(dir.path().join("cache/tts"), 1 << 20),
+        &config.speech.template,
+    );
+    let player = Player::spawn_with(&config.audio, || Box::new(NullOutput::default())).unwrap();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run_with_speech(
+        config,
+        paths.clone(),
+        player,
+        speech,
+        shutdown.clone(),
+    ));
+    assert!(
+        sim.wait_for_requests(Endpoint::SyncCheck, 1, Duration::from_secs(15))
+            .await
+    );
+    let id = sim.pay(1250);
+    let result = tokio::time::timeout(Duration::from_secs(15), daemon)
+        .await
+        .expect("the daemon stops by itself")
+        .unwrap();
+    assert!(
+        matches!(result, Err(DaemonError::AnnouncerCrashed(_))),
+        "{result:?}"
+    );
+    let ledger = Ledger::open(&paths.ledger_db()).unwrap();
+    let pending = ledger.unannounced().unwrap();
+    assert_eq!(pending.len(), 1, "recorded, kept for the restart");
+    assert_eq!(pending[0].msg_id, id);
+}
