@@ -118,6 +118,9 @@ pub struct SpeechConfig {
     pub cache_max_mb: u64,
     /// Said when WeChat needs a new scan (the daily logout), so the owner learns it at once.
     pub login_alert: String,
+    /// Said once when a payment cannot be written to the ledger (it is still announced,
+    /// and recorded once the ledger can be written again).
+    pub ledger_alert: String,
     pub baidu: BaiduConfig,
     pub system: SystemVoiceConfig,
 }
@@ -129,6 +132,7 @@ impl Default for SpeechConfig {
             backends: vec!["system".into()],
             cache_max_mb: 64,
             login_alert: "微信需要重新登录，请扫描二维码".into(),
+            ledger_alert: "账本无法写入，收款仍会播报，请检查电脑".into(),
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }
@@ -225,12 +229,28 @@ impl Default for AudioConfig {
 }
 
 /// `[ledger]`: the payment record.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// SQLite file. Default: `ledger.sqlite3` in the state dir.
     pub path: Option<PathBuf>,
+    /// How long a write waits for another program's lock on the ledger before the
+    /// payment is retried later, in milliseconds.
+    pub busy_timeout_ms: u64,
 }
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            path: None,
+            busy_timeout_ms: crate::ledger::DEFAULT_BUSY_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+/// `[ledger] busy_timeout_ms`: long enough for a short lock, short enough that a stuck one
+/// does not hold up the session for minutes.
+const LEDGER_BUSY_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1..=120_000;
 
 impl Config {
     /// Reads `path`; a missing file at the *default* path means "all defaults", while a
@@ -312,6 +332,12 @@ impl Config {
         if self.wechat.long_poll_timeout_secs == 0 || self.wechat.request_timeout_secs == 0 {
             return Err(invalid("wechat.*_timeout_secs", "must be at least 1"));
         }
+        if !LEDGER_BUSY_TIMEOUT_MS.contains(&self.ledger.busy_timeout_ms) {
+            return Err(invalid(
+                "ledger.busy_timeout_ms",
+                "must be between 1 and 120000 (two minutes)",
+            ));
+        }
         if self.wechat.min_backoff_ms == 0 {
             // Every wait doubles it: 0 would retry a failing server in a busy loop.
             return Err(invalid("wechat.min_backoff_ms", "must be at least 1"));
@@ -369,6 +395,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("wechat.min_backoff_ms"), "{err}");
+    }
+
+    #[test]
+    fn ledger_busy_timeout_is_bounded() {
+        for bad in ["0", "9223372036854775807"] {
+            let err = parse(&format!("[ledger]\nbusy_timeout_ms = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ledger.busy_timeout_ms"), "{err}");
+        }
+        let c = parse("[ledger]\nbusy_timeout_ms = 250\n").unwrap();
+        assert_eq!(c.ledger.busy_timeout_ms, 250);
     }
 
     #[test]

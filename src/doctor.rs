@@ -268,10 +268,7 @@ fn check_ledger(path: &Path) -> Check {
         Err(e) => Check::fail(
             "ledger",
             e.to_string(),
-            format!(
-                "check the disk and the permissions of {}; if it is damaged, move it aside and paysay starts a new one",
-                path.display()
-            ),
+            format!("{} ({})", e.advice(), path.display()),
         ),
     }
 }

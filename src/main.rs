@@ -243,6 +243,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `paysay login`: resume or log in, save the session, and stop.
 async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
+    paths
+        .prepare_state_dir()
+        .with_context(|| format!("making {} owner-only", paths.state_dir.display()))?;
     let files = paysay::session::SessionFiles::from_paths(paths);
     let (events, _rx) = paysay::session::Events::channel();
     let session = paysay::session::connect(&config.wechat, &files, &events, None)

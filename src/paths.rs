@@ -1,6 +1,7 @@
 //! Where paysay keeps its files, from `directories` so that the XDG variables (and the
 //! platform's conventions on macOS and Windows) move them.
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -59,6 +60,13 @@ impl Paths {
         }
     }
 
+    /// Creates the state dir owner-only (0700), and makes an existing one so: it holds the
+    /// WeChat session's keys and the ledger of what the shop earned, whatever the umask.
+    pub fn prepare_state_dir(&self) -> io::Result<()> {
+        create_private_dir_all(&self.state_dir)?;
+        restrict(&self.state_dir, 0o700)
+    }
+
     /// The saved WeChat session (cookies and keys), mode 0600.
     pub fn session_file(&self) -> PathBuf {
         self.state_dir.join("session.json")
@@ -81,5 +89,36 @@ impl Paths {
     /// Synthesized announcements, keyed by backend, voice, rate and text.
     pub fn tts_cache_dir(&self) -> PathBuf {
         self.cache_dir.join("tts")
+    }
+}
+
+/// Creates `dir` and any missing parents owner-only (0700 on Unix), whatever the umask.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Sets the permission bits of `path` to `mode` if they differ; a missing file is fine.
+/// A no-op where there are no Unix modes.
+pub fn restrict(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o7777 != mode => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
     }
 }

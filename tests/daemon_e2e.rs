@@ -354,3 +354,225 @@ fn demo_without_a_sound_device_runs_silently_to_the_end() {
     assert!(stdout.contains("no sound device"), "{stdout}");
     assert!(stdout.contains("total 312.56 yuan"), "{stdout}");
 }
+
+// ---- issue 10: the ledger under faults ----
+
+fn ledger_path(root: &Path) -> PathBuf {
+    root.join("state/paysay/ledger.sqlite3")
+}
+
+/// The requests that carried the payment `msg_id` back from webwxsync.
+fn syncs_delivering(sim: &Simulator, msg_id: &str) -> Vec<paysay::simulator::RecordedRequest> {
+    sim.requests_to(Endpoint::Sync)
+        .into_iter()
+        .filter(|r| r.response.contains(msg_id))
+        .collect()
+}
+
+fn sent_sync_key(r: &paysay::simulator::RecordedRequest) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["SyncKey"].clone()
+}
+
+/// Issue 10: another program held SQLite's write lock for 20 s while a payment arrived;
+/// the batch was acknowledged anyway and the payment lost. Now it is heard at once, the
+/// owner hears once that the ledger cannot be written, the session asks again from the old
+/// SyncKey until the lock is gone, and then the payment is recorded, marked announced, and
+/// not said again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_ledger_still_announces_at_once_and_records_once_the_lock_is_gone() {
+    let shop = Shop::new("\n[ledger]\nbusy_timeout_ms = 100\n").await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    // The login alert is said first, so it is not counted below.
+    wait_until(|| shop.log("run.log").contains("alert spoken").then_some(())).await;
+
+    let lock = rusqlite::Connection::open(ledger_path(shop.dir.path())).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let id = shop.sim.pay(1250);
+    // Heard while the lock is held; the batch is refused and asked for again, twice more.
+    wait_until(|| {
+        let heard = count(&shop.log("run.log"), "payment announced") == 1;
+        (heard && syncs_delivering(&shop.sim, &id).len() >= 3).then_some(())
+    })
+    .await;
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+
+    let entries = shop.wait_announced(1).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].payment.msg_id, id);
+    assert_eq!(entries[0].payment.amount_fen, 1250);
+    // The announcer works in order: once a later payment is heard, a second announcement
+    // of the first one would have been heard before it.
+    shop.sim.pay(300);
+    let entries = shop.wait_announced(2).await;
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+
+    assert_eq!(entries.len(), 2, "each payment once in the ledger");
+    let log = shop.log("run.log");
+    assert_eq!(
+        count(&log, "payment announced"),
+        2,
+        "each heard once: {log}"
+    );
+    assert!(
+        count(&log, "cannot record the payment in the ledger") >= 2,
+        "failed more than once: {log}"
+    );
+    assert_eq!(
+        count(&log, "text=账本无法写入"),
+        1,
+        "the ledger alert is said once, not per failure: {log}"
+    );
+    assert!(
+        log.contains("another program holds the ledger's lock"),
+        "{log}"
+    );
+    assert!(log.contains("the ledger can be written again"), "{log}");
+    let delivering = syncs_delivering(&shop.sim, &id);
+    assert!(
+        delivering
+            .iter()
+            .all(|r| sent_sync_key(r) == sent_sync_key(&delivering[0])),
+        "asked again from the old SyncKey each time"
+    );
+}
+
+/// Issue 10: a ledger with one damaged page (header intact) let paysay start and lose
+/// every payment. It is refused at start, by `paysay ledger` and by the doctor, with the
+/// file named and what to do, and left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_ledger_is_refused_with_the_file_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Nothing listens there: if paysay ran on, it could not reach anything.
+    std::fs::write(
+        root.join("paysay.toml"),
+        "[wechat]\nbase_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let db = ledger_path(root);
+    {
+        let ledger = Ledger::open(&db).unwrap();
+        for i in 0..20 {
+            ledger
+                .record(&collection(&format!("m{i}"), 100 + i))
+                .unwrap();
+        }
+    }
+    // Page 2 is the payments table; page 1 (the header and schema) stays intact.
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 8192, "the ledger has more than two pages");
+    bytes[4096..8192].fill(0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+
+    let mut run = paysay(root, &["run"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut run).await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    let named = db.display().to_string();
+    for out in [stderr, run_output(root, &["ledger"], false)] {
+        assert!(out.contains("is damaged"), "{out}");
+        assert!(out.contains(&named), "{out}");
+        assert!(out.contains("move the file aside"), "{out}");
+    }
+    let doctor = run_output(root, &["doctor"], false);
+    let line = doctor.lines().find(|l| l.contains("ledger")).unwrap_or("");
+    assert!(line.contains("is damaged"), "{doctor}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "the damaged file is left as it was"
+    );
+}
+
+/// `paysay ARGS` in `root`; stdout and stderr together. `success` is what its exit must be.
+fn run_output(root: &Path, args: &[&str], success: bool) -> String {
+    let out = paysay(root, args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.success(), success, "paysay {args:?}: {text}");
+    text
+}
+
+fn collection(msg_id: &str, amount_fen: u64) -> paysay::payment::Payment {
+    paysay::payment::Payment {
+        msg_id: msg_id.into(),
+        amount_fen,
+        kind: paysay::payment::PaymentKind::Collection,
+        payer: None,
+        remark: Some("a remark long enough to fill the table's pages quickly".into()),
+        daily_count: None,
+        daily_total_fen: None,
+        time: 1_700_000_000,
+        account: "微信支付".into(),
+        transfer_id: None,
+    }
+}
+
+/// Issue 10: under umask 022 the ledger was 0644 and the state dir 0755. The daemon makes
+/// them owner-only, an older ledger and dir included, and SQLite's -wal and -shm follow.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_and_state_dir_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let shop = Shop::new("").await;
+    let db = ledger_path(shop.dir.path());
+    let state = db.parent().unwrap().to_path_buf();
+    // As an older paysay left them under umask 022.
+    drop(Ledger::open(&db).unwrap());
+    set(&db, 0o644).unwrap();
+    set(&state, 0o755).unwrap();
+
+    let log = std::fs::File::create(shop.path("run.log")).unwrap();
+    let mut daemon = under_umask(shop.command(&["run"]), "022")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    shop.log_in().await;
+    shop.sim.pay(100);
+    // Not through `shop.entries()`: opening the ledger here would tighten it too.
+    wait_until(|| {
+        shop.log("run.log")
+            .contains("payment announced")
+            .then_some(())
+    })
+    .await;
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let shm = PathBuf::from(format!("{}-shm", db.display()));
+    assert_eq!(mode(&state), 0o700, "state dir");
+    for file in [&db, &wal, &shm] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+}
+
+/// `cmd` run by `sh` under `umask`, with the same program, arguments and environment.
+#[cfg(unix)]
+fn under_umask(cmd: Command, umask: &str) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("umask {umask} && exec \"$@\""))
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    sh
+}

@@ -179,3 +179,25 @@ fn a_newer_schema_or_a_foreign_file_is_refused_with_the_path() {
     let err = Ledger::open(&junk).unwrap_err().to_string();
     assert!(err.contains("junk.sqlite3"), "{err}");
 }
+
+/// A transfer heard before the ledger could take it may be recorded from its next step's
+/// message: marking it heard finds it by its transfer id, and never marks another one.
+#[test]
+fn a_transfer_is_marked_heard_by_its_transfer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger.record(&transfer("accepted", "t1")).unwrap();
+    ledger.record(&transfer("other", "t2")).unwrap();
+    ledger.mark_heard(&transfer("sent", "t1")).unwrap();
+    let left: Vec<String> = ledger
+        .unannounced()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.msg_id)
+        .collect();
+    assert_eq!(left, vec!["other".to_string()]);
+    assert!(matches!(
+        ledger.mark_heard(&payment("never", 1, 1)),
+        Err(LedgerError::NotRecorded { .. })
+    ));
+}

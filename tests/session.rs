@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use paysay::config::WechatConfig;
 use paysay::protocol::msg_type;
-use paysay::session::{self, Events, Incoming, SessionError, SessionEvent, SessionFiles};
+use paysay::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
 use paysay::simulator::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
@@ -82,6 +82,10 @@ impl Running {
                 if pred(&event) {
                     return event;
                 }
+                // A dropped acknowledgement is a refusal: the batch would come again.
+                if let SessionEvent::Messages { ack, .. } = event {
+                    let _ = ack.send(Ack::Recorded);
+                }
             }
         })
         .await;
@@ -101,7 +105,7 @@ impl Running {
                         .into_iter()
                         .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY),
                 );
-                let _ = ack.send(());
+                let _ = ack.send(Ack::Recorded);
             }
         }
         got
@@ -493,5 +497,47 @@ async fn a_failed_sender_lookup_reads_the_round_again_rather_than_lose_a_payment
     assert_eq!(sender.nick_name, "微信支付");
     let lookups = h.sim.requests_to(Endpoint::BatchGetContact);
     assert_eq!(lookups.len(), 2, "one refused, one answered");
+    running.stop().await.unwrap();
+}
+
+/// Issue 10: a batch the daemon could not record (the ledger failed), or whose
+/// acknowledgement was dropped, was acknowledged all the same, and the SyncKey moved past
+/// the payment. Now the session asks again from the old SyncKey until it is recorded.
+#[tokio::test]
+async fn a_batch_not_recorded_is_asked_for_again_from_the_old_sync_key() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    let id = h.sim.pay(1250);
+    let carries = |e: &SessionEvent| matches!(e, SessionEvent::Messages { batch, .. } if batch.iter().any(|m| m.message.msg_id == id));
+    // Refused, then dropped (no answer is no yes), then recorded.
+    for answer in [Some(Ack::NotRecorded), None, Some(Ack::Recorded)] {
+        let SessionEvent::Messages { ack, .. } = running.wait_for(carries).await else {
+            unreachable!("wait_for returns a batch with the payment")
+        };
+        if let Some(answer) = answer {
+            ack.send(answer).unwrap();
+        }
+    }
+    // Recorded: the stream moves on, and the payment does not come a fourth time.
+    let next = h.sim.pay(300);
+    let got = running.messages(1).await;
+    assert_eq!(got[0].message.msg_id, next);
+
+    let sent_key = |r: &paysay::simulator::RecordedRequest| {
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["SyncKey"].clone()
+    };
+    let delivering: Vec<_> = h
+        .sim
+        .requests_to(Endpoint::Sync)
+        .into_iter()
+        .filter(|r| r.response.contains(id.as_str()))
+        .collect();
+    assert_eq!(delivering.len(), 3, "delivered three times, no more");
+    assert!(
+        delivering
+            .iter()
+            .all(|r| sent_key(r) == sent_key(&delivering[0])),
+        "each time from the old SyncKey"
+    );
     running.stop().await.unwrap();
 }

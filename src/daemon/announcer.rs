@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SharedLedger;
+use super::unrecorded::Unrecorded;
 use crate::audio::{AudioError, PlayerHandle};
 use crate::payment::Payment;
 use crate::session::Backoff;
@@ -36,6 +37,8 @@ pub struct Announcer {
     pub speech: watch::Receiver<Arc<Speech>>,
     pub player: PlayerHandle,
     pub ledger: SharedLedger,
+    /// Payments said before the ledger could record them: marked later, by the supervisor.
+    pub unrecorded: Unrecorded,
     pub queue: mpsc::UnboundedReceiver<Announcement>,
     pub shutdown: CancellationToken,
 }
@@ -97,8 +100,18 @@ impl Announcer {
             tracing::info!(text = %clip.text, "alert spoken");
             return;
         };
-        let msg_id = p.msg_id.clone();
-        match self.ledger.call(move |l| l.mark_announced(&msg_id)).await {
+        if self.unrecorded.heard(p) {
+            tracing::warn!(
+                amount = %Yuan(p.amount_fen),
+                kind = %p.kind,
+                text = %clip.text,
+                voice = clip.backend,
+                "payment announced; not in the ledger yet, it is recorded once the ledger can be written"
+            );
+            return;
+        }
+        let payment = p.clone();
+        match self.ledger.call(move |l| l.mark_heard(&payment)).await {
             Ok(()) => tracing::info!(
                 amount = %Yuan(p.amount_fen),
                 kind = %p.kind,

@@ -4,8 +4,11 @@
 
 mod announcer;
 mod notify;
+mod unrecorded;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -13,13 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use announcer::Announcement;
 use announcer::Announcer;
+use unrecorded::{Resolved, Unrecorded};
 
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Recorded};
 use crate::paths::Paths;
 use crate::payment::{Detector, Payment};
-use crate::session::{self, Events, Incoming, SessionError, SessionEvent, SessionFiles};
+use crate::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
 use crate::speech::{Speech, TtsError, Yuan};
 
 /// Why the daemon stopped with an error.
@@ -29,6 +33,13 @@ pub enum DaemonError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(
+        "cannot make the state directory {path} owner-only: {source} (it must be the shop owner's own: `sudo chown -R $USER {path}`)"
+    )]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot set up speech: {0}")]
     Speech(#[from] TtsError),
     #[error(transparent)]
@@ -96,7 +107,16 @@ pub async fn run_with_speech(
     speech: Speech,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let ledger = SharedLedger(Arc::new(Mutex::new(Ledger::open(&paths.ledger_db())?)));
+    paths
+        .prepare_state_dir()
+        .map_err(|source| DaemonError::StateDir {
+            path: paths.state_dir.clone(),
+            source,
+        })?;
+    let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
+    let ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
+    let ledger = SharedLedger(Arc::new(Mutex::new(ledger)));
+    let unrecorded = Unrecorded::default();
     let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
     let (queue, queue_rx) = mpsc::unbounded_channel();
     queue_backlog(&ledger, &queue).await?;
@@ -105,6 +125,7 @@ pub async fn run_with_speech(
             speech: speech_rx,
             player: player.clone(),
             ledger: ledger.clone(),
+            unrecorded: unrecorded.clone(),
             queue: queue_rx,
             shutdown: shutdown.clone(),
         }
@@ -115,6 +136,8 @@ pub async fn run_with_speech(
         config,
         paths,
         ledger,
+        unrecorded,
+        ledger_down: false,
         queue,
         speech: speech_tx,
         player: player.clone(),
@@ -159,6 +182,10 @@ struct Supervisor {
     /// Built from `config.payments`; rebuilt on reload.
     detector: Detector,
     ledger: SharedLedger,
+    /// Payments announced while the ledger could not record them.
+    unrecorded: Unrecorded,
+    /// Whether the last write failed (and the owner was told, once).
+    ledger_down: bool,
     queue: mpsc::UnboundedSender<Announcement>,
     speech: watch::Sender<Arc<Speech>>,
     player: PlayerHandle,
@@ -219,9 +246,10 @@ impl Supervisor {
                 batch,
                 ack,
             } => {
-                self.record_payments(&own_user_name, batch).await;
-                // Acknowledged only now: the SyncKey moves past this batch once it is recorded.
-                let _ = ack.send(());
+                let recorded = self.record_payments(&own_user_name, batch).await;
+                // Answered only now: the SyncKey moves past this batch once it is recorded,
+                // and stays before it (the server delivers it again) when it is not.
+                let _ = ack.send(recorded);
             }
             SessionEvent::QrCode { path, .. } => {
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
@@ -248,34 +276,136 @@ impl Supervisor {
 
     /// Detects the payments in a batch and records each in the ledger before it is queued
     /// for announcement; a payment already in the ledger (a redelivery, a restart) is not.
-    async fn record_payments(&mut self, own_user_name: &str, batch: Vec<Incoming>) {
+    ///
+    /// A payment the ledger cannot take is announced all the same (the money arrived), and
+    /// the batch is answered [`Ack::NotRecorded`], so that it comes again and is recorded
+    /// then. After one failure the rest of the batch is not tried (each try would wait for
+    /// the busy timeout again), only announced.
+    async fn record_payments(&mut self, own_user_name: &str, batch: Vec<Incoming>) -> Ack {
+        let mut failed: Option<LedgerError> = None;
         for incoming in batch {
             log_message(&incoming);
             let Some(payment) = self.detect(own_user_name, &incoming) else {
                 continue;
             };
+            if failed.is_some() {
+                self.announce_unrecorded(payment);
+                continue;
+            }
             let p = payment.clone();
             match self.ledger.call(move |l| l.record(&p)).await {
-                Ok(Recorded::New) => {
-                    tracing::info!(
-                        amount = %Yuan(payment.amount_fen),
-                        kind = %payment.kind,
-                        payer = payment.payer.as_deref().unwrap_or("-"),
-                        msg_id = %payment.msg_id,
-                        "payment received"
-                    );
-                    let _ = self.queue.send(Announcement::Payment(payment));
+                Ok(recorded) => self.recorded(payment, recorded).await,
+                // Not a ledger fault, and no retry would store it: say so, go on.
+                Err(e @ LedgerError::AmountTooLarge { .. }) => {
+                    tracing::error!(error = %e, "payment skipped: check the phone");
                 }
-                Ok(Recorded::Duplicate) => tracing::info!(
-                    amount = %Yuan(payment.amount_fen),
-                    msg_id = %payment.msg_id,
-                    "payment already recorded (delivered again): not announced twice"
-                ),
-                // Not recorded means not acknowledged either way; the log says so loudly.
                 Err(e) => {
-                    tracing::error!(error = %e, msg_id = %payment.msg_id, "cannot record the payment in the ledger")
+                    tracing::error!(
+                        error = %e,
+                        amount = %Yuan(payment.amount_fen),
+                        msg_id = %payment.msg_id,
+                        "cannot record the payment in the ledger; announcing it anyway, it is recorded when WeChat delivers it again"
+                    );
+                    self.announce_unrecorded(payment);
+                    failed = Some(e);
                 }
             }
+        }
+        match failed {
+            None => {
+                self.ledger_works();
+                Ack::Recorded
+            }
+            Some(e) => {
+                self.ledger_fails(&e);
+                Ack::NotRecorded
+            }
+        }
+    }
+
+    /// A payment now in the ledger: announced, unless it was (or is being) announced
+    /// already, before the ledger could take it.
+    async fn recorded(&self, payment: Payment, recorded: Recorded) {
+        match (self.unrecorded.recorded(&payment), recorded) {
+            (Resolved::Unknown, Recorded::New) => {
+                tracing::info!(
+                    amount = %Yuan(payment.amount_fen),
+                    kind = %payment.kind,
+                    payer = payment.payer.as_deref().unwrap_or("-"),
+                    msg_id = %payment.msg_id,
+                    "payment received"
+                );
+                let _ = self.queue.send(Announcement::Payment(payment));
+            }
+            (Resolved::Unknown, Recorded::Duplicate) => tracing::info!(
+                amount = %Yuan(payment.amount_fen),
+                msg_id = %payment.msg_id,
+                "payment already recorded (delivered again): not announced twice"
+            ),
+            (Resolved::BeingAnnounced, _) => tracing::info!(
+                amount = %Yuan(payment.amount_fen),
+                msg_id = %payment.msg_id,
+                "payment recorded now; its announcement is already queued"
+            ),
+            (Resolved::AlreadyHeard, _) => {
+                let amount = Yuan(payment.amount_fen);
+                let msg_id = payment.msg_id.clone();
+                match self.ledger.call(move |l| l.mark_heard(&payment)).await {
+                    Ok(()) => {
+                        tracing::info!(%amount, %msg_id, "payment recorded now; it was announced already, not again")
+                    }
+                    // The next start says it again: better twice than never.
+                    Err(e) => {
+                        tracing::error!(error = %e, %msg_id, "payment recorded, but the ledger could not note that it was announced")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a payment the ledger could not take, unless it is queued or said already.
+    fn announce_unrecorded(&self, payment: Payment) {
+        if self.unrecorded.insert(&payment) {
+            tracing::info!(
+                amount = %Yuan(payment.amount_fen),
+                kind = %payment.kind,
+                msg_id = %payment.msg_id,
+                "payment received (not in the ledger yet)"
+            );
+            let _ = self.queue.send(Announcement::Payment(payment));
+        } else {
+            tracing::info!(
+                amount = %Yuan(payment.amount_fen),
+                msg_id = %payment.msg_id,
+                "payment delivered again, still not in the ledger: not announced twice"
+            );
+        }
+    }
+
+    /// The ledger failed a write: the owner hears it once per outage; the log and
+    /// `systemctl status` say why and what to do each time.
+    fn ledger_fails(&mut self, e: &LedgerError) {
+        let advice = e.advice();
+        notify::status(&format!(
+            "cannot write the payment ledger: {advice}. Payments are still announced, and recorded once it works ({e})"
+        ));
+        if self.ledger_down {
+            return;
+        }
+        self.ledger_down = true;
+        tracing::error!(error = %e, advice, "the ledger cannot be written: payments are announced but not recorded; paysay keeps trying");
+        let _ = self
+            .queue
+            .send(Announcement::Alert(self.config.speech.ledger_alert.clone()));
+    }
+
+    /// A batch was recorded: after an outage, says the ledger works again.
+    fn ledger_works(&mut self) {
+        if std::mem::take(&mut self.ledger_down) {
+            tracing::info!(
+                "the ledger can be written again; the payments announced meanwhile are recorded"
+            );
+            notify::status("the payment ledger can be written again");
         }
     }
 

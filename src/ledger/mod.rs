@@ -10,6 +10,11 @@
 //! SQLite in WAL mode with `synchronous=FULL`: a shop's power can go out, and a payment
 //! committed must still be there afterwards. `paysay ledger` can read while the daemon
 //! writes.
+//!
+//! What the shop earned and who paid is the owner's business alone: the file, its `-wal`
+//! and `-shm` companions and a directory made for it are owner-only whatever the umask.
+//! A file that fails SQLite's quick check is refused at open, never written into: paysay
+//! would otherwise start, fail every write, and the owner would learn it only from the log.
 
 pub mod report;
 
@@ -18,7 +23,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::paths;
 use crate::payment::{Payment, PaymentKind};
+
+/// How long a write waits for another program's lock (`paysay ledger`, a backup) before
+/// it fails: `[ledger] busy_timeout_ms` overrides it.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -78,6 +88,10 @@ pub enum LedgerError {
     NotRecorded { msg_id: String },
     #[error("the ledger task stopped unexpectedly: {0}")]
     Task(String),
+    #[error(
+        "the ledger {path} is damaged ({problem}); paysay does not write into a damaged ledger. Stop paysay, move the file aside (with any -wal and -shm files beside it) and start paysay again: it begins a new ledger. `sqlite3 OLD-FILE .recover` gets back what can be read"
+    )]
+    Corrupt { path: PathBuf, problem: String },
     #[error("ledger {path}: the row for {msg_id} is damaged: {problem}")]
     Damaged {
         path: PathBuf,
@@ -149,10 +163,17 @@ impl RawRow {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger at `path`, creating its directory and schema.
+    /// Opens (or creates) the ledger at `path`, creating its directory and schema, with
+    /// [`DEFAULT_BUSY_TIMEOUT`].
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`Ledger::open`], waiting up to `busy_timeout` for another program's lock on each
+    /// write before failing.
+    pub fn open_with(path: &Path, busy_timeout: Duration) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
+            paths::create_private_dir_all(dir).map_err(|source| LedgerError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
@@ -161,15 +182,21 @@ impl Ledger {
             path: path.to_path_buf(),
             source,
         };
+        // SQLite gives -wal and -shm the mode of the database file: a file made owner-only
+        // first keeps all three so; older files (or another umask) are tightened.
+        keep_private(path);
         let mut conn = Connection::open(path).map_err(open_err)?;
         // The daemon and `paysay ledger` may touch the file at once: wait, don't fail.
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(busy_timeout).map_err(open_err)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(open_err)?;
+            .map_err(|e| corrupt_or(path, e, open_err))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
+        check_integrity(&conn, path)?;
         migrate(&mut conn, path)?;
+        for companion in ["-wal", "-shm"] {
+            keep_private(&with_suffix(path, companion));
+        }
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
@@ -236,6 +263,26 @@ impl Ledger {
         if changed == 0 {
             return Err(LedgerError::NotRecorded {
                 msg_id: msg_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes that `p` was spoken, found by its `msg_id` or, for a transfer, by its
+    /// `transfer_id`: a payment heard before the ledger could record it may be recorded
+    /// later from another message of the same transfer.
+    pub fn mark_heard(&self, p: &Payment) -> Result<(), LedgerError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE payments SET announced_at = COALESCE(announced_at, ?3)
+                 WHERE msg_id = ?1 OR (?2 IS NOT NULL AND transfer_id = ?2)",
+                params![p.msg_id, p.transfer_id, crate::now_unix()],
+            )
+            .map_err(self.sql("marking a payment announced"))?;
+        if changed == 0 {
+            return Err(LedgerError::NotRecorded {
+                msg_id: p.msg_id.clone(),
             });
         }
         Ok(())
@@ -316,6 +363,102 @@ impl Ledger {
             detected_at: row.detected_at,
             announced_at: row.announced_at,
         })
+    }
+}
+
+impl LedgerError {
+    /// What the owner can do about it, in a few words for the log and `systemctl status`.
+    pub fn advice(&self) -> &'static str {
+        use rusqlite::ErrorCode as Code;
+        let code = match self {
+            LedgerError::Sql { source, .. } | LedgerError::Open { source, .. } => {
+                source.sqlite_error_code()
+            }
+            LedgerError::Corrupt { .. } => Some(Code::DatabaseCorrupt),
+            LedgerError::CreateDir { .. } => Some(Code::CannotOpen),
+            _ => None,
+        };
+        match code {
+            Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
+                "another program holds the ledger's lock (an open sqlite3 shell, a backup tool, a second paysay?): close it"
+            }
+            Some(Code::DiskFull) => "the disk is full: free some space",
+            Some(Code::ReadOnly | Code::CannotOpen | Code::PermissionDenied) => {
+                "the ledger or its directory cannot be written: check they belong to the shop owner (`paysay paths` shows where) and the disk is not read-only"
+            }
+            Some(Code::DatabaseCorrupt | Code::NotADatabase) => {
+                "the ledger file is damaged: stop paysay, move it aside and start again (README, Troubleshooting)"
+            }
+            Some(Code::SystemIoFailure) => {
+                "the disk reported an error: check it and its free space"
+            }
+            _ => "check the disk (full? read-only?) and the ledger file's permissions",
+        }
+    }
+}
+
+/// SQLite's quick check: every page of every table and index is read and checked, which
+/// finds a damaged page (but skips the slower index-to-table cross-check).
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let open_err = |source| LedgerError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let problems = conn
+        .prepare("PRAGMA quick_check(3)")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| corrupt_or(path, e, open_err))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        problem: format!("SQLite's integrity check says: {}", problems.join("; ")),
+    })
+}
+
+/// [`LedgerError::Corrupt`] for SQLite's "database disk image is malformed", else `other`.
+fn corrupt_or(
+    path: &Path,
+    e: rusqlite::Error,
+    other: impl FnOnce(rusqlite::Error) -> LedgerError,
+) -> LedgerError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) {
+        LedgerError::Corrupt {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        }
+    } else {
+        other(e)
+    }
+}
+
+/// `ledger.sqlite3` + `-wal`: SQLite's names for the files beside the database.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Makes the file at `path` owner-only, creating it empty (SQLite's "new database") if it
+/// is missing, so that it is never readable by others even for a moment. Best effort: a
+/// file paysay may read but not change (another user's) stays as it is, with a warning.
+fn keep_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Already there is fine; a failure to create is SQLite's to report, with its path.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    if let Err(e) = paths::restrict(path, 0o600) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the ledger file owner-only");
     }
 }
 

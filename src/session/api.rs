@@ -26,6 +26,14 @@ const MAX_LOOKUP_FAILURES: u32 = 3;
 /// A server that keeps answering ContinueFlag would otherwise keep us from synccheck forever.
 const MAX_CONTINUE_ROUNDS: usize = 100;
 
+/// A place in the message stream (the SyncKey and SyncCheckKey), from
+/// [`Session::sync_position`].
+#[derive(Debug, Clone)]
+pub struct SyncPosition {
+    sync_key: SyncKey,
+    sync_check_key: SyncKey,
+}
+
 /// A live session: keys, cookies (in the HTTP client), contacts, and the SyncKey cursor.
 pub struct Session {
     http: Http,
@@ -458,6 +466,21 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Where the SyncKey stands now, to come back to with [`Session::rewind`].
+    pub fn sync_position(&self) -> SyncPosition {
+        SyncPosition {
+            sync_key: self.state.sync_key.clone(),
+            sync_check_key: self.state.sync_check_key.clone(),
+        }
+    }
+
+    /// Goes back to `position`, so the server delivers what came after it again: the
+    /// daemon could not record a batch, and a batch must not be skipped.
+    pub fn rewind(&mut self, position: SyncPosition) {
+        self.state.sync_key = position.sync_key;
+        self.state.sync_check_key = position.sync_check_key;
     }
 
     /// Saves the session if anything in it moved since the last save.

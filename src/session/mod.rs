@@ -2,8 +2,10 @@
 //! long-poll, resume it after a restart, and log in again when the server ends it.
 //!
 //! [`run`] is the whole life of the session; it hands each batch of messages to the daemon
-//! and saves the new SyncKey only after the daemon has acknowledged the batch, so a crash in
-//! between makes the server deliver the batch again rather than lose it.
+//! and saves the new SyncKey only after the daemon has acknowledged the batch as recorded,
+//! so a crash in between makes the server deliver the batch again rather than lose it. A
+//! batch the daemon could not record (the ledger cannot be written) is asked for again
+//! from the old SyncKey after a backoff, until it is recorded.
 
 mod api;
 mod backoff;
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use api::Session;
+pub use api::{Session, SyncPosition};
 pub use backoff::Backoff;
 pub use error::{ErrorKind, SessionError};
 pub use login::PreviousLogin;
@@ -56,14 +58,30 @@ pub enum SessionEvent {
     LoggedOut {
         retcode: i64,
     },
-    /// New messages. Send on `ack` once they are safely recorded; the SyncKey that moves past
-    /// them is saved only then.
+    /// New messages. Answer on `ack`: [`Ack::Recorded`] once they are safely recorded (the
+    /// SyncKey that moves past them is saved only then), else [`Ack::NotRecorded`]. A
+    /// dropped `ack` counts as not recorded.
     Messages {
         own_user_name: String,
         batch: Vec<Incoming>,
-        ack: oneshot::Sender<()>,
+        ack: oneshot::Sender<Ack>,
     },
 }
+
+/// The daemon's answer to a batch of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Every payment in the batch is in the ledger: the SyncKey may move past it.
+    Recorded,
+    /// Something could not be recorded: keep the old SyncKey, so that the server delivers
+    /// the batch again, and ask again after a while.
+    NotRecorded,
+}
+
+/// Waits before asking again for a batch the daemon could not record: short, for a lock
+/// that goes away; growing, so a full disk does not make paysay hammer WeChat.
+const UNRECORDED_RETRY_MIN: Duration = Duration::from_secs(1);
+const UNRECORDED_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Where session events go. A closed receiver is not an error: the session keeps going.
 #[derive(Debug, Clone)]
@@ -218,7 +236,9 @@ async fn sync_until_logout(
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<Ended, SessionError> {
+    let mut unrecorded = Backoff::new(UNRECORDED_RETRY_MIN, UNRECORDED_RETRY_MAX);
     loop {
+        let round_start = session.sync_position();
         // Cancelling mid-request is safe: the SyncKey is saved only after a batch is
         // acknowledged, so an interrupted sync is delivered again next time.
         let batch = tokio::select! {
@@ -228,8 +248,17 @@ async fn sync_until_logout(
         match batch {
             Ok(batch) => {
                 backoff.reset();
-                if !batch.is_empty() && !deliver(&session, batch, events, shutdown).await {
-                    return Ok(Ended::Shutdown);
+                if !batch.is_empty() {
+                    match deliver(&session, batch, events, shutdown).await {
+                        Delivery::Recorded => unrecorded.reset(),
+                        Delivery::NotRecorded => {
+                            session.rewind(round_start);
+                            if !wait_to_redeliver(&mut unrecorded, shutdown).await {
+                                return Ok(Ended::Shutdown);
+                            }
+                        }
+                        Delivery::Stopped => return Ok(Ended::Shutdown),
+                    }
                 }
                 session.commit(&files.session)?;
             }
@@ -243,25 +272,57 @@ async fn sync_until_logout(
     }
 }
 
-/// Hands a batch to the daemon and waits for its acknowledgement; false on shutdown.
+/// What became of a batch handed to the daemon.
+enum Delivery {
+    Recorded,
+    NotRecorded,
+    /// Shutdown, or nobody takes messages any more: stop without moving past the batch.
+    Stopped,
+}
+
+/// Hands a batch to the daemon and waits for its acknowledgement.
 async fn deliver(
     session: &Session,
     batch: Vec<Incoming>,
     events: &Events,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Delivery {
     let (ack, acked) = oneshot::channel();
-    events.emit(SessionEvent::Messages {
+    let sent = events.0.send(SessionEvent::Messages {
         own_user_name: session.user_name().to_string(),
         batch,
         ack,
     });
+    if sent.is_err() {
+        // Nobody could ever record these; asking again would go on for ever.
+        tracing::warn!(
+            "nobody takes messages any more; the session stops without moving past them"
+        );
+        return Delivery::Stopped;
+    }
     tokio::select! {
         // An acknowledged batch is saved even when shutdown came at the same moment.
         biased;
-        // A dropped sender means nobody listens (e.g. `paysay login`): go on.
-        _ = acked => true,
+        answer = acked => match answer {
+            Ok(Ack::Recorded) => Delivery::Recorded,
+            // A dropped sender is no yes: nobody said the batch was recorded.
+            Ok(Ack::NotRecorded) | Err(_) => Delivery::NotRecorded,
+        },
+        _ = shutdown.cancelled() => Delivery::Stopped,
+    }
+}
+
+/// After a batch the daemon could not record, which the session has rewound to: waits
+/// before the server is asked for it again. False on shutdown.
+async fn wait_to_redeliver(backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+    let delay = backoff.next_delay();
+    tracing::warn!(
+        retry_in_ms = delay.as_millis() as u64,
+        "the batch was not recorded; keeping the old SyncKey, the server delivers it again"
+    );
+    tokio::select! {
         _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
     }
 }
 
