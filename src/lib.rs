@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;
+pub mod fsutil;
 pub mod ledger;
 pub mod paths;
 pub mod payment;

@@ -5,8 +5,7 @@
 //! mid-write leaves the previous session rather than half a file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +77,8 @@ pub fn save(path: &Path, session: &SavedSession) -> Result<(), SessionError> {
     };
     let json = serde_json::to_vec_pretty(session)
         .map_err(|e| file_error("cannot encode the session for", std::io::Error::other(e)))?;
-    write_private_atomically(path, &json).map_err(|e| file_error("cannot save the session to", e))
+    crate::fsutil::write_atomically(path, &json)
+        .map_err(|e| file_error("cannot save the session to", e))
 }
 
 /// Removes the saved session after the server ended it.
@@ -94,29 +94,3 @@ pub fn discard(path: &Path) -> Result<(), SessionError> {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path` (mode 0600 from creation, so the secret is
-/// never readable by others even for a moment), syncs it, and renames it over `path`.
-pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = temp_path(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
