@@ -211,7 +211,7 @@ pub struct AudioConfig {
     pub volume: f32,
     /// Play the chime before the words.
     pub chime: bool,
-    /// A WAV/MP3 file to use as the chime instead of the built-in one.
+    /// A WAV/MP3 file to use as the chime instead of the built-in one (at most 5 MB).
     pub chime_path: Option<PathBuf>,
     /// Milliseconds of silence after which the output device is closed again.
     pub idle_close_ms: u64,

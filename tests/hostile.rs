@@ -65,3 +65,54 @@ async fn a_session_file_of_bad_bytes_means_a_new_login_not_a_failed_start() {
     assert!(saved.is_some(), "the new session was not saved");
     sim.shutdown().await;
 }
+
+/// Starts the audio thread with `chime_path` and returns why it refused.
+fn chime_refusal(path: &std::path::Path) -> String {
+    let config = paysay::config::AudioConfig {
+        chime_path: Some(path.to_path_buf()),
+        ..paysay::config::AudioConfig::default()
+    };
+    match paysay::audio::Player::spawn_with(&config, || {
+        Box::new(paysay::audio::NullOutput::default())
+    }) {
+        Err(e @ paysay::audio::AudioError::Chime { .. }) => e.to_string(),
+        Err(e) => panic!("{}: refused for another reason: {e}", path.display()),
+        Ok(_) => panic!("{}: accepted as a chime", path.display()),
+    }
+}
+
+#[test]
+fn a_chime_path_to_a_device_or_a_huge_file_is_refused_without_reading_it() {
+    // /dev/zero reports a size of 0 and never ends: reading it whole ate gigabytes.
+    let err = chime_refusal(std::path::Path::new("/dev/zero"));
+    assert!(err.contains("not a regular file"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = dir.path().join("huge.wav");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let err = chime_refusal(&sparse);
+    assert!(
+        err.contains("larger than 5 MB") && err.contains("huge.wav"),
+        "{err}"
+    );
+
+    // Just over the limit, written for real: refused by what is read, not only the size.
+    let over = dir.path().join("over.wav");
+    std::fs::write(&over, vec![0u8; 5 * 1024 * 1024 + 1]).unwrap();
+    let err = chime_refusal(&over);
+    assert!(err.contains("larger than 5 MB"), "{err}");
+
+    // A FIFO would block the start forever if it were opened.
+    let fifo = dir.path().join("fifo.wav");
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let err = chime_refusal(&fifo);
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
