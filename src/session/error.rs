@@ -36,6 +36,15 @@ pub enum SessionError {
         host: String,
         status: u16,
     },
+    #[error(
+        "{request} to {host} answered more than {} MB; the reply was dropped (a server fault or an attack; paysay will try again)",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        request: &'static str,
+        host: String,
+        limit: u64,
+    },
     #[error("{request} to {host} answered Ret {ret} {err_msg:?}")]
     Ret {
         request: &'static str,
