@@ -19,6 +19,7 @@ pub mod service;
 pub mod session;
 pub mod simulator;
 pub mod speech;
+pub mod text;
 
 /// An error with its causes ("error sending request: connection refused"): the top-level
 /// messages of reqwest and rodio alone rarely say what to fix.

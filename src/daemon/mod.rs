@@ -261,19 +261,19 @@ impl Supervisor {
                         amount = %Yuan(payment.amount_fen),
                         kind = %payment.kind,
                         payer = payment.payer.as_deref().unwrap_or("-"),
-                        msg_id = %payment.msg_id,
+                        msg_id = %crate::text::Escaped(&payment.msg_id),
                         "payment received"
                     );
                     let _ = self.queue.send(Announcement::Payment(payment));
                 }
                 Ok(Recorded::Duplicate) => tracing::info!(
                     amount = %Yuan(payment.amount_fen),
-                    msg_id = %payment.msg_id,
+                    msg_id = %crate::text::Escaped(&payment.msg_id),
                     "payment already recorded (delivered again): not announced twice"
                 ),
                 // Not recorded means not acknowledged either way; the log says so loudly.
                 Err(e) => {
-                    tracing::error!(error = %e, msg_id = %payment.msg_id, "cannot record the payment in the ledger")
+                    tracing::error!(error = %e, msg_id = %crate::text::Escaped(&payment.msg_id), "cannot record the payment in the ledger")
                 }
             }
         }
@@ -290,7 +290,7 @@ impl Supervisor {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, msg_id = %incoming.message.msg_id, "payment-like message skipped");
+                tracing::warn!(error = %crate::text::Escaped(&e), msg_id = %crate::text::Escaped(&incoming.message.msg_id), "payment-like message skipped");
                 None
             }
         }
@@ -304,8 +304,8 @@ impl Supervisor {
         let named_like = self.config.payments.accounts.contains(&sender.nick_name);
         if named_like && !sender.is_official_account() {
             tracing::warn!(
-                sender = %sender.nick_name,
-                msg_id = %incoming.message.msg_id,
+                sender = %crate::text::Escaped(&sender.nick_name),
+                msg_id = %crate::text::Escaped(&incoming.message.msg_id),
                 "ignored a message from an ordinary contact named like a payment account"
             );
         }
