@@ -420,6 +420,10 @@ where
     })
 }
 
+/// The largest chime file accepted. A chime is a second or two (the built-in one is
+/// 70 kB); a bigger file is a wrong path, and reading it whole would cost its size in memory.
+pub const MAX_CHIME_BYTES: u64 = 5 * 1024 * 1024;
+
 /// The chime to play, checked once at start so a bad `chime_path` is reported right away.
 fn load_chime(config: &AudioConfig) -> Result<Option<Arc<[u8]>>, AudioError> {
     if !config.chime {
@@ -432,12 +436,44 @@ fn load_chime(config: &AudioConfig) -> Result<Option<Arc<[u8]>>, AudioError> {
                 path: path.clone(),
                 reason,
             };
-            let bytes = std::fs::read(path).map_err(|e| chime_error(e.to_string()))?;
+            let bytes = read_chime_file(path).map_err(chime_error)?;
             decode(bytes.clone(), path.clone()).map_err(|e| chime_error(e.to_string()))?;
             Arc::from(bytes)
         }
     };
     Ok(Some(bytes))
+}
+
+/// Reads a chime file of at most [`MAX_CHIME_BYTES`]. Only a regular file is read, and
+/// never more than the limit: `/dev/zero` reports a size of 0 and never ends, and a file
+/// may grow between a size check and the read.
+fn read_chime_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let not_regular = || "it is not a regular file".to_string();
+    // Checked before opening too: opening a FIFO would wait for a writer forever.
+    if !std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .is_file()
+    {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_big = || format!("it is larger than {} MB", MAX_CHIME_BYTES / (1024 * 1024));
+    if meta.len() > MAX_CHIME_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CHIME_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CHIME_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 fn clamp_volume(volume: f32) -> f32 {

@@ -59,6 +59,9 @@ pub struct WechatConfig {
     pub min_backoff_ms: u64,
     /// Longest wait between retries after network errors, in seconds.
     pub max_backoff_secs: u64,
+    /// Accept a plain `http://` `base_url` on a host other than this machine. Off: the
+    /// session's cookies, sid and skey would cross the network in clear text.
+    pub allow_insecure_http: bool,
 }
 
 impl Default for WechatConfig {
@@ -71,6 +74,7 @@ impl Default for WechatConfig {
             request_timeout_secs: 30,
             min_backoff_ms: 1000,
             max_backoff_secs: 60,
+            allow_insecure_http: false,
         }
     }
 }
@@ -211,7 +215,7 @@ pub struct AudioConfig {
     pub volume: f32,
     /// Play the chime before the words.
     pub chime: bool,
-    /// A WAV/MP3 file to use as the chime instead of the built-in one.
+    /// A WAV/MP3 file to use as the chime instead of the built-in one (at most 5 MB).
     pub chime_path: Option<PathBuf>,
     /// Milliseconds of silence after which the output device is closed again.
     pub idle_close_ms: u64,
@@ -248,10 +252,6 @@ impl Default for LedgerConfig {
     }
 }
 
-/// `[ledger] busy_timeout_ms`: long enough for a short lock, short enough that a stuck one
-/// does not hold up the session for minutes.
-const LEDGER_BUSY_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1..=120_000;
-
 impl Config {
     /// Reads `path`; a missing file at the *default* path means "all defaults", while a
     /// missing file named with `--config` is an error (the owner meant that file).
@@ -284,14 +284,8 @@ impl Config {
             problem: problem.to_string(),
         };
         if let Some(url) = &self.wechat.base_url {
-            let parsed = url::Url::parse(url)
-                .map_err(|e| invalid("wechat.base_url", &format!("is not a URL: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "wechat.base_url",
-                    "must start with http:// or https://",
-                ));
-            }
+            self.validate_base_url(url)
+                .map_err(|problem| invalid("wechat.base_url", &problem))?;
         }
         if !(0.0..=2.0).contains(&self.audio.volume) {
             return Err(invalid("audio.volume", "must be between 0.0 and 2.0"));
@@ -329,20 +323,141 @@ impl Config {
                 "must be between 80 and 450 words per minute",
             ));
         }
-        if self.wechat.long_poll_timeout_secs == 0 || self.wechat.request_timeout_secs == 0 {
-            return Err(invalid("wechat.*_timeout_secs", "must be at least 1"));
+        for bound in self.bounds() {
+            if !bound.range.contains(&bound.value) {
+                return Err(invalid(
+                    bound.key,
+                    &format!(
+                        "must be between {} and {} {}, not {}",
+                        bound.range.start(),
+                        bound.range.end(),
+                        bound.unit,
+                        bound.value
+                    ),
+                ));
+            }
         }
-        if !LEDGER_BUSY_TIMEOUT_MS.contains(&self.ledger.busy_timeout_ms) {
+        let wechat = &self.wechat;
+        if wechat.min_backoff_ms > wechat.max_backoff_secs.saturating_mul(1000) {
             return Err(invalid(
-                "ledger.busy_timeout_ms",
-                "must be between 1 and 120000 (two minutes)",
+                "wechat.min_backoff_ms",
+                "must not be longer than wechat.max_backoff_secs",
             ));
         }
-        if self.wechat.min_backoff_ms == 0 {
-            // Every wait doubles it: 0 would retry a failing server in a busy loop.
-            return Err(invalid("wechat.min_backoff_ms", "must be at least 1"));
-        }
         Ok(())
+    }
+
+    /// Every number with a unit the owner can set, with the range that makes sense for it:
+    /// a backoff of 2⁶³ ms is a typo, not a wish (the first retry would come in millions of
+    /// years), and 0 where a wait doubles would retry a failing server in a busy loop.
+    fn bounds(&self) -> [Bound; 9] {
+        let (w, s) = (&self.wechat, &self.speech);
+        [
+            Bound::new(
+                "wechat.long_poll_timeout_secs",
+                w.long_poll_timeout_secs,
+                1..=600,
+                "seconds",
+            ),
+            Bound::new(
+                "wechat.request_timeout_secs",
+                w.request_timeout_secs,
+                1..=600,
+                "seconds",
+            ),
+            Bound::new(
+                "wechat.min_backoff_ms",
+                w.min_backoff_ms,
+                1..=60_000,
+                "milliseconds",
+            ),
+            Bound::new(
+                "wechat.max_backoff_secs",
+                w.max_backoff_secs,
+                1..=3600,
+                "seconds",
+            ),
+            Bound::new(
+                "speech.cache_max_mb",
+                s.cache_max_mb,
+                1..=10_240,
+                "megabytes",
+            ),
+            Bound::new(
+                "speech.baidu.timeout_secs",
+                s.baidu.timeout_secs,
+                1..=120,
+                "seconds",
+            ),
+            Bound::new(
+                "speech.baidu.per",
+                u64::from(s.baidu.per),
+                0..=99_999,
+                "(a voice number)",
+            ),
+            Bound::new(
+                "audio.idle_close_ms",
+                self.audio.idle_close_ms,
+                0..=600_000,
+                "milliseconds",
+            ),
+            Bound::new(
+                "ledger.busy_timeout_ms",
+                self.ledger.busy_timeout_ms,
+                1..=120_000,
+                "milliseconds",
+            ),
+        ]
+    }
+
+    /// A plain-http `base_url` sends the session's cookies, sid and skey in clear text: only
+    /// to this machine (a simulator, a local proxy), unless the owner says otherwise.
+    fn validate_base_url(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if self.wechat.allow_insecure_http || is_loopback(&parsed) => Ok(()),
+            "http" => Err(format!(
+                "is plain http to {}, which would send the session's keys in clear text; \
+                 use https, a loopback address, or set wechat.allow_insecure_http = true",
+                parsed.host_str().unwrap_or("?")
+            )),
+            _ => Err("must start with http:// or https://".into()),
+        }
+    }
+}
+
+/// One bounded number of the config.
+struct Bound {
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &'static str,
+}
+
+impl Bound {
+    fn new(
+        key: &'static str,
+        value: u64,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &'static str,
+    ) -> Bound {
+        Bound {
+            key,
+            value,
+            range,
+            unit,
+        }
+    }
+}
+
+/// 127.0.0.0/8, ::1 and `localhost`: traffic that never leaves this machine.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -407,6 +522,87 @@ mod tests {
         }
         let c = parse("[ledger]\nbusy_timeout_ms = 250\n").unwrap();
         assert_eq!(c.ledger.busy_timeout_ms, 250);
+    }
+
+    #[test]
+    fn huge_or_zero_numbers_are_refused_naming_key_and_range() {
+        for (text, key, range) in [
+            (
+                "[wechat]\nmin_backoff_ms = 9223372036854775807\n",
+                "wechat.min_backoff_ms",
+                "between 1 and 60000",
+            ),
+            (
+                "[wechat]\nmax_backoff_secs = 0\n",
+                "wechat.max_backoff_secs",
+                "between 1 and 3600",
+            ),
+            (
+                "[wechat]\nlong_poll_timeout_secs = 100000\n",
+                "wechat.long_poll_timeout_secs",
+                "between 1 and 600",
+            ),
+            (
+                "[wechat]\nrequest_timeout_secs = 0\n",
+                "wechat.request_timeout_secs",
+                "between 1 and 600",
+            ),
+            (
+                "[audio]\nidle_close_ms = 18446744073709551615\n",
+                "audio.idle_close_ms",
+                "between 0 and 600000",
+            ),
+            (
+                "[speech]\ncache_max_mb = 0\n",
+                "speech.cache_max_mb",
+                "between 1 and 10240",
+            ),
+            (
+                "[speech.baidu]\ntimeout_secs = 86400\n",
+                "speech.baidu.timeout_secs",
+                "between 1 and 120",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(range), "{text}: {err}");
+        }
+        let err = parse("[wechat]\nmin_backoff_ms = 60000\nmax_backoff_secs = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wechat.min_backoff_ms"), "{err}");
+        // The edges of each range are accepted.
+        parse("[wechat]\nmin_backoff_ms = 60000\nmax_backoff_secs = 3600\nlong_poll_timeout_secs = 1\n[audio]\nidle_close_ms = 0\n").unwrap();
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:9",
+            "http://127.8.9.10/",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "https://wx.example.com",
+        ] {
+            let text = format!("[wechat]\nbase_url = \"{url}\"\n");
+            assert!(parse(&text).is_ok(), "{url} refused");
+        }
+        for url in [
+            "http://192.168.1.10:8080",
+            "http://wx.example.com",
+            "http://127.0.0.1.example.com",
+            "http://[::2]/",
+            "http://localhost.example.com",
+        ] {
+            let text = format!("[wechat]\nbase_url = \"{url}\"\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("wechat.base_url") && err.contains("allow_insecure_http"),
+                "{url}: {err}"
+            );
+            let allowed = format!("{text}allow_insecure_http = true\n");
+            assert!(parse(&allowed).is_ok(), "{url} refused though allowed");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod doctor;
+pub mod fsutil;
 pub mod ledger;
 pub mod paths;
 pub mod payment;
@@ -18,6 +19,7 @@ pub mod service;
 pub mod session;
 pub mod simulator;
 pub mod speech;
+pub mod text;
 
 /// An error with its causes ("error sending request: connection refused"): the top-level
 /// messages of reqwest and rodio alone rarely say what to fix.

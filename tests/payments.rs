@@ -253,6 +253,8 @@ fn fixtures_table() {
             wxpay,
             paid(1250, Collection),
         ),
+        // `1e5` is no amount: reading its first digit would announce ¥1.00.
+        case("wxpay_exponent_amount.xml", 5, wxpay, Unreadable),
         case("wxpay_yen_u00a5_space.xml", 5, wxpay, paid(880, Collection)),
         case(
             "wxpay_business_thousands_separator.xml",

@@ -62,7 +62,7 @@ impl Announcer {
     async fn announce(&mut self, announcement: Announcement) {
         let span = match &announcement {
             Announcement::Payment(p) => {
-                tracing::info_span!("announce", msg_id = %p.msg_id, amount = %Yuan(p.amount_fen))
+                tracing::info_span!("announce", msg_id = %crate::text::Escaped(&p.msg_id), amount = %Yuan(p.amount_fen))
             }
             Announcement::Alert(_) => tracing::info_span!("announce", alert = true),
         };

@@ -297,13 +297,13 @@ impl Supervisor {
                 Ok(recorded) => self.recorded(payment, recorded).await,
                 // Not a ledger fault, and no retry would store it: say so, go on.
                 Err(e @ LedgerError::AmountTooLarge { .. }) => {
-                    tracing::error!(error = %e, "payment skipped: check the phone");
+                    tracing::error!(error = %crate::text::Escaped(&e), "payment skipped: check the phone");
                 }
                 Err(e) => {
                     tracing::error!(
-                        error = %e,
+                        error = %crate::text::Escaped(&e),
                         amount = %Yuan(payment.amount_fen),
-                        msg_id = %payment.msg_id,
+                        msg_id = %crate::text::Escaped(&payment.msg_id),
                         "cannot record the payment in the ledger; announcing it anyway, it is recorded when WeChat delivers it again"
                     );
                     self.announce_unrecorded(payment);
@@ -332,24 +332,24 @@ impl Supervisor {
                     amount = %Yuan(payment.amount_fen),
                     kind = %payment.kind,
                     payer = payment.payer.as_deref().unwrap_or("-"),
-                    msg_id = %payment.msg_id,
+                    msg_id = %crate::text::Escaped(&payment.msg_id),
                     "payment received"
                 );
                 let _ = self.queue.send(Announcement::Payment(payment));
             }
             (Resolved::Unknown, Recorded::Duplicate) => tracing::info!(
                 amount = %Yuan(payment.amount_fen),
-                msg_id = %payment.msg_id,
+                msg_id = %crate::text::Escaped(&payment.msg_id),
                 "payment already recorded (delivered again): not announced twice"
             ),
             (Resolved::BeingAnnounced, _) => tracing::info!(
                 amount = %Yuan(payment.amount_fen),
-                msg_id = %payment.msg_id,
+                msg_id = %crate::text::Escaped(&payment.msg_id),
                 "payment recorded now; its announcement is already queued"
             ),
             (Resolved::AlreadyHeard, _) => {
                 let amount = Yuan(payment.amount_fen);
-                let msg_id = payment.msg_id.clone();
+                let msg_id = crate::text::Escaped(payment.msg_id.clone());
                 match self.ledger.call(move |l| l.mark_heard(&payment)).await {
                     Ok(()) => {
                         tracing::info!(%amount, %msg_id, "payment recorded now; it was announced already, not again")
@@ -369,14 +369,14 @@ impl Supervisor {
             tracing::info!(
                 amount = %Yuan(payment.amount_fen),
                 kind = %payment.kind,
-                msg_id = %payment.msg_id,
+                msg_id = %crate::text::Escaped(&payment.msg_id),
                 "payment received (not in the ledger yet)"
             );
             let _ = self.queue.send(Announcement::Payment(payment));
         } else {
             tracing::info!(
                 amount = %Yuan(payment.amount_fen),
-                msg_id = %payment.msg_id,
+                msg_id = %crate::text::Escaped(&payment.msg_id),
                 "payment delivered again, still not in the ledger: not announced twice"
             );
         }
@@ -420,7 +420,7 @@ impl Supervisor {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, msg_id = %incoming.message.msg_id, "payment-like message skipped");
+                tracing::warn!(error = %crate::text::Escaped(&e), msg_id = %crate::text::Escaped(&incoming.message.msg_id), "payment-like message skipped");
                 None
             }
         }
@@ -434,8 +434,8 @@ impl Supervisor {
         let named_like = self.config.payments.accounts.contains(&sender.nick_name);
         if named_like && !sender.is_official_account() {
             tracing::warn!(
-                sender = %sender.nick_name,
-                msg_id = %incoming.message.msg_id,
+                sender = %crate::text::Escaped(&sender.nick_name),
+                msg_id = %crate::text::Escaped(&incoming.message.msg_id),
                 "ignored a message from an ordinary contact named like a payment account"
             );
         }

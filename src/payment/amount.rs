@@ -30,8 +30,20 @@ pub fn parse_amount_fen(text: &str) -> Result<u64, AmountError> {
     }
 }
 
-/// Reads an amount at the start of `text` and returns it with the number of bytes it took,
-/// so that callers can read an amount line that runs straight into the next key.
+/// Units an amount may be followed by: `100元`, `12块`.
+const UNITS: [char; 2] = ['元', '块'];
+
+/// Punctuation that ends a phrase and cannot continue a number (`收到转账0.10元。`,
+/// `共计￥12.50，`).
+const PHRASE_ENDS: [char; 8] = ['，', '。', '；', '：', '、', '！', '）', ')'];
+
+/// Reads an amount at the start of `text` and returns it with the number of bytes it took
+/// (the unit included), so that callers can read an amount that runs on into a sentence.
+///
+/// The number must end the text or be followed by a space, a unit or the end of a phrase:
+/// `￥1e5`, `￥1.5.3` and `￥12.50abc` are not amounts, since reading their first digits
+/// would announce ¥1.00 for whatever they are. After a unit, a digit (`12块5`) is refused
+/// for the same reason.
 ///
 /// `Ok(None)`: `text` does not start with an amount. `Err`: it does, but cannot be read
 /// without guessing.
@@ -44,14 +56,22 @@ pub fn scan_amount(text: &str) -> Result<Option<(u64, usize)>, AmountError> {
     let Some((fen, digits_len)) = scan_number(after_sign, text)? else {
         return Ok(None);
     };
+    let malformed = || AmountError::Malformed(text.trim().to_string());
     let rest = &after_sign[digits_len..];
-    let after_yuan = rest
+    let ends_here = |c: char| SPACES.contains(&c) || PHRASE_ENDS.contains(&c);
+    if rest.starts_with(|c: char| !ends_here(c) && !UNITS.contains(&c)) {
+        return Err(malformed());
+    }
+    let after_unit = rest
         .trim_start_matches(SPACES)
-        .strip_prefix('元')
+        .strip_prefix(UNITS)
         .unwrap_or(rest);
+    if after_unit.len() < rest.len() && after_unit.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(malformed());
+    }
     Ok(Some((
         fen,
-        start + digits_len + (rest.len() - after_yuan.len()),
+        start + digits_len + (rest.len() - after_unit.len()),
     )))
 }
 
@@ -127,6 +147,9 @@ mod tests {
             ("12.5元", 1250),
             ("100元", 10_000),
             ("100 元", 10_000),
+            ("12块", 1200),
+            ("￥12.50 元", 1250),
+            ("￥12.50元", 1250),
             ("  ￥\u{a0}3.00 ", 300),
             ("1,000,000", 100_000_000),
         ] {
@@ -137,7 +160,21 @@ mod tests {
     #[test]
     fn refuses_what_it_would_have_to_guess() {
         for text in [
-            "￥0.015", "12,50", "1234,567", "￥", "abc", "-￥1.00", "￥1.00x", "",
+            "￥0.015",
+            "12,50",
+            "1234,567",
+            "￥",
+            "abc",
+            "-￥1.00",
+            "￥1.00x",
+            "",
+            // Not read as ¥1.00 or ¥12.50: what follows the digits is no end, space or unit.
+            "￥1e5",
+            "￥1.5.3",
+            "￥12.50abc",
+            "1_000",
+            "12块5",
+            "12. 5",
         ] {
             assert!(parse_amount_fen(text).is_err(), "{text}");
         }
@@ -152,11 +189,36 @@ mod tests {
     }
 
     #[test]
-    fn scanning_stops_where_the_next_key_begins() {
-        let line = "￥0.01收款方备注good";
-        assert_eq!(scan_amount(line), Ok(Some((1, "￥0.01".len()))));
+    fn scanning_stops_after_the_unit_or_at_the_end_of_a_phrase() {
         assert_eq!(scan_amount("0.10元。如需"), Ok(Some((10, "0.10元".len()))));
+        assert_eq!(
+            scan_amount("0.01元(朋友到店)"),
+            Ok(Some((1, "0.01元".len())))
+        );
+        assert_eq!(
+            scan_amount("￥12.50，共"),
+            Ok(Some((1250, "￥12.50".len())))
+        );
+        assert_eq!(scan_amount("￥0.01 付款方"), Ok(Some((1, "￥0.01".len()))));
         assert_eq!(scan_amount("今日"), Ok(None));
-        assert_eq!(scan_amount("12. 下一句"), Ok(Some((1200, 2))));
+    }
+
+    #[test]
+    fn digits_running_into_anything_else_are_no_amount() {
+        // Key rows are split apart before scanning (see `split_run_on`), so a number glued
+        // to a letter, a dot or the next word is not money.
+        for text in [
+            "￥1e5",
+            "￥1.5.3",
+            "￥12.50abc",
+            "￥0.01收款方备注",
+            "12. 下一句",
+            "12块5毛",
+        ] {
+            assert!(
+                matches!(scan_amount(text), Err(AmountError::Malformed(_))),
+                "{text}"
+            );
+        }
     }
 }

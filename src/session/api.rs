@@ -117,7 +117,7 @@ impl Session {
         self.init().await?;
         if let Err(e) = self.status_notify().await {
             // Only the phone's "logged in on the web" banner depends on it.
-            tracing::warn!(error = %e, "webwxstatusnotify failed; going on");
+            tracing::warn!(error = %crate::text::Escaped(&e), "webwxstatusnotify failed; going on");
         }
         if let Err(e) = self.fetch_contacts().await {
             // Huge contact lists make this slow or fail; unknown senders are looked up
@@ -125,7 +125,7 @@ impl Session {
             if e.kind() == super::ErrorKind::LoggedOut {
                 return Err(e);
             }
-            tracing::warn!(error = %e, "webwxgetcontact failed; senders will be looked up as they write");
+            tracing::warn!(error = %crate::text::Escaped(&e), "webwxgetcontact failed; senders will be looked up as they write");
         }
         Ok(())
     }
@@ -212,7 +212,7 @@ impl Session {
         for c in init.contact_list {
             self.contacts.insert(c.user_name.clone(), c);
         }
-        tracing::debug!(user = %self.state.nick_name, "webwxinit ok");
+        tracing::debug!(user = %crate::text::Escaped(&self.state.nick_name), "webwxinit ok");
         Ok(())
     }
 
@@ -318,7 +318,7 @@ impl Session {
                 Ok(response) => response,
                 Err(e) if messages.is_empty() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(error = %e, read = messages.len(), "webwxsync failed mid-burst; passing on the pages read, the rest follows");
+                    tracing::warn!(error = %crate::text::Escaped(&e), read = messages.len(), "webwxsync failed mid-burst; passing on the pages read, the rest follows");
                     break;
                 }
             };
@@ -462,7 +462,7 @@ impl Session {
             }
             Err(e) => {
                 self.lookup_failures = 0;
-                tracing::error!(error = %e, "webwxbatchgetcontact keeps failing; going on with the senders unknown (their payments cannot be verified)");
+                tracing::error!(error = %crate::text::Escaped(&e), "webwxbatchgetcontact keeps failing; going on with the senders unknown (their payments cannot be verified)");
                 Ok(())
             }
         }

@@ -36,6 +36,15 @@ pub enum SessionError {
         host: String,
         status: u16,
     },
+    #[error(
+        "{request} to {host} answered more than {} MB; the reply was dropped (a server fault or an attack; paysay will try again)",
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        request: &'static str,
+        host: String,
+        limit: u64,
+    },
     #[error("{request} to {host} answered Ret {ret} {err_msg:?}")]
     Ret {
         request: &'static str,
@@ -65,7 +74,10 @@ pub enum SessionError {
         message: String,
         excerpt: String,
     },
-    #[error("WeChat refused the login (ret {ret}): {message}")]
+    #[error(
+        "WeChat refused the login (ret {ret}): {}",
+        crate::text::Escaped(message)
+    )]
     LoginRefused { ret: i64, message: String },
     #[error("the login redirect {uri:?} is not a URL")]
     BadRedirect { uri: String },
@@ -109,5 +121,22 @@ impl SessionError {
             | SessionError::Qr(_) => ErrorKind::Fatal,
             _ => ErrorKind::Transient,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_refusal_is_quoted_escaped() {
+        let err = SessionError::LoginRefused {
+            ret: 1203,
+            message: "当前登录环境异常\nERROR paysay: forged\x1b[2J".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "WeChat refused the login (ret 1203): 当前登录环境异常\\nERROR paysay: forged\\u{1b}[2J"
+        );
     }
 }

@@ -18,6 +18,11 @@ use url::Url;
 use super::error::SessionError;
 use crate::protocol::{self, BaseResponse, JsonAnswer, RetOnly};
 
+/// The largest reply body read. Real replies are a few kB, a webwxsync burst or a large
+/// contact list a few MB; a bigger body is a fault or an attack, and reading it whole (a
+/// 400 MB webwxsync peaked at 832 MB) would cost the shop's small computer its memory.
+pub const MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
 /// A desktop Chrome, as today's working clients send. The server does not gate on it.
 const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -114,7 +119,25 @@ impl Http {
             .map_err(network)?;
         let status = response.status().as_u16();
         self.store_cookies(response.headers());
-        let bytes = response.bytes().await.map_err(network)?;
+        let bytes = read_capped(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    tracing::warn!(
+                        request = req.name,
+                        host = req.host,
+                        status,
+                        limit_bytes = MAX_BODY_BYTES,
+                        "reply too large; dropped unread"
+                    );
+                    SessionError::TooLarge {
+                        request: req.name,
+                        host: req.host.to_string(),
+                        limit: MAX_BODY_BYTES,
+                    }
+                }
+                BodyError::Network(source) => network(source),
+            })?;
         // The server's Content-Type rarely names a charset: decode UTF-8 ourselves, or
         // Chinese in Content comes out garbled.
         let body = String::from_utf8_lossy(&bytes).into_owned();
@@ -190,6 +213,27 @@ impl Http {
             }
         }
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Network(reqwest::Error),
+}
+
+/// The body of `response`, read chunk by chunk and given up as soon as it passes `limit`
+/// bytes (decompressed): a declared `Content-Length` over the limit is refused unread.
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Network)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The web host a browser page would be on, for `Referer` (push and login hosts share it).
@@ -328,6 +372,78 @@ mod tests {
             !text.contains("SECRET") && !text.contains("SID123"),
             "{text}"
         );
+    }
+
+    /// A server on 127.0.0.1 answering every connection with `head` and then `body_len`
+    /// bytes of `x`; returns its URL.
+    async fn huge_reply_server(head: String, body_len: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    socket.write_all(head.as_bytes()).await?;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        // The client hangs up once it has had enough: the write fails.
+                        socket.write_all(&chunk[..n]).await?;
+                        left -= n;
+                    }
+                    std::io::Result::Ok(())
+                });
+            }
+        });
+        url
+    }
+
+    async fn sync_from(url: &str) -> Result<Reply, SessionError> {
+        let http = Http::new(Some(url)).unwrap();
+        http.send(Request {
+            name: "webwxsync",
+            host: "wx2.qq.com",
+            path_and_query: "/cgi-bin/mmwebwx-bin/webwxsync".into(),
+            json: Some(b"{}".to_vec()),
+            timeout: Duration::from_secs(30),
+            headers: &[],
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_reply_over_the_cap_is_refused_without_reading_it_whole() {
+        let huge = 20 * 1024 * 1024;
+        // Declared: refused on the header, before any of the body is read.
+        let declared = format!("HTTP/1.1 200 OK\r\nContent-Length: {huge}\r\n\r\n");
+        // Undeclared (read until the connection closes): refused once past the cap.
+        let streamed = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        for head in [declared, streamed] {
+            let url = huge_reply_server(head.clone(), huge).await;
+            let err = sync_from(&url).await.unwrap_err();
+            assert!(
+                matches!(&err, SessionError::TooLarge { request: "webwxsync", limit, .. } if *limit == MAX_BODY_BYTES),
+                "{head:?}: {err:?}"
+            );
+            assert_eq!(err.kind(), super::super::ErrorKind::Transient);
+            let text = err.to_string();
+            assert!(
+                text.contains("webwxsync to wx2.qq.com") && text.contains("8 MB"),
+                "{text}"
+            );
+        }
+        // Just under the cap is an ordinary reply.
+        let url = huge_reply_server(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"),
+            MAX_BODY_BYTES as usize,
+        )
+        .await;
+        let reply = sync_from(&url).await.unwrap();
+        assert_eq!(reply.body.len() as u64, MAX_BODY_BYTES);
     }
 
     #[test]

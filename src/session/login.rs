@@ -51,14 +51,16 @@ pub async fn login(
             Ok(None) => {
                 tracing::info!("push login was not confirmed on the phone; showing a QR code")
             }
-            Err(e) => tracing::info!(error = %e, "push login unavailable; showing a QR code"),
+            Err(e) => {
+                tracing::info!(error = %crate::text::Escaped(&e), "push login unavailable; showing a QR code")
+            }
         }
     }
     loop {
         let uuid = fetch_uuid(http, config).await?;
         let url = qr::login_url(&uuid);
         qr::show(&url, qr_path)?;
-        tracing::warn!(qr = %qr_path.display(), url = %url, "WeChat login needed: scan the QR code with the shop's phone");
+        tracing::warn!(qr = %qr_path.display(), url = %crate::text::Escaped(&url), "WeChat login needed: scan the QR code with the shop's phone");
         events.emit(SessionEvent::QrCode {
             path: qr_path.to_path_buf(),
             url,

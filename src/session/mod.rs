@@ -136,7 +136,7 @@ pub async fn connect(
     if let Some(saved) = saved {
         match Session::resume(config, saved).await {
             Ok(mut session) => {
-                tracing::info!(user = %session.nick_name(), "resumed the saved WeChat session");
+                tracing::info!(user = %crate::text::Escaped(session.nick_name()), "resumed the saved WeChat session");
                 session.save(&files.session)?;
                 events.emit(SessionEvent::LoggedIn {
                     nick_name: session.nick_name().to_string(),
@@ -145,7 +145,7 @@ pub async fn connect(
                 return Ok(session);
             }
             Err(e) if e.kind() == ErrorKind::LoggedOut => {
-                tracing::warn!(error = %e, "the saved session has ended; a new login is needed");
+                tracing::warn!(error = %crate::text::Escaped(&e), "the saved session has ended; a new login is needed");
                 store::discard(&files.session)?;
             }
             // A network blip must not throw away a session the server may still accept.
@@ -154,7 +154,7 @@ pub async fn connect(
     }
     let mut session = Session::login(config, &files.qr_png, previous.as_ref(), events).await?;
     session.save(&files.session)?;
-    tracing::info!(user = %session.nick_name(), "logged in to WeChat");
+    tracing::info!(user = %crate::text::Escaped(session.nick_name()), "logged in to WeChat");
     events.emit(SessionEvent::LoggedIn {
         nick_name: session.nick_name().to_string(),
         resumed: false,
@@ -187,7 +187,8 @@ pub async fn run(
         };
         backoff.reset();
         previous = Some(session.previous_login());
-        let span = tracing::info_span!("session", user = %session.nick_name());
+        let span =
+            tracing::info_span!("session", user = %crate::text::Escaped(session.nick_name()));
         let ended = sync_until_logout(session, files, &events, &shutdown, &mut backoff)
             .instrument(span)
             .await?;
@@ -221,7 +222,7 @@ async fn retry_or_fail(
         return Err(e);
     }
     let delay = backoff.next_delay();
-    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "WeChat request failed; retrying");
+    tracing::warn!(error = %crate::text::Escaped(&e), retry_in_ms = delay.as_millis() as u64, "WeChat request failed; retrying");
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(delay) => {}

@@ -7,7 +7,6 @@ use std::path::Path;
 use qrcode::QrCode;
 
 use super::error::SessionError;
-use super::store::write_private_atomically;
 
 /// The URL the phone's scanner must read for `uuid`.
 pub fn login_url(uuid: &str) -> String {
@@ -39,7 +38,7 @@ fn save_png(code: &QrCode, path: &Path) -> Result<(), SessionError> {
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| SessionError::Qr(e.to_string()))?;
     // The QR logs the account in for whoever scans it first: keep it private too.
-    write_private_atomically(path, &png).map_err(|source| SessionError::File {
+    crate::fsutil::write_atomically(path, &png).map_err(|source| SessionError::File {
         what: "cannot save the login QR code to",
         path: path.to_path_buf(),
         source,

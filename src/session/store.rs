@@ -5,8 +5,7 @@
 //! mid-write leaves the previous session rather than half a file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,29 +42,28 @@ impl SavedSession {
     }
 }
 
-/// Reads the saved session; `Ok(None)` when there is none or it is unusable (logged).
+/// Reads the saved session; `Ok(None)` when there is none or it is unusable.
+///
+/// A session that cannot be read (bad bytes, bad JSON, an old layout, even an I/O error) is
+/// logged and treated as no session: a new login costs one scan, while refusing to start
+/// would put a service into a restart loop that no scan can end.
 pub fn load(path: &Path) -> Result<Option<SavedSession>, SessionError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SessionError::File {
-                what: "cannot read the saved session",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let unusable = |reason: &dyn std::fmt::Display| {
+        tracing::warn!(path = %path.display(), reason = %reason, "the saved session cannot be used; a new login is needed");
+        Ok(None)
     };
-    match serde_json::from_str::<SavedSession>(&text) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return unusable(&format_args!("cannot read it: {e}")),
+    };
+    match serde_json::from_slice::<SavedSession>(&bytes) {
         Ok(s) if s.version == FORMAT_VERSION => Ok(Some(s)),
-        Ok(s) => {
-            tracing::warn!(path = %path.display(), version = s.version, "saved session is from another paysay version; a new login is needed");
-            Ok(None)
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "saved session is unreadable; a new login is needed");
-            Ok(None)
-        }
+        Ok(s) => unusable(&format_args!(
+            "it is from another paysay version (format {})",
+            s.version
+        )),
+        Err(e) => unusable(&format_args!("it is not a saved session: {e}")),
     }
 }
 
@@ -78,7 +76,8 @@ pub fn save(path: &Path, session: &SavedSession) -> Result<(), SessionError> {
     };
     let json = serde_json::to_vec_pretty(session)
         .map_err(|e| file_error("cannot encode the session for", std::io::Error::other(e)))?;
-    write_private_atomically(path, &json).map_err(|e| file_error("cannot save the session to", e))
+    crate::fsutil::write_atomically(path, &json)
+        .map_err(|e| file_error("cannot save the session to", e))
 }
 
 /// Removes the saved session after the server ended it.
@@ -94,29 +93,27 @@ pub fn discard(path: &Path) -> Result<(), SessionError> {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path` (mode 0600 from creation, so the secret is
-/// never readable by others even for a moment), syncs it, and renames it over `path`.
-pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = temp_path(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
+    #[test]
+    fn an_unreadable_session_is_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.json");
+        assert!(load(&path).unwrap().is_none(), "missing");
+        for bytes in [
+            &b"{\"version\": 1, \"sid\": \"\xff\xfe\"}"[..],
+            b"\xff\xfe\x00garbage",
+            b"{\"version\": 999}",
+            b"",
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            assert!(load(&path).unwrap().is_none(), "{bytes:?}");
+        }
+        // Not even a file: still no session rather than an error that stops the start.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(load(&path).unwrap().is_none(), "directory");
+    }
 }

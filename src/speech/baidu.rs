@@ -71,7 +71,8 @@ impl BaiduSynthesizer {
         match self.text2audio(text, &token).await {
             Err(TtsError::Api { code, message }) if TOKEN_ERRORS.contains(&code) => {
                 tracing::info!(
-                    "baidu refused the token (err_no {code}: {message}); fetching a new one"
+                    "baidu refused the token (err_no {code}: {}); fetching a new one",
+                    crate::text::Escaped(&message)
                 );
                 let token = self.token(true).await?;
                 self.text2audio(text, &token).await
@@ -187,7 +188,11 @@ impl BaiduSynthesizer {
         }
         match serde_json::from_slice::<ErrorAnswer>(&body) {
             Ok(e) => {
-                tracing::warn!(err_no = e.err_no, "baidu text2audio error: {}", e.err_msg);
+                tracing::warn!(
+                    err_no = e.err_no,
+                    "baidu text2audio error: {}",
+                    crate::text::Escaped(&e.err_msg)
+                );
                 Err(TtsError::Api {
                     code: e.err_no,
                     message: e.err_msg,

@@ -12,7 +12,6 @@
 //! not stat thousands of clips.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -87,15 +86,8 @@ impl ClipCache {
             path: self.dir.clone(),
             source,
         };
-        fs::create_dir_all(&self.dir).map_err(err)?;
         let path = self.path(key, audio.format);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempfile_in(&self.dir)
-            .map_err(err)?;
-        tmp.write_all(&audio.bytes).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(&path).map_err(|e| err(e.error))?;
+        crate::fsutil::write_atomically(&path, &audio.bytes).map_err(err)?;
         // Poisoned only by a panic in this lock's few lines; the size is a hint either way.
         let mut known = self.known_size.lock().unwrap_or_else(|e| e.into_inner());
         let stored = audio.bytes.len() as u64;
