@@ -241,16 +241,31 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// `paysay login`: resume or log in, save the session, and stop.
+/// `paysay login`: resume or log in, save the session, and stop. Network trouble is retried
+/// as the daemon retries it (each login step on its own QR code inside `connect`, the rest
+/// with the configured backoff), so a scan is never wasted; only what a person must fix
+/// (a refused account, an unwritable state dir) ends it.
 async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
+    use paysay::session::{Backoff, ErrorKind};
     paths
         .prepare_state_dir()
         .with_context(|| format!("making {} owner-only", paths.state_dir.display()))?;
     let files = paysay::session::SessionFiles::from_paths(paths);
     let (events, _rx) = paysay::session::Events::channel();
-    let session = paysay::session::connect(&config.wechat, &files, &events, None)
-        .await
-        .context("logging in to WeChat")?;
+    let mut backoff = Backoff::from_config(&config.wechat);
+    let session = loop {
+        match paysay::session::connect(&config.wechat, &files, &events, None).await {
+            Ok(session) => break session,
+            Err(e) if e.kind() == ErrorKind::Fatal => {
+                return Err(e).context("logging in to WeChat");
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %paysay::text::Escaped(&e), retry_in_ms = delay.as_millis() as u64, "WeChat login failed; retrying (Ctrl-C stops)");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
     println!(
         "Logged in as {} ({} contacts); session saved to {}",
         session.nick_name(),

@@ -47,45 +47,37 @@ pub struct Session {
 }
 
 impl Session {
-    /// A fresh login (push or QR), then init.
+    /// A fresh login (push or QR), then init. webwxinit is retried with the ticket's keys
+    /// while it fails on the network: the ticket cannot be exchanged twice, and a new one
+    /// would cost a new scan. If the server ended the new session before webwxinit got
+    /// through (an answer lost after it replaced the skey), the phone is asked once to
+    /// confirm by push login, which needs no scan, before a QR code is shown again.
     pub async fn login(
         config: &WechatConfig,
         qr_path: &Path,
         previous: Option<&login::PreviousLogin>,
         events: &Events,
     ) -> Result<Session, SessionError> {
-        let http = Http::new(config.base_url.as_deref())?;
-        let creds = login::login(&http, config, qr_path, previous, events).await?;
-        let uin = creds
-            .ticket
-            .wxuin
-            .trim()
-            .parse()
-            .map_err(|_| SessionError::LoginRefused {
-                ret: -1,
-                message: format!(
-                    "the login ticket's wxuin {:?} is not a number",
-                    creds.ticket.wxuin
-                ),
-            })?;
-        let state = SavedSession {
-            version: SavedSession::new_version(),
-            uin,
-            sid: creds.ticket.wxsid,
-            skey: creds.ticket.skey,
-            pass_ticket: creds.ticket.pass_ticket,
-            device_id: new_device_id(),
-            hosts: creds.hosts,
-            cookies: Default::default(),
-            sync_key: SyncKey::default(),
-            sync_check_key: SyncKey::default(),
-            user_name: String::new(),
-            nick_name: String::new(),
-            saved_at: 0,
-        };
-        let mut session = Session::with_state(http, config, state);
-        session.start().await?;
-        Ok(session)
+        let mut http = Http::new(config.base_url.as_deref())?;
+        let mut previous = previous.cloned();
+        let mut asked_again = false;
+        loop {
+            let creds = login::login(&http, config, qr_path, previous.as_ref(), events).await?;
+            let mut session = Session::with_state(http, config, state_after_login(creds)?);
+            match session.init_after_login().await {
+                Ok(()) => {
+                    session.after_init().await?;
+                    return Ok(session);
+                }
+                Err(e) if e.kind() == super::ErrorKind::LoggedOut && !asked_again => {
+                    asked_again = true;
+                    tracing::warn!(error = %e, "the new session ended before webwxinit got through; asking the phone to confirm again");
+                    previous = Some(session.previous_login());
+                    http = session.http;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Goes on with a saved session: webwxinit proves the server still accepts it. The saved
@@ -112,9 +104,27 @@ impl Session {
         }
     }
 
-    /// init, status notify, contacts: what the web page does after login or a reload.
+    /// init, status notify, contacts: what the web page does after a reload.
     async fn start(&mut self) -> Result<(), SessionError> {
         self.init().await?;
+        self.after_init().await
+    }
+
+    /// webwxinit right after a login, retried on the same keys while it fails on the
+    /// network (see [`login::StepRetry`]).
+    async fn init_after_login(&mut self) -> Result<(), SessionError> {
+        let mut retry = login::StepRetry::new("webwxinit");
+        loop {
+            match self.init().await {
+                Ok(()) => return Ok(()),
+                Err(e) => retry.after_failure(e).await?,
+            }
+        }
+    }
+
+    /// Status notify and contacts: what the web page does after webwxinit. Neither is
+    /// needed to receive payments, so only a logout fails here.
+    async fn after_init(&mut self) -> Result<(), SessionError> {
         if let Err(e) = self.status_notify().await {
             // Only the phone's "logged in on the web" banner depends on it.
             tracing::warn!(error = %crate::text::Escaped(&e), "webwxstatusnotify failed; going on");
@@ -522,4 +532,35 @@ impl Session {
         state.cookies = self.http.cookies();
         state
     }
+}
+
+/// The session a confirmed login starts: the ticket's keys, a new device, no SyncKey yet.
+fn state_after_login(creds: login::Credentials) -> Result<SavedSession, SessionError> {
+    let uin = creds
+        .ticket
+        .wxuin
+        .trim()
+        .parse()
+        .map_err(|_| SessionError::LoginRefused {
+            ret: -1,
+            message: format!(
+                "the login ticket's wxuin {:?} is not a number",
+                creds.ticket.wxuin
+            ),
+        })?;
+    Ok(SavedSession {
+        version: SavedSession::new_version(),
+        uin,
+        sid: creds.ticket.wxsid,
+        skey: creds.ticket.skey,
+        pass_ticket: creds.ticket.pass_ticket,
+        device_id: new_device_id(),
+        hosts: creds.hosts,
+        cookies: Default::default(),
+        sync_key: SyncKey::default(),
+        sync_check_key: SyncKey::default(),
+        user_name: String::new(),
+        nick_name: String::new(),
+        saved_at: 0,
+    })
 }

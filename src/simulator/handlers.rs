@@ -95,9 +95,12 @@ enum PollAnswer {
 
 async fn login_poll(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
     let uuid = req.query("uuid").unwrap_or_default().to_string();
-    let answer = shared
-        .wait_for(shared.config.long_poll, |w| poll_answer(w, &uuid))
-        .await;
+    let hold = if shared.with(|w| w.instant_login_poll) {
+        std::time::Duration::ZERO
+    } else {
+        shared.config.long_poll
+    };
+    let answer = shared.wait_for(hold, |w| poll_answer(w, &uuid)).await;
     match answer {
         Some(PollAnswer::Scanned) => Reply::js(
             format!("window.code=201;window.userAvatar = 'data:img/jpg;base64,{AVATAR}';"),

@@ -25,7 +25,9 @@
 //!   skey wrong → 1101; a `synckey` never issued → 1101; session ended → its retcode.
 //! - The ticket: unknown, spent or unconfirmed ticket, or `fun=new&version=v2` missing →
 //!   `<ret>1</ret>`; [`Simulator::refuse_login`] → that ret and message, no cookies.
-//! - The login poll: unknown, spent or expired uuid → `window.code=400;`.
+//! - The login poll: unknown, spent or expired uuid → `window.code=400;`. Held for
+//!   [`SimConfig::long_poll`], or answered at once after
+//!   [`Simulator::answer_login_polls_at_once`].
 //! - jslogin: an appid other than the web client's → `window.QRLogin.code = 400;`.
 //! - webwxpushloginurl: disabled, no earlier login, or `uin` not the account's →
 //!   `{"ret":"1","msg":"param error"}`.
@@ -341,6 +343,13 @@ impl Simulator {
     pub fn refuse_login(&self, ret: i64, message: &str) {
         self.shared
             .update(|w| w.refusal = Some((ret, message.to_string())));
+    }
+
+    /// While `on`, login polls are answered at once (408 when nothing happened) instead of
+    /// being held for the long-poll time: a server that would make a careless client poll
+    /// in a busy loop.
+    pub fn answer_login_polls_at_once(&self, on: bool) {
+        self.shared.update(|w| w.instant_login_poll = on);
     }
 
     /// Ends the session as the phone or the server would: synccheck answers `retcode`,

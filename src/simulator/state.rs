@@ -205,6 +205,8 @@ pub(crate) struct World {
     pub current_qr: Option<String>,
     pub phone: PhoneIntent,
     pub refusal: Option<(i64, String)>,
+    /// Login polls are answered at once instead of held (a misbehaving server).
+    pub instant_login_poll: bool,
     pub session: Option<Session>,
     /// Issued at the first login; long-lived, like the browser's.
     pub auth_ticket: Option<String>,
@@ -239,6 +241,7 @@ impl World {
             current_qr: None,
             phone: PhoneIntent::default(),
             refusal: None,
+            instant_login_poll: false,
             session: None,
             auth_ticket: None,
             uvid: ids::hex(64),
