@@ -121,7 +121,7 @@ impl Running {
                 self.seen.push(event_name(&event));
                 let matched = pred(&event);
                 if let SessionEvent::Messages { ack, .. } = event {
-                    let _ = ack.send(());
+                    let _ = ack.send(session::Ack::Recorded);
                 }
                 if matched {
                     return;
