@@ -86,8 +86,11 @@ pub struct RodioOutput {
 
 impl AudioOutput for RodioOutput {
     fn start(&mut self) -> Result<(), AudioError> {
-        let mut sink = rodio::DeviceSinkBuilder::open_default_sink()
-            .map_err(|e| AudioError::NoDevice(crate::error_chain(&e)))?;
+        let alsa_lines = AlsaLines::capture();
+        let mut sink = rodio::DeviceSinkBuilder::open_default_sink().map_err(|e| {
+            alsa_lines.log();
+            AudioError::NoDevice(crate::error_chain(&e))
+        })?;
         // Closing is routine here (after every idle spell), not worth a message each time.
         sink.log_on_drop(false);
         let player = rodio::Player::connect_new(sink.mixer());
@@ -111,6 +114,47 @@ impl AudioOutput for RodioOutput {
             player.sleep_until_end();
         }
         Ok(())
+    }
+}
+
+/// What alsa-lib says while the device opens, kept from stderr.
+///
+/// alsa-lib prints its own diagnosis of a failed open straight to stderr (eight
+/// `ALSA lib confmisc.c…` lines when there is no sound card), before paysay's error says the
+/// same in words a shop owner can act on. alsa-lib's per-thread handler sends those lines
+/// into a buffer instead, which goes to the debug log when the open fails. Each capture
+/// starts an empty buffer, so a daemon that retries for months without a speaker does not
+/// pile them up. The handler is per thread: the device is opened here, on the thread that
+/// calls [`AudioOutput::start`], and not on cpal's stream thread.
+struct AlsaLines {
+    #[cfg(target_os = "linux")]
+    buffer: Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>,
+}
+
+impl AlsaLines {
+    /// From now on, alsa-lib's lines on this thread go into a fresh buffer.
+    fn capture() -> AlsaLines {
+        AlsaLines {
+            // Without a buffer (out of memory), alsa-lib keeps printing: no worse than before.
+            #[cfg(target_os = "linux")]
+            buffer: alsa::Output::local_error_handler().ok(),
+        }
+    }
+
+    /// Logs what alsa-lib said since [`AlsaLines::capture`], at debug level.
+    fn log(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(buffer) = &self.buffer {
+            let said = buffer.borrow().to_string();
+            let lines: Vec<&str> = said
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if !lines.is_empty() {
+                tracing::debug!("alsa-lib: {}", lines.join("; "));
+            }
+        }
     }
 }
 

@@ -117,7 +117,7 @@ pub struct SpeechConfig {
     /// The announcement; `{amount}` becomes the amount in Chinese words.
     pub template: String,
     /// Backends in order: when one fails the next one speaks. `baidu`, `system`.
-    pub backends: Vec<String>,
+    pub backends: Vec<Backend>,
     /// Upper bound of the synthesized-audio cache, in megabytes.
     pub cache_max_mb: u64,
     /// Said when WeChat needs a new scan (the daily logout), so the owner learns it at once.
@@ -133,13 +133,69 @@ impl Default for SpeechConfig {
     fn default() -> Self {
         SpeechConfig {
             template: "微信收款{amount}元".into(),
-            backends: vec!["system".into()],
+            backends: vec![Backend::System],
             cache_max_mb: 64,
             login_alert: "微信需要重新登录，请扫描二维码".into(),
             ledger_alert: "账本无法写入，收款仍会播报，请检查电脑".into(),
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }
+    }
+}
+
+/// A voice that can speak announcements, as named in `speech.backends`.
+///
+/// An enum rather than a string so that a misspelt name is refused by the TOML parser with
+/// its line, and every `match` on a backend names them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Baidu's text-to-speech service (needs an account).
+    Baidu,
+    /// The computer's own voice (espeak-ng, `say`, SAPI).
+    System,
+}
+
+impl Backend {
+    /// The name used in `speech.backends`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Baidu => "baidu",
+            Backend::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Baidu's `aue`: the audio format asked for, written as Baidu's number (`aue = 6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub enum Aue {
+    Mp3 = 3,
+    Wav = 6,
+}
+
+impl TryFrom<u32> for Aue {
+    type Error = String;
+
+    fn try_from(code: u32) -> Result<Aue, String> {
+        match code {
+            3 => Ok(Aue::Mp3),
+            6 => Ok(Aue::Wav),
+            _ => Err(format!("aue must be 3 (mp3) or 6 (wav), not {code}")),
+        }
+    }
+}
+
+impl Aue {
+    /// The number Baidu's API takes.
+    pub fn code(self) -> u32 {
+        self as u32
     }
 }
 
@@ -162,7 +218,7 @@ pub struct BaiduConfig {
     /// Voice (person): 0 female, 1 male, 3 and 4 emotional voices, more for paid plans.
     pub per: u32,
     /// Audio format: 3 mp3, 6 wav.
-    pub aue: u32,
+    pub aue: Aue,
     /// Seconds a synthesis request may take before the next backend is tried.
     pub timeout_secs: u64,
 }
@@ -178,7 +234,7 @@ impl Default for BaiduConfig {
             pit: 5,
             vol: 5,
             per: 0,
-            aue: 6,
+            aue: Aue::Wav,
             timeout_secs: 5,
         }
     }
@@ -296,14 +352,6 @@ impl Config {
         if self.speech.backends.is_empty() {
             return Err(invalid("speech.backends", "must name at least one backend"));
         }
-        for b in &self.speech.backends {
-            if !matches!(b.as_str(), "baidu" | "system") {
-                return Err(invalid(
-                    "speech.backends",
-                    &format!("names an unknown backend {b:?} (known: \"baidu\", \"system\")"),
-                ));
-            }
-        }
         let baidu = &self.speech.baidu;
         for (key, v) in [
             ("speech.baidu.spd", baidu.spd),
@@ -313,9 +361,6 @@ impl Config {
             if v > 15 {
                 return Err(invalid(key, "must be between 0 and 15"));
             }
-        }
-        if !matches!(baidu.aue, 3 | 6) {
-            return Err(invalid("speech.baidu.aue", "must be 3 (mp3) or 6 (wav)"));
         }
         if !(80..=450).contains(&self.speech.system.rate) {
             return Err(invalid(
@@ -478,7 +523,7 @@ mod tests {
     fn base_url_alone_is_enough() {
         let c = parse("[wechat]\nbase_url = \"http://127.0.0.1:9\"\n").unwrap();
         assert_eq!(c.wechat.base_url.as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(c.speech.backends, vec!["system".to_string()]);
+        assert_eq!(c.speech.backends, vec![Backend::System]);
     }
 
     #[test]
@@ -498,10 +543,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("google"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
         let err = parse("[audio]\nvolume = \"loud\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn aue_is_baidus_number() {
+        let c = parse("[speech.baidu]\naue = 3\n").unwrap();
+        assert_eq!(c.speech.baidu.aue, Aue::Mp3);
+        let err = parse("[speech.baidu]\nper = 0\naue = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not 5"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::audio::OUTPUTS;
-use crate::config::{Config, ConfigError, SpeechConfig};
+use crate::config::{Backend, Config, ConfigError, SpeechConfig};
 use crate::ledger::{Ledger, report};
 use crate::paths::Paths;
 use crate::service::Manager;
 use crate::session::store;
-use crate::speech::{BACKENDS, ClipCache, Speech, TtsError, Yuan, announcement};
+use crate::speech::{ClipCache, Speech, TtsError, Yuan, announcement, synthesizer};
 
 /// How long the sound device may take to open and play a moment of silence: a real device
 /// answers in milliseconds, a wedged sound server never.
@@ -310,7 +310,7 @@ fn check_espeak(speech: &SpeechConfig) -> Check {
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .output();
-    let used = speech.backends.iter().any(|b| b == "system");
+    let used = speech.backends.contains(&Backend::System);
     match ran {
         Ok(out) if out.status.success() => {
             let version = String::from_utf8_lossy(&out.stdout);
@@ -354,29 +354,24 @@ fn check_voices(speech: &SpeechConfig) -> Vec<Check> {
     speech
         .backends
         .iter()
-        .map(|name| runtime.block_on(check_voice(speech, name)))
+        .map(|&backend| runtime.block_on(check_voice(speech, backend)))
         .collect()
 }
 
-async fn check_voice(speech: &SpeechConfig, name: &str) -> Check {
-    let label = format!("voice {name}");
-    if name == "baidu" && (speech.baidu.api_key.is_empty() || speech.baidu.secret_key.is_empty()) {
+async fn check_voice(speech: &SpeechConfig, backend: Backend) -> Check {
+    let label = format!("voice {backend}");
+    if backend == Backend::Baidu
+        && (speech.baidu.api_key.is_empty() || speech.baidu.secret_key.is_empty())
+    {
         return Check::fail(
             label,
             "not configured: set api_key/secret_key",
             "put the keys of a Baidu AI speech application in [speech.baidu], or remove \"baidu\" from speech.backends",
         );
     }
-    let Some((_, make)) = BACKENDS.iter().find(|(n, _)| *n == name) else {
-        return Check::fail(
-            label,
-            "unknown voice",
-            "use \"system\" or \"baidu\" in speech.backends",
-        );
-    };
-    let backend = match make(speech) {
-        Ok(backend) => backend,
-        Err(e) => return Check::fail(label, e.to_string(), voice_fix(name)),
+    let voice = match synthesizer(backend, speech) {
+        Ok(voice) => voice,
+        Err(e) => return Check::fail(label, e.to_string(), voice_fix(backend)),
     };
     let cache_dir = match tempfile::tempdir() {
         Ok(dir) => dir,
@@ -384,31 +379,31 @@ async fn check_voice(speech: &SpeechConfig, name: &str) -> Check {
     };
     let text = announcement(&speech.template, TEST_FEN);
     let chain = Speech::new(
-        vec![backend],
+        vec![voice],
         ClipCache::new(cache_dir.path().to_path_buf(), u64::MAX),
         &speech.template,
     );
     match tokio::time::timeout(VOICE_TIMEOUT, chain.announce(TEST_FEN)).await {
         Ok(Ok(_)) => Check::ok(label, format!("spoke {text:?}")),
         Ok(Err(TtsError::AllFailed { failures, .. })) => {
-            Check::fail(label, failures.join("; "), voice_fix(name))
+            Check::fail(label, failures.join("; "), voice_fix(backend))
         }
-        Ok(Err(e)) => Check::fail(label, e.to_string(), voice_fix(name)),
+        Ok(Err(e)) => Check::fail(label, e.to_string(), voice_fix(backend)),
         Err(_) => Check::fail(
             label,
             format!("no audio within {} s", VOICE_TIMEOUT.as_secs()),
-            voice_fix(name),
+            voice_fix(backend),
         ),
     }
 }
 
-fn voice_fix(name: &str) -> &'static str {
-    match name {
-        "baidu" => {
+fn voice_fix(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Baidu => {
             "check api_key/secret_key and that this computer reaches aip.baidubce.com; \
              meanwhile the next voice in speech.backends speaks"
         }
-        _ => {
+        Backend::System => {
             "install the speech program (Linux: `sudo apt install espeak-ng`), and check that \
              speech.system.voice speaks Chinese (`espeak-ng --voices=cmn`)"
         }
@@ -468,10 +463,10 @@ mod tests {
     #[tokio::test]
     async fn baidu_without_keys_is_not_configured() {
         let speech = SpeechConfig {
-            backends: vec!["baidu".into()],
+            backends: vec![Backend::Baidu],
             ..SpeechConfig::default()
         };
-        let check = check_voice(&speech, "baidu").await;
+        let check = check_voice(&speech, Backend::Baidu).await;
         assert_eq!(check.status, Status::Fail);
         assert!(check.detail.contains("not configured"), "{check}");
     }

@@ -424,65 +424,35 @@ json_answer!(
     RetOnly
 );
 
-/// Which WeChat hosts a session talks to, derived from the login redirect's host.
+/// Which WeChat hosts a session talks to, derived from the login redirect's host. Sessions
+/// saved by earlier builds also hold `file` and `login` hosts, which nothing used; serde
+/// skips them when loading.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Hosts {
     /// The host of the redirect: webwxinit, webwxsync, contacts.
     pub web: String,
-    pub file: String,
     /// synccheck's long-poll host.
     pub push: String,
-    pub login: String,
 }
 
 impl Hosts {
     /// First substring of the redirect host that matches wins (order matters).
     pub fn for_redirect_host(host: &str) -> Hosts {
-        const TABLE: &[(&str, &str, &str, &str)] = &[
-            (
-                "wx2.qq.com",
-                "file.wx2.qq.com",
-                "webpush.wx2.qq.com",
-                "login.wx2.qq.com",
-            ),
-            (
-                "wx8.qq.com",
-                "file.wx8.qq.com",
-                "webpush.wx8.qq.com",
-                "login.wx8.qq.com",
-            ),
-            (
-                "qq.com",
-                "file.wx.qq.com",
-                "webpush.wx.qq.com",
-                "login.wx.qq.com",
-            ),
-            (
-                "web2.wechat.com",
-                "file.web2.wechat.com",
-                "webpush.web2.wechat.com",
-                "login.web2.wechat.com",
-            ),
-            (
-                "wechat.com",
-                "file.web.wechat.com",
-                "webpush.web.wechat.com",
-                "login.web.wechat.com",
-            ),
+        const TABLE: &[(&str, &str)] = &[
+            ("wx2.qq.com", "webpush.wx2.qq.com"),
+            ("wx8.qq.com", "webpush.wx8.qq.com"),
+            ("qq.com", "webpush.wx.qq.com"),
+            ("web2.wechat.com", "webpush.web2.wechat.com"),
+            ("wechat.com", "webpush.web.wechat.com"),
         ];
-        let (file, push, login) = TABLE
+        let push = TABLE
             .iter()
-            .find(|(needle, ..)| host.contains(needle))
-            .map(|(_, f, p, l)| (f.to_string(), p.to_string(), l.to_string()))
-            .unwrap_or_else(|| {
-                // An unknown host (or the simulator): everything on that host.
-                (host.to_string(), host.to_string(), host.to_string())
-            });
+            .find(|(needle, _)| host.contains(needle))
+            // An unknown host (or the simulator): everything on that host.
+            .map_or(host, |(_, push)| push);
         Hosts {
             web: host.to_string(),
-            file,
-            push,
-            login,
+            push: push.to_string(),
         }
     }
 }
@@ -569,10 +539,19 @@ mod tests {
             Hosts::for_redirect_host("wx2.qq.com").push,
             "webpush.wx2.qq.com"
         );
-        assert_eq!(Hosts::for_redirect_host("wx.qq.com").file, "file.wx.qq.com");
         assert_eq!(
-            Hosts::for_redirect_host("web.wechat.com").login,
-            "login.web.wechat.com"
+            Hosts::for_redirect_host("web.wechat.com").push,
+            "webpush.web.wechat.com"
+        );
+        assert_eq!(Hosts::for_redirect_host("127.0.0.1:9").push, "127.0.0.1:9");
+    }
+
+    #[test]
+    fn hosts_saved_with_file_and_login_still_load() {
+        let saved = r#"{"web":"wx.qq.com","file":"file.wx.qq.com","push":"webpush.wx.qq.com","login":"login.wx.qq.com"}"#;
+        assert_eq!(
+            serde_json::from_str::<Hosts>(saved).unwrap(),
+            Hosts::for_redirect_host("wx.qq.com")
         );
     }
 

@@ -21,7 +21,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::paths;
 use crate::payment::{Payment, PaymentKind};
@@ -309,17 +309,6 @@ impl Ledger {
             ),
             params![from_unix, to_unix],
         )
-    }
-
-    /// Whether a payment with this `msg_id` is recorded.
-    pub fn contains(&self, msg_id: &str) -> Result<bool, LedgerError> {
-        self.conn
-            .query_row("SELECT 1 FROM payments WHERE msg_id = ?1", [msg_id], |_| {
-                Ok(())
-            })
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(self.sql("looking up a payment"))
     }
 
     fn query(

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::{Audio, AudioFormat, SynthFuture, Synthesizer, TtsError};
-use crate::config::BaiduConfig;
+use crate::config::{Aue, BaiduConfig};
 
 /// err_no values that mean "get a new token": 502 token check failed (text2audio),
 /// 110 token invalid, 111 token expired (Baidu's platform-wide codes).
@@ -152,7 +152,7 @@ impl BaiduSynthesizer {
             ("pit", c.pit),
             ("vol", c.vol),
             ("per", c.per),
-            ("aue", c.aue),
+            ("aue", c.aue.code()),
         ];
         let mut form: Vec<(&str, String)> = vec![
             ("tex", tex),
@@ -211,10 +211,11 @@ impl BaiduSynthesizer {
             AudioFormat::Mp3
         } else if content_type.contains("wav") {
             AudioFormat::Wav
-        } else if self.config.aue == 3 {
-            AudioFormat::Mp3
         } else {
-            AudioFormat::Wav
+            match self.config.aue {
+                Aue::Mp3 => AudioFormat::Mp3,
+                Aue::Wav => AudioFormat::Wav,
+            }
         }
     }
 
@@ -243,7 +244,11 @@ impl Synthesizer for BaiduSynthesizer {
         let c = &self.config;
         format!(
             "per{}-spd{}-pit{}-vol{}-aue{}",
-            c.per, c.spd, c.pit, c.vol, c.aue
+            c.per,
+            c.spd,
+            c.pit,
+            c.vol,
+            c.aue.code()
         )
     }
 

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use crate::config::SpeechConfig;
+use crate::config::{Backend, SpeechConfig};
 
 pub use baidu::BaiduSynthesizer;
 pub use cache::ClipCache;
@@ -124,17 +124,17 @@ pub enum TtsError {
     AllFailed { text: String, failures: Vec<String> },
 }
 
-/// A constructor in the backend table.
-type MakeSynthesizer = fn(&SpeechConfig) -> Result<Box<dyn Synthesizer>, TtsError>;
-
-/// Every backend paysay knows, by the name used in `speech.backends`. The default list in
-/// the config is `["system"]`, the one that needs no account.
-pub const BACKENDS: &[(&str, MakeSynthesizer)] = &[
-    ("system", |c| {
-        Ok(Box::new(SystemSynthesizer::new(&c.system)))
-    }),
-    ("baidu", |c| Ok(Box::new(BaiduSynthesizer::new(&c.baidu)?))),
-];
+/// The synthesizer for `backend`, configured from its `[speech.*]` section. The default list
+/// in the config is `["system"]`, the one that needs no account.
+pub fn synthesizer(
+    backend: Backend,
+    config: &SpeechConfig,
+) -> Result<Box<dyn Synthesizer>, TtsError> {
+    Ok(match backend {
+        Backend::System => Box::new(SystemSynthesizer::new(&config.system)),
+        Backend::Baidu => Box::new(BaiduSynthesizer::new(&config.baidu)?),
+    })
+}
 
 /// The configured fallback chain with its cache: what the daemon calls to get a clip.
 pub struct Speech {
@@ -148,11 +148,8 @@ impl Speech {
     /// (`Paths::tts_cache_dir()`).
     pub fn from_config(config: &SpeechConfig, cache_dir: PathBuf) -> Result<Speech, TtsError> {
         let mut backends = Vec::new();
-        for name in &config.backends {
-            // Config validation already refused unknown names; skipping keeps this total.
-            if let Some((_, make)) = BACKENDS.iter().find(|(n, _)| n == name) {
-                backends.push(make(config)?);
-            }
+        for &backend in &config.backends {
+            backends.push(synthesizer(backend, config)?);
         }
         let cache = ClipCache::new(cache_dir, config.cache_max_mb.saturating_mul(1024 * 1024));
         Ok(Speech::new(backends, cache, &config.template))
