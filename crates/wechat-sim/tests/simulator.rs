@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use paysay::protocol::{self, LoginPoll, SyncKey};
 use serde_json::{Value, json};
 use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict, WXPAY};
+use wechat_web::{self as protocol, LoginPoll, SyncKey};
 
 const CGI: &str = "/cgi-bin/mmwebwx-bin";
 const DEVICE: &str = "e123456789012345";
