@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paysay::simulator::{Endpoint, SimConfig};
+use wechat_sim::{Endpoint, SimConfig};
 
 use common::{SimServer, arg};
 

@@ -33,9 +33,9 @@ use paysay::audio::{AudioError, AudioOutput, OUTPUTS, Player, Sound};
 use paysay::config::Config;
 use paysay::daemon;
 use paysay::paths::Paths;
-use paysay::simulator::{Endpoint, SimConfig, Simulator};
 use rodio::Source;
 use tokio_util::sync::CancellationToken;
+use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 use common::{SimServer, arg, arg_str, summary_ms};
 

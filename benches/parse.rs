@@ -18,7 +18,7 @@ use paysay::config::{PaymentsConfig, WechatConfig};
 use paysay::payment::Detector;
 use paysay::protocol::{Message, RetOnly, SyncResponse, app_msg_type, msg_type};
 use paysay::session::{Events, Session, SessionFiles};
-use paysay::simulator::{Endpoint, SimConfig, WXPAY, escape_app_content};
+use wechat_sim::{Endpoint, SimConfig, WXPAY, escape_app_content};
 
 use common::{SimServer, arg};
 
@@ -141,7 +141,7 @@ fn webwxsync_body(scratch: &Path, target: usize) -> (String, Session) {
 
 /// One round of a shop's message stream: mostly chat, some money, a forgery, and the
 /// payment account's cards (collections, refunds, receipts, reminders).
-fn put_round(sim: &paysay::simulator::Simulator, wxpay: &str, cards: &[String], round: u64) {
+fn put_round(sim: &wechat_sim::Simulator, wxpay: &str, cards: &[String], round: u64) {
     for i in 0..4 {
         sim.send_text("李四", &format!("老板，今天还有豆浆吗？第{round}-{i}条"));
     }

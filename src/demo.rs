@@ -10,9 +10,9 @@ use crate::audio::PlayerHandle;
 use crate::config::Config;
 use crate::daemon;
 use crate::ledger::{Entry, Ledger};
+use crate::money::Yuan;
 use crate::paths::Paths;
-use crate::simulator::{Endpoint, SimConfig, Simulator};
-use crate::speech::Yuan;
+use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 /// Why the demo did not finish.
 #[derive(Debug, thiserror::Error)]

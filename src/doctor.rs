@@ -10,10 +10,11 @@ use std::time::Duration;
 use crate::audio::OUTPUTS;
 use crate::config::{Backend, Config, ConfigError, SpeechConfig};
 use crate::ledger::{Ledger, report};
+use crate::money::Yuan;
 use crate::paths::Paths;
 use crate::service::Manager;
 use crate::session::store;
-use crate::speech::{ClipCache, Speech, TtsError, Yuan, announcement, synthesizer};
+use crate::speech::{ClipCache, Speech, TtsError, announcement, synthesizer};
 
 /// How long the sound device may take to open and play a moment of silence: a real device
 /// answers in milliseconds, a wedged sound server never.

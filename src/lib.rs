@@ -3,23 +3,29 @@
 //! The data flows one way: `session` (WeChat web, owns cookies and keys) → `protocol`
 //! messages → `payment` (pure detection) → `ledger` (what was detected and announced) →
 //! `speech` (text → audio clip, cached) → `audio` (one thread owns the device). `daemon`
-//! wires the stages together; `simulator` is a second implementation of the server side.
+//! wires the stages together.
+//!
+//! The wire formats live in the `wechat-web` crate (here as [`protocol`]), shared with the
+//! `wechat-sim` crate: the WeChat simulator the tests and `paysay demo` run. The simulator is
+//! a tool beside the daemon, not part of it: only the `demo` feature links it in.
 
 pub mod audio;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod fsutil;
 pub mod ledger;
 pub mod paths;
 pub mod payment;
-pub mod protocol;
 pub mod service;
 pub mod session;
-pub mod simulator;
 pub mod speech;
 pub mod text;
+
+pub use wechat_web as protocol;
+pub use wechat_web::money;
 
 /// An error with its causes ("error sending request: connection refused"): the top-level
 /// messages of reqwest and rodio alone rarely say what to fix.

@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use paysay::audio::{NullOutput, Player};
 use paysay::config::Config;
 use paysay::ledger::{Ledger, report};
+use paysay::money::{Yuan, parse_yuan};
 use paysay::paths::Paths;
-use paysay::speech::{Speech, Yuan, parse_yuan};
+use paysay::speech::Speech;
 use time::{Date, UtcOffset};
 
 /// Speaks WeChat Pay payments out loud at the shop counter.
@@ -31,6 +32,7 @@ enum Command {
     Run,
     /// Hear paysay work without a WeChat account: the real daemon against the built-in
     /// WeChat simulator, which scans its own QR code and delivers a few payments.
+    #[cfg(feature = "demo")]
     Demo {
         /// Go through the whole demo without opening the sound device.
         #[arg(long)]
@@ -166,6 +168,7 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::from)
         }),
+        #[cfg(feature = "demo")]
         Command::Demo { dry_run } => runtime()?.block_on(demo(config, paths, dry_run)),
         Command::Paths => {
             println!("config:  {}", paths.config_file.display());
@@ -342,6 +345,7 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
 }
 
 /// `paysay demo`: the simulator, the daemon, a few customers, and what was heard.
+#[cfg(feature = "demo")]
 async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result<()> {
     if !dry_run && let Err(e) = paysay::audio::probe(std::time::Duration::from_secs(10)) {
         // A newcomer on a machine without a speaker still sees the whole pipeline work.
@@ -369,6 +373,7 @@ async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result
 }
 
 /// The speaker, or a null output that only counts samples (`--dry-run`).
+#[cfg(feature = "demo")]
 fn spawn_player(config: &Config, dry_run: bool) -> anyhow::Result<paysay::audio::PlayerHandle> {
     let player = if dry_run {
         Player::spawn_with(&config.audio, || Box::new(NullOutput::default()))?

@@ -8,9 +8,9 @@ use paysay::config::Config;
 use paysay::daemon::{self, DaemonError};
 use paysay::ledger::Ledger;
 use paysay::paths::Paths;
-use paysay::simulator::{Endpoint, SimConfig, Simulator};
 use paysay::speech::{Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer};
 use tokio_util::sync::CancellationToken;
+use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 /// A voice with a bug: it panics on amounts (the login alert it says fine).
 struct PanickingVoice;

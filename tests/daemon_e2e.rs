@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use paysay::ledger::{Entry, Ledger};
-use paysay::simulator::{Endpoint, SimConfig, Simulator};
+use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -286,6 +286,7 @@ fn make_executable(path: &Path) {
 }
 
 #[test]
+#[cfg(feature = "demo")]
 fn demo_is_heard_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -340,6 +341,7 @@ async fn sighup_reloads_speech_settings_without_a_new_login() {
 }
 
 #[test]
+#[cfg(feature = "demo")]
 fn demo_without_a_sound_device_runs_silently_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -362,14 +364,14 @@ fn ledger_path(root: &Path) -> PathBuf {
 }
 
 /// The requests that carried the payment `msg_id` back from webwxsync.
-fn syncs_delivering(sim: &Simulator, msg_id: &str) -> Vec<paysay::simulator::RecordedRequest> {
+fn syncs_delivering(sim: &Simulator, msg_id: &str) -> Vec<wechat_sim::RecordedRequest> {
     sim.requests_to(Endpoint::Sync)
         .into_iter()
         .filter(|r| r.response.contains(msg_id))
         .collect()
 }
 
-fn sent_sync_key(r: &paysay::simulator::RecordedRequest) -> serde_json::Value {
+fn sent_sync_key(r: &wechat_sim::RecordedRequest) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["SyncKey"].clone()
 }
 

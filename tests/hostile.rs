@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use paysay::config::WechatConfig;
 use paysay::session::{self, Events, SessionEvent, SessionFiles};
-use paysay::simulator::{Endpoint, SimConfig, Simulator};
+use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use paysay::config::WechatConfig;
 use paysay::session::{self, Events, SessionError, SessionEvent, SessionFiles};
-use paysay::simulator::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// `request_timeout_secs` in these tests: a delay longer than this is a timeout.

@@ -6,10 +6,10 @@ use std::time::Duration;
 use paysay::config::WechatConfig;
 use paysay::protocol::msg_type;
 use paysay::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
-use paysay::simulator::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -523,7 +523,7 @@ async fn a_batch_not_recorded_is_asked_for_again_from_the_old_sync_key() {
     let got = running.messages(1).await;
     assert_eq!(got[0].message.msg_id, next);
 
-    let sent_key = |r: &paysay::simulator::RecordedRequest| {
+    let sent_key = |r: &wechat_sim::RecordedRequest| {
         serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["SyncKey"].clone()
     };
     let delivering: Vec<_> = h

@@ -26,13 +26,13 @@ use paysay::daemon;
 use paysay::ledger::{Entry, Ledger};
 use paysay::paths::Paths;
 use paysay::payment::PaymentKind;
-use paysay::simulator::{SimClock, SimConfig, SimStats, Simulator};
 use paysay::speech::{
     Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer, TtsError, announcement,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
+use wechat_sim::{SimClock, SimConfig, SimStats, Simulator};
 
 /// Monday 2024-03-04 00:00 in China (UTC+8).
 const WEEK_START: i64 = 1_709_481_600;

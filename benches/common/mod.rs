@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use paysay::simulator::{SimConfig, Simulator};
+use wechat_sim::{SimConfig, Simulator};
 
 /// `--name value` from the command line; `cargo bench` adds `--bench`, which is ignored.
 pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -12,9 +12,10 @@ use tracing::Instrument;
 use super::SharedLedger;
 use super::unrecorded::Unrecorded;
 use crate::audio::{AudioError, PlayerHandle};
+use crate::money::Yuan;
 use crate::payment::Payment;
 use crate::session::Backoff;
-use crate::speech::{Clip, Speech, TtsError, Yuan};
+use crate::speech::{Clip, Speech, TtsError};
 
 /// Something to say.
 #[derive(Debug, Clone)]

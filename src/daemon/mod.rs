@@ -21,10 +21,11 @@ use unrecorded::{Resolved, Unrecorded};
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Recorded};
+use crate::money::Yuan;
 use crate::paths::Paths;
 use crate::payment::{Detector, Payment};
 use crate::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
-use crate::speech::{Speech, TtsError, Yuan};
+use crate::speech::{Speech, TtsError};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]

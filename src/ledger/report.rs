@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time, UtcOffset};
 
 use super::Entry;
-use crate::speech::Yuan;
+use crate::money::Yuan;
 
 /// The local offset at an instant, `None` where the platform cannot tell.
 pub fn local_offset_at(unix: i64) -> Option<UtcOffset> {

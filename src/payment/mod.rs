@@ -15,16 +15,15 @@
 //! - A transfer counts once, when it is sent to this account (`paysubtype` 1); the
 //!   acceptance (3) and the return (4) of the same `transferid` never count.
 
-mod amount;
 mod card;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use amount::{AmountError, parse_amount_fen};
+pub use crate::money::{AmountError, parse_amount_fen};
 pub use card::CardError;
 
-use amount::scan_amount;
+use crate::money::scan_amount;
 use card::{Card, WcPayInfo, parse_card, unwrap_web_content};
 
 use crate::config::PaymentsConfig;

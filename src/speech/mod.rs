@@ -20,7 +20,7 @@ use crate::config::{Backend, SpeechConfig};
 pub use baidu::BaiduSynthesizer;
 pub use cache::ClipCache;
 pub use system::SystemSynthesizer;
-pub use words::{AmountError, Yuan, amount_words, announcement, parse_yuan};
+pub use words::{amount_words, announcement};
 
 /// Audio bytes a backend produced, in a format the player can decode.
 #[derive(Debug, Clone, PartialEq, Eq)]

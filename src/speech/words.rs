@@ -3,8 +3,6 @@
 //! Money arrives as whole fen (`u64`); nothing here goes through floating point, so 0.1 + 0.2
 //! is never "零点三零零零零零零零零零零零零零零零零零四".
 
-use std::fmt;
-
 const DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
 /// Place words inside a group of four digits, from the ones up.
 const PLACES: [&str; 4] = ["", "十", "百", "千"];
@@ -109,51 +107,6 @@ pub fn announcement(template: &str, fen: u64) -> String {
     template.replace("{amount}", &amount_words(fen))
 }
 
-/// Why an amount typed by the shop owner (`paysay say 12.50`) was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AmountError {
-    #[error("{0:?} is not an amount in yuan: write digits with at most two decimals, like 12.50")]
-    Malformed(String),
-    #[error("{0:?} is too large an amount")]
-    TooLarge(String),
-}
-
-/// Parses an amount in yuan such as `12.50`, `12.5`, `12` or `0.01` into fen, exactly.
-///
-/// Strict on purpose: no sign, no spaces, no exponent, no thousands separators, at most two
-/// decimals, so a typo is refused rather than announced as a different amount.
-pub fn parse_yuan(text: &str) -> Result<u64, AmountError> {
-    let malformed = || AmountError::Malformed(text.to_string());
-    let (whole, decimals) = match text.split_once('.') {
-        Some((w, d)) => (w, d),
-        None => (text, "00"),
-    };
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(whole) || !all_digits(decimals) || decimals.len() > 2 {
-        return Err(malformed());
-    }
-    let too_large = || AmountError::TooLarge(text.to_string());
-    let yuan: u64 = whole.parse().map_err(|_| too_large())?;
-    let mut fen_part: u64 = decimals.parse().map_err(|_| malformed())?;
-    if decimals.len() == 1 {
-        fen_part *= 10;
-    }
-    yuan.checked_mul(100)
-        .and_then(|f| f.checked_add(fen_part))
-        .ok_or_else(too_large)
-}
-
-/// Fen shown as yuan with two decimals (`1250` → `12.50`): the one way money is written,
-/// in the log, on the console and in `paysay ledger`, so they never disagree.
-pub struct Yuan(pub u64);
-
-impl fmt::Display for Yuan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `pad` so that width and alignment (`{:>10}`) work in tables.
-        f.pad(&format!("{}.{:02}", self.0 / 100, self.0 % 100))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +173,13 @@ mod tests {
         let wrong: Vec<String> = TABLE
             .iter()
             .filter(|(fen, want)| amount_words(*fen) != *want)
-            .map(|(fen, want)| format!("{} → {} (want {want})", Yuan(*fen), amount_words(*fen)))
+            .map(|(fen, want)| {
+                format!(
+                    "{} → {} (want {want})",
+                    wechat_web::money::Yuan(*fen),
+                    amount_words(*fen)
+                )
+            })
             .collect();
         assert!(wrong.is_empty(), "wrong readings:\n{}", wrong.join("\n"));
     }
@@ -232,38 +191,6 @@ mod tests {
             "微信收款十二点五元"
         );
         assert_eq!(announcement("收到{amount}元，谢谢", 100), "收到一元，谢谢");
-    }
-
-    #[test]
-    fn parses_yuan_strictly() {
-        for (text, fen) in [
-            ("12.50", 1250),
-            ("12.5", 1250),
-            ("12", 1200),
-            ("0.01", 1),
-            ("007", 700),
-        ] {
-            assert_eq!(parse_yuan(text), Ok(fen), "{text}");
-        }
-        for text in [
-            "", "12.", ".5", "1.234", "-1", "+1", "1e3", "1,000", " 1", "一", "1.2.3",
-        ] {
-            assert!(
-                matches!(parse_yuan(text), Err(AmountError::Malformed(_))),
-                "{text}"
-            );
-        }
-        assert!(matches!(
-            parse_yuan("999999999999999999999"),
-            Err(AmountError::TooLarge(_))
-        ));
-    }
-
-    #[test]
-    fn yuan_shows_fen_as_the_ledger_does() {
-        assert_eq!(Yuan(1).to_string(), "0.01");
-        assert_eq!(Yuan(123450).to_string(), "1234.50");
-        assert_eq!(format!("{:>7}", Yuan(1250)), "  12.50");
     }
 
     #[test]

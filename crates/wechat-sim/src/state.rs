@@ -19,7 +19,7 @@ use super::clock::Clock;
 use super::contacts::{self, Entry, Kind};
 use super::messages::{self, RunningTotal};
 use super::{Endpoint, Fault, RecordedRequest, SimConfig, ids};
-use crate::protocol::{Contact, KeyVal, Message, SyncKey};
+use wechat_web::{Contact, KeyVal, Message, SyncKey};
 
 /// The most requests kept for `requests()`, so a long demo does not grow without bound.
 const MAX_RECORDED: usize = 10_000;
@@ -371,7 +371,7 @@ impl World {
         old.log
             .into_iter()
             .skip(old.acked)
-            .filter(|e| e.msg.msg_type != crate::protocol::msg_type::STATUS_NOTIFY)
+            .filter(|e| e.msg.msg_type != wechat_web::msg_type::STATUS_NOTIFY)
             .collect()
     }
 

@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use super::ids;
-use crate::protocol::{Message, app_msg_type, msg_type};
+use wechat_web::money::Yuan;
+use wechat_web::{Message, app_msg_type, msg_type};
 
 /// Escapes an app message's XML as the web server does: `&`, `<`, `>` become entities and
 /// every newline becomes a literal `<br/>` (inside CDATA too). Quotes stay as they are.
@@ -15,11 +16,6 @@ pub fn escape_app_content(xml: &str) -> String {
         .replace('>', "&gt;")
         .replace("\r\n", "<br/>")
         .replace('\n', "<br/>")
-}
-
-/// `123` fen → `"1.23"`.
-pub fn yuan(fen: u64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
 }
 
 /// A fresh envelope with a new 19-digit id; sender and receiver are filled in at delivery,
@@ -70,8 +66,8 @@ pub struct RunningTotal {
 /// A 微信支付 collection notice (AppMsgType 5), laid out like the captured cards: title,
 /// `des` lines, and the `template_detail` topline 收款金额 with the amount.
 pub fn collection_notice(amount_fen: u64, today: RunningTotal, now: i64) -> Message {
-    let amount = yuan(amount_fen);
-    let total = yuan(today.total_fen);
+    let amount = Yuan(amount_fen).to_string();
+    let total = Yuan(today.total_fen).to_string();
     let nth = today.count;
     let openid = format!("{}=", ids::data_ticket());
     let url =
@@ -108,8 +104,8 @@ fn collection_xml(
 /// A 微信收款助手 clerk copy of the shop owner's collection (`[店员消息]收款到账…元`), laid
 /// out like `cashier-assistant-clerk-2019.xml` with the web's `<br/>` separators.
 pub fn clerk_notice(amount_fen: u64, today: RunningTotal, now: i64) -> Message {
-    let amount = yuan(amount_fen);
-    let total = yuan(today.total_fen);
+    let amount = Yuan(amount_fen).to_string();
+    let total = Yuan(today.total_fen).to_string();
     let nth = today.count;
     let title = format!("[店员消息]收款到账{amount}元");
     let des = format!(
@@ -126,7 +122,7 @@ pub fn clerk_notice(amount_fen: u64, today: RunningTotal, now: i64) -> Message {
 
 /// A transfer (AppMsgType 2000) as the payer's message: paysubtype 1, amount in `feedesc`.
 pub fn transfer(amount_fen: u64, now: i64) -> Message {
-    let amount = yuan(amount_fen);
+    let amount = Yuan(amount_fen).to_string();
     let upgrade = "https://support.weixin.qq.com/cgi-bin/mmsupport-bin/readtemplate?t=page/common_page__upgrade&text=text001&btn_text=btn_text_0";
     let xml = format!(
         "<msg><appmsg appid=\"\" sdkver=\"\"><title><![CDATA[微信转账]]></title><des><![CDATA[收到转账{amount}元。如需收钱，请点此升级至最新版本]]></des><action></action><type>2000</type><content><![CDATA[]]></content><url><![CDATA[{upgrade}]]></url><thumburl><![CDATA[{upgrade}]]></thumburl><lowurl></lowurl><extinfo></extinfo><wcpayinfo><paysubtype>1</paysubtype><feedesc><![CDATA[￥{amount}]]></feedesc><transcationid><![CDATA[{tx}]]></transcationid><transferid><![CDATA[{tr}]]></transferid><invalidtime><![CDATA[{invalid}]]></invalidtime><begintransfertime><![CDATA[{now}]]></begintransfertime><effectivedate><![CDATA[1]]></effectivedate><pay_memo><![CDATA[]]></pay_memo></wcpayinfo></appmsg></msg>",

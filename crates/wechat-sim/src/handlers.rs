@@ -10,7 +10,7 @@ use super::contacts::contact_json;
 use super::server::{Reply, SimRequest};
 use super::state::{self, LogEntry, QrStatus, Shared, World, wall_clock_now};
 use super::{Endpoint, Verdict, messages};
-use crate::protocol::{APP_ID, BaseResponse, SyncKey};
+use wechat_web::{APP_ID, BaseResponse, SyncKey};
 
 /// Answers one request to `endpoint`.
 pub(crate) async fn handle(shared: &Arc<Shared>, endpoint: Endpoint, req: &SimRequest) -> Reply {

@@ -83,8 +83,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::protocol::{Contact, Message};
 use state::{LogEntry, Shared};
+use wechat_web::{Contact, Message};
 
 pub use chaos::SimStats;
 pub use clock::SimClock;

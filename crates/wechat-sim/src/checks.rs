@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::server::SimRequest;
 use super::state::{Session, World};
-use crate::protocol::BaseRequest;
+use wechat_web::BaseRequest;
 
 /// Not logged in / cookies, pass_ticket, Uin or Sid wrong.
 pub const NOT_LOGGED_IN: i64 = 1100;

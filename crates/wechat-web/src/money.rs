@@ -1,7 +1,12 @@
-//! Money as WeChat writes it on cards (`￥1,234.50`, `¥ 8.8`, `100元`), read into integer fen.
+//! Money, in one place: amounts as WeChat writes them on cards (`￥1,234.50`, `¥ 8.8`,
+//! `100元`) and as a shop owner types them (`paysay say 12.50`), read into integer fen, and
+//! fen written back as yuan ([`Yuan`]) for the log, the console, the ledger report and the
+//! simulator's cards, so that none of them disagree.
 //!
 //! Digits are accumulated as integers: going through a float would turn `0.29` into 28 fen
 //! now and then, and the shop owner would hear a wrong amount.
+
+use std::fmt;
 
 /// Why an amount could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -9,8 +14,11 @@ pub enum AmountError {
     /// The text holds no amount at all.
     #[error("no amount in {0:?}")]
     Missing(String),
-    /// Digits are there but not in a shape money is written in (three decimals, `12,50`, …).
-    #[error("{0:?} is not a well-formed sum of money (expected something like ￥1,234.50)")]
+    /// Digits are there but not in a shape money is written in (three decimals, `12,50`,
+    /// `1e5`, …).
+    #[error(
+        "{0:?} is not a well-formed sum of money (digits with at most two decimals, like 12.50 or ￥1,234.50)"
+    )]
     Malformed(String),
     /// More fen than a `u64` holds: not a real payment.
     #[error("{0:?} is too large to be a payment")]
@@ -133,6 +141,44 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
     })
 }
 
+/// Parses an amount in yuan such as `12.50`, `12.5`, `12` or `0.01` into fen, exactly.
+///
+/// Strict on purpose: no sign, no spaces, no exponent, no thousands separators, at most two
+/// decimals, so a typo is refused rather than announced as a different amount.
+pub fn parse_yuan(text: &str) -> Result<u64, AmountError> {
+    let malformed = || AmountError::Malformed(text.to_string());
+    let (whole, decimals) = match text.split_once('.') {
+        Some((w, d)) => (w, d),
+        None => (text, "00"),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(decimals) || decimals.len() > 2 {
+        return Err(malformed());
+    }
+    let too_large = || AmountError::TooLarge(text.to_string());
+    let yuan: u64 = whole.parse().map_err(|_| too_large())?;
+    let mut fen_part: u64 = decimals.parse().map_err(|_| malformed())?;
+    if decimals.len() == 1 {
+        fen_part *= 10;
+    }
+    yuan.checked_mul(100)
+        .and_then(|f| f.checked_add(fen_part))
+        .ok_or_else(too_large)
+}
+
+/// Fen shown as yuan with two decimals (`1250` → `12.50`): the one way money is written,
+/// in the log, on the console, in `paysay ledger` and on the simulator's cards, so they
+/// never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Yuan(pub u64);
+
+impl fmt::Display for Yuan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` so that width and alignment (`{:>10}`) work in tables.
+        f.pad(&format!("{}.{:02}", self.0 / 100, self.0 % 100))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +266,37 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn parses_yuan_strictly() {
+        for (text, fen) in [
+            ("12.50", 1250),
+            ("12.5", 1250),
+            ("12", 1200),
+            ("0.01", 1),
+            ("007", 700),
+        ] {
+            assert_eq!(parse_yuan(text), Ok(fen), "{text}");
+        }
+        for text in [
+            "", "12.", ".5", "1.234", "-1", "+1", "1e3", "1,000", " 1", "一", "1.2.3",
+        ] {
+            assert!(
+                matches!(parse_yuan(text), Err(AmountError::Malformed(_))),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            parse_yuan("999999999999999999999"),
+            Err(AmountError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn yuan_shows_fen_as_the_ledger_does() {
+        assert_eq!(Yuan(1).to_string(), "0.01");
+        assert_eq!(Yuan(123450).to_string(), "1234.50");
+        assert_eq!(format!("{:>7}", Yuan(1250)), "  12.50");
     }
 }

@@ -2,7 +2,7 @@
 //! run; user names are per-login hashes and are drawn anew at every login, as on WeChat, so a
 //! client that remembers a user name across logins breaks here too.
 
-use crate::protocol::Contact;
+use wechat_web::Contact;
 
 use super::ids;
 

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use paysay::protocol::{self, LoginPoll, SyncKey};
-use paysay::simulator::{Endpoint, Fault, SimConfig, Simulator, Verdict, WXPAY};
 use serde_json::{Value, json};
+use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict, WXPAY};
+use wechat_web::{self as protocol, LoginPoll, SyncKey};
 
 const CGI: &str = "/cgi-bin/mmwebwx-bin";
 const DEVICE: &str = "e123456789012345";
@@ -1048,7 +1048,7 @@ async fn a_clerk_notice_comes_from_the_cashier_assistant() {
     let msg = &v["AddMsgList"][0];
     assert_eq!(msg["FileName"], "[店员消息]收款到账0.01元");
     let assistant = sim
-        .contact_by_nickname(paysay::simulator::CASHIER_ASSISTANT)
+        .contact_by_nickname(wechat_sim::CASHIER_ASSISTANT)
         .unwrap();
     assert_eq!(msg["FromUserName"], assistant.user_name.as_str());
     assert_eq!(assistant.verify_flag, 24);

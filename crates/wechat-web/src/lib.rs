@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod money;
+
 /// The application id every web client sends to `jslogin`.
 pub const APP_ID: &str = "wx782c26e4c19acffb";
 
