@@ -77,13 +77,12 @@ async fn a_crashed_announcer_stops_the_daemon_with_an_error_and_keeps_the_paymen
     );
     let player = Player::spawn_with(&config.audio, || Box::new(NullOutput::default())).unwrap();
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with_speech(
-        config,
-        paths.clone(),
-        player,
-        speech,
-        shutdown.clone(),
-    ));
+    let daemon = tokio::spawn(
+        daemon::Daemon::new(config, paths.clone())
+            .player(player)
+            .speech(speech)
+            .run(shutdown.clone()),
+    );
     assert!(
         sim.wait_for_requests(Endpoint::SyncCheck, 1, Duration::from_secs(15))
             .await
