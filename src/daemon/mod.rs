@@ -594,3 +594,41 @@ fn log_message(incoming: &Incoming) {
         "message"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A session that, like the real one, stops on shutdown, but needs a few turns of the
+    /// runtime to do so; `ended` says it got to the end.
+    async fn slow_to_stop(
+        shutdown: CancellationToken,
+        ended: Arc<AtomicBool>,
+    ) -> Result<(), SessionError> {
+        shutdown.cancelled().await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        ended.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_crashed_announcer_leaves_no_session_running() {
+        let shutdown = CancellationToken::new();
+        let ended = Arc::new(AtomicBool::new(false));
+        let mut tasks = Tasks::spawn(slow_to_stop(shutdown.clone(), ended.clone()), async {
+            panic!("an announcer with a bug")
+        });
+        let crash = finished(&mut tasks.announcer).await;
+        assert!(crash.is_err_and(|e| e.is_panic()));
+        shutdown.cancel();
+        tasks.join().await;
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "join returned before the session ended"
+        );
+    }
+}
