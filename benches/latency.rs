@@ -2,7 +2,7 @@
 //! payment to the first audio sample handed to the output device.
 //!
 //! The real pieces run: the simulator (on a runtime of its own), the real session client and
-//! daemon (`run_with_player`, on a runtime built like `paysay run`'s), the ledger on disk
+//! daemon (`Daemon::run`, on a runtime built like `paysay run`'s), the ledger on disk
 //! (`synchronous=FULL`), the speech cache, the audio thread with the chime. The output is
 //! the null output (or, with `--output rodio`, the system device: run it under
 //! `ALSA_CONFIG_PATH=../shared/audio/asound-capture.conf`) wrapped so that the sound's first
@@ -162,7 +162,9 @@ fn start_daemon(
         })
     })
     .expect("the audio thread");
-    daemon::run_with_player(config, paths, player, shutdown)
+    daemon::Daemon::new(config, paths)
+        .player(player)
+        .run(shutdown)
 }
 
 /// Logged in and past the first batch (the status-notify message): the client now sits in

@@ -68,12 +68,11 @@ pub async fn run(
     );
 
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with_player(
-        config,
-        paths.clone(),
-        player,
-        shutdown.clone(),
-    ));
+    let daemon = tokio::spawn(
+        daemon::Daemon::new(config, paths.clone())
+            .player(player)
+            .run(shutdown.clone()),
+    );
     let expected = play_customers(&sim).await;
     let result = wait_until_heard(&paths, expected, &daemon).await;
     shutdown.cancel();

@@ -164,7 +164,8 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor => doctor(&cli),
         Command::Login => runtime()?.block_on(login(&config, &paths)),
         Command::Run => runtime()?.block_on(async {
-            paysay::daemon::run(config, paths, shutdown_on_signal())
+            paysay::daemon::Daemon::new(config, paths)
+                .run(shutdown_on_signal())
                 .await
                 .map_err(anyhow::Error::from)
         }),

@@ -116,13 +116,12 @@ async fn soak(week: Week) {
     };
     let speech = test_speech(&config, &paths, &menu);
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run_with_speech(
-        config,
-        paths.clone(),
-        player,
-        speech,
-        shutdown.clone(),
-    ));
+    let daemon = tokio::spawn(
+        daemon::Daemon::new(config, paths.clone())
+            .player(player)
+            .speech(speech)
+            .run(shutdown.clone()),
+    );
 
     let mut shop = Shop::new(sim.clone(), week, seed, menu);
     shop.play_the_week().await;

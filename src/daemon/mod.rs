@@ -77,37 +77,104 @@ impl SharedLedger {
     }
 }
 
-/// Runs until `shutdown` is cancelled or something a person must fix happens.
-pub async fn run(
+/// The daemon, ready to run: the config and paths it runs with, and the parts a test, the
+/// demo or `--dry-run` may give it instead of the configured ones:
+/// `Daemon::new(config, paths).player(null).run(shutdown).await`.
+pub struct Daemon {
     config: Config,
     paths: Paths,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
-    let player = Player::spawn(&config.audio)?;
-    run_with_player(config, paths, player, shutdown).await
+    player: Option<PlayerHandle>,
+    speech: Option<Speech>,
 }
 
-/// [`run`] with a given audio player (tests and `--dry-run` use a null output).
-pub async fn run_with_player(
-    config: Config,
-    paths: Paths,
-    player: PlayerHandle,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
-    let speech = Speech::from_config(&config.speech, paths.tts_cache_dir())?;
-    run_with_speech(config, paths, player, speech, shutdown).await
+impl Daemon {
+    /// A daemon that plays on `[audio]`'s device and speaks with `[speech]`'s voices.
+    pub fn new(config: Config, paths: Paths) -> Daemon {
+        Daemon {
+            config,
+            paths,
+            player: None,
+            speech: None,
+        }
+    }
+
+    /// Plays through `player` instead (tests and `--dry-run` use a null output).
+    pub fn player(mut self, player: PlayerHandle) -> Daemon {
+        self.player = Some(player);
+        self
+    }
+
+    /// Speaks with `speech` until the first config reload (SIGHUP rebuilds it from the
+    /// config): for soak tests, whose synthesizer writes each amount into the audio so the
+    /// output can tell which payment it played.
+    pub fn speech(mut self, speech: Speech) -> Daemon {
+        self.speech = Some(speech);
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled or something a person must fix happens. Either
+    /// way, `shutdown` is cancelled and every task has ended when this returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
+        let Daemon {
+            config,
+            paths,
+            player,
+            speech,
+        } = self;
+        let player = match player {
+            Some(player) => player,
+            None => Player::spawn(&config.audio)?,
+        };
+        let speech = match speech {
+            Some(speech) => speech,
+            None => Speech::from_config(&config.speech, paths.tts_cache_dir())?,
+        };
+        let ledger = open_ledger(&config, &paths)?;
+        let unrecorded = Unrecorded::default();
+        let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        queue_backlog(&ledger, &queue).await?;
+        let (events, events_rx) = Events::channel();
+        let wechat = config.wechat.clone();
+        let files = SessionFiles::from_paths(&paths);
+        let token = shutdown.clone();
+        let mut tasks = Tasks::spawn(
+            async move { session::run(&wechat, &files, events, token).await },
+            Announcer {
+                speech: speech_rx,
+                player: player.clone(),
+                ledger: ledger.clone(),
+                unrecorded: unrecorded.clone(),
+                queue: queue_rx,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        let mut supervisor = Supervisor {
+            detector: Detector::new(&config.payments),
+            config,
+            paths,
+            ledger,
+            unrecorded,
+            ledger_down: false,
+            queue,
+            speech: speech_tx,
+            player: player.clone(),
+            alerted: false,
+        };
+        let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
+        // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
+        notify::stopping();
+        shutdown.cancel();
+        tasks.join().await;
+        player.shutdown().await;
+        tracing::info!("stopped");
+        result
+    }
 }
 
-/// [`run_with_player`] with a given speech chain until the first config reload (SIGHUP
-/// rebuilds it from the config): for soak tests, whose synthesizer writes each amount
-/// into the audio so the output can tell which payment it played.
-pub async fn run_with_speech(
-    config: Config,
-    paths: Paths,
-    player: PlayerHandle,
-    speech: Speech,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
+/// The state dir, owner-only, and the ledger in it.
+fn open_ledger(config: &Config, paths: &Paths) -> Result<SharedLedger, DaemonError> {
     paths
         .prepare_state_dir()
         .map_err(|source| DaemonError::StateDir {
@@ -116,46 +183,46 @@ pub async fn run_with_speech(
         })?;
     let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
     let ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
-    let ledger = SharedLedger(Arc::new(Mutex::new(ledger)));
-    let unrecorded = Unrecorded::default();
-    let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
-    let (queue, queue_rx) = mpsc::unbounded_channel();
-    queue_backlog(&ledger, &queue).await?;
-    let mut announcer = Some(tokio::spawn(
-        Announcer {
-            speech: speech_rx,
-            player: player.clone(),
-            ledger: ledger.clone(),
-            unrecorded: unrecorded.clone(),
-            queue: queue_rx,
-            shutdown: shutdown.clone(),
+    Ok(SharedLedger(Arc::new(Mutex::new(ledger))))
+}
+
+/// The daemon's two tasks, the WeChat session and the announcer: started together, and
+/// awaited together, so that neither outlives [`Daemon::run`].
+struct Tasks {
+    /// `None` once its end has been seen (a `JoinHandle` yields only once).
+    session: Option<JoinHandle<Result<(), SessionError>>>,
+    announcer: Option<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn spawn(
+        session: impl Future<Output = Result<(), SessionError>> + Send + 'static,
+        announcer: impl Future<Output = ()> + Send + 'static,
+    ) -> Tasks {
+        Tasks {
+            session: Some(tokio::spawn(session)),
+            announcer: Some(tokio::spawn(announcer)),
         }
-        .run(),
-    ));
-    let mut supervisor = Supervisor {
-        detector: Detector::new(&config.payments),
-        config,
-        paths,
-        ledger,
-        unrecorded,
-        ledger_down: false,
-        queue,
-        speech: speech_tx,
-        player: player.clone(),
-        alerted: false,
-    };
-    let result = supervisor.run(shutdown.clone(), &mut announcer).await;
-    // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
-    notify::stopping();
-    shutdown.cancel();
-    if let Some(announcer) = announcer
-        && let Err(e) = announcer.await
-    {
-        tracing::error!(error = %e, "the announcer failed");
     }
-    player.shutdown().await;
-    tracing::info!("stopped");
-    result
+
+    /// After shutdown has been cancelled: waits for whichever task is still running. The
+    /// daemon's result is what ended the supervisor; an error met here is only logged.
+    async fn join(self) {
+        if let Some(session) = self.session {
+            match session.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %crate::text::Escaped(&e), "the WeChat session failed while stopping")
+                }
+                Err(e) => tracing::error!(error = %e, "the WeChat session failed while stopping"),
+            }
+        }
+        if let Some(announcer) = self.announcer
+            && let Err(e) = announcer.await
+        {
+            tracing::error!(error = %e, "the announcer failed while stopping");
+        }
+    }
 }
 
 /// Payments recorded but never heard (a crash, a power cut, a stop mid-sentence) are said
@@ -195,17 +262,13 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// The daemon's loop; its value is the daemon's result.
     async fn run(
         &mut self,
-        shutdown: CancellationToken,
-        announcer: &mut Option<JoinHandle<()>>,
+        mut events: mpsc::UnboundedReceiver<SessionEvent>,
+        tasks: &mut Tasks,
+        shutdown: &CancellationToken,
     ) -> Result<(), DaemonError> {
-        let files = SessionFiles::from_paths(&self.paths);
-        let (events, mut rx) = Events::channel();
-        let wechat = self.config.wechat.clone();
-        let token = shutdown.clone();
-        let mut session =
-            tokio::spawn(async move { session::run(&wechat, &files, events, token).await });
         let mut hangup = Hangup::new();
         let mut watchdog = notify::watchdog_period().map(tokio::time::interval);
         notify::ready("connecting to WeChat");
@@ -214,7 +277,7 @@ impl Supervisor {
                 // The session ends on shutdown, or on an error a person must fix. A crashed
                 // session is an error too: exiting 0 would keep `Restart=on-failure` from
                 // bringing the shop's speaker back.
-                ended = &mut session => {
+                ended = finished(&mut tasks.session) => {
                     return match ended {
                         Ok(r) => r.map_err(DaemonError::from),
                         Err(e) => Err(DaemonError::SessionCrashed(e.to_string())),
@@ -223,15 +286,14 @@ impl Supervisor {
                 // The announcer ends only on shutdown. Ending otherwise (a panic), it would
                 // leave payments recorded but never said until a restart: stop, so the
                 // service restarts paysay and the backlog is said.
-                ended = finished(announcer) => {
-                    *announcer = None;
+                ended = finished(&mut tasks.announcer) => {
                     if !shutdown.is_cancelled() {
                         let why = ended.err().map_or_else(|| "it returned".to_string(), |e| e.to_string());
                         return Err(DaemonError::AnnouncerCrashed(why));
                     }
                 }
                 // Messages, logins, logouts.
-                Some(event) = rx.recv() => self.handle(event).await,
+                Some(event) = events.recv() => self.handle(event).await,
                 // SIGHUP: new speech, volume and payment settings without a new login.
                 _ = hangup.recv() => self.reload(),
                 // systemd's watchdog: the loop is alive.
@@ -469,12 +531,15 @@ impl Supervisor {
     }
 }
 
-/// The announcer's end; never, once it has been seen (a `JoinHandle` yields only once).
-async fn finished(announcer: &mut Option<JoinHandle<()>>) -> Result<(), tokio::task::JoinError> {
-    match announcer {
-        Some(handle) => handle.await,
-        None => std::future::pending().await,
-    }
+/// A task's end; never, once it has been seen.
+async fn finished<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    let Some(handle) = task else {
+        return std::future::pending().await;
+    };
+    let ended = handle.await;
+    // Cancel-safe: a handle that has yielded its task's end is dropped in the same poll.
+    *task = None;
+    ended
 }
 
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
@@ -529,4 +594,42 @@ fn log_message(incoming: &Incoming) {
         preview,
         "message"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A session that, like the real one, stops on shutdown, but needs a few turns of the
+    /// runtime to do so; `ended` says it got to the end.
+    async fn slow_to_stop(
+        shutdown: CancellationToken,
+        ended: Arc<AtomicBool>,
+    ) -> Result<(), SessionError> {
+        shutdown.cancelled().await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        ended.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_crashed_announcer_leaves_no_session_running() {
+        let shutdown = CancellationToken::new();
+        let ended = Arc::new(AtomicBool::new(false));
+        let mut tasks = Tasks::spawn(slow_to_stop(shutdown.clone(), ended.clone()), async {
+            panic!("an announcer with a bug")
+        });
+        let crash = finished(&mut tasks.announcer).await;
+        assert!(crash.is_err_and(|e| e.is_panic()));
+        shutdown.cancel();
+        tasks.join().await;
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "join returned before the session ended"
+        );
+    }
 }
