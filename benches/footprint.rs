@@ -6,6 +6,11 @@
 //!
 //!     cargo bench --bench footprint                    # 60 s
 //!     cargo bench --bench footprint -- --secs 600      # the full run
+//!     cargo bench --bench footprint -- --bin PATH      # another paysay binary (an older
+//!                                                      # build, --no-default-features)
+//!
+//! At the end it prints where the resident memory is, from `/proc/<pid>/smaps`: the
+//! binary's own pages, shared libraries, the heap, and the threads' stacks.
 
 mod common;
 
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use wechat_sim::{Endpoint, SimConfig};
 
-use common::{SimServer, arg};
+use common::{SimServer, arg, arg_str};
 
 fn main() {
     let secs: u64 = arg("--secs", 60);
@@ -34,7 +39,9 @@ fn main() {
         ),
     )
     .expect("the config file");
-    let mut child = spawn_paysay(&config, scratch.path());
+    let bin = arg_str("--bin", env!("CARGO_BIN_EXE_paysay"));
+    println!("binary: {bin} ({} bytes)", std::fs::metadata(&bin).map_or(0, |m| m.len()));
+    let mut child = spawn_paysay(&bin, &config, scratch.path());
     let pid = child.id();
     let logged_in = server.runtime.block_on(server.sim.wait_for_requests(
         Endpoint::Sync,
@@ -85,14 +92,59 @@ fn main() {
         "RSS trend over the run: {:+.1} kB/min",
         rss_slope_kb_per_min(&samples)
     );
+    print_where_rss_is(pid, &bin);
     stop(&mut child);
     report_log(scratch.path());
     server.stop();
 }
 
-fn spawn_paysay(config: &Path, scratch: &Path) -> Child {
+/// Resident memory by kind of mapping, from `/proc/<pid>/smaps`: the binary's own pages
+/// (code and data), shared libraries, the heap (`[heap]` and the anonymous mappings malloc
+/// takes for its per-thread arenas and large blocks), and each thread's stack.
+fn print_where_rss_is(pid: u32, bin: &str) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let bin_name = Path::new(bin).file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut kinds: Vec<(String, u64)> = Vec::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.contains(|c: char| c.is_ascii_hexdigit()) {
+            // A mapping's header: address perms offset dev inode [path].
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            current = match path {
+                "" => "anonymous (malloc arenas, thread stacks)".into(),
+                "[heap]" => "[heap] (the main malloc arena)".into(),
+                "[stack]" => "[stack] (the main thread)".into(),
+                p if bin_name.as_deref().is_some_and(|b| p.ends_with(b)) => {
+                    "the paysay binary".into()
+                }
+                p if p.contains(".so") => format!(
+                    "lib {}",
+                    Path::new(p).file_name().map_or(p.into(), |n| n.to_string_lossy())
+                ),
+                p => p.to_string(),
+            };
+        } else if first == "Rss:" {
+            let kb: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            match kinds.iter_mut().find(|(k, _)| *k == current) {
+                Some((_, total)) => *total += kb,
+                None => kinds.push((current.clone(), kb)),
+            }
+        }
+    }
+    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    println!("where the resident memory is (kB):");
+    for (kind, kb) in kinds.iter().filter(|(_, kb)| *kb >= 64) {
+        println!("  {kb:>7}  {kind}");
+    }
+    let rest: u64 = kinds.iter().filter(|(_, kb)| *kb < 64).map(|(_, kb)| kb).sum();
+    println!("  {rest:>7}  everything else");
+}
+
+fn spawn_paysay(bin: &str, config: &Path, scratch: &Path) -> Child {
     let log = std::fs::File::create(scratch.join("paysay.log")).expect("a log file");
-    Command::new(env!("CARGO_BIN_EXE_paysay"))
+    Command::new(bin)
         .arg("--config")
         .arg(config)
         .arg("run")
