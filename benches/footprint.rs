@@ -40,7 +40,10 @@ fn main() {
     )
     .expect("the config file");
     let bin = arg_str("--bin", env!("CARGO_BIN_EXE_paysay"));
-    println!("binary: {bin} ({} bytes)", std::fs::metadata(&bin).map_or(0, |m| m.len()));
+    println!(
+        "binary: {bin} ({} bytes)",
+        std::fs::metadata(&bin).map_or(0, |m| m.len())
+    );
     let mut child = spawn_paysay(&bin, &config, scratch.path());
     let pid = child.id();
     let logged_in = server.runtime.block_on(server.sim.wait_for_requests(
@@ -103,7 +106,9 @@ fn main() {
 /// takes for its per-thread arenas and large blocks), and each thread's stack.
 fn print_where_rss_is(pid: u32, bin: &str) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let bin_name = Path::new(bin).file_name().map(|n| n.to_string_lossy().into_owned());
+    let bin_name = Path::new(bin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     let mut kinds: Vec<(String, u64)> = Vec::new();
     let mut current = String::new();
     for line in smaps.lines() {
@@ -121,7 +126,9 @@ fn print_where_rss_is(pid: u32, bin: &str) {
                 }
                 p if p.contains(".so") => format!(
                     "lib {}",
-                    Path::new(p).file_name().map_or(p.into(), |n| n.to_string_lossy())
+                    Path::new(p)
+                        .file_name()
+                        .map_or(p.into(), |n| n.to_string_lossy())
                 ),
                 p => p.to_string(),
             };
@@ -138,7 +145,11 @@ fn print_where_rss_is(pid: u32, bin: &str) {
     for (kind, kb) in kinds.iter().filter(|(_, kb)| *kb >= 64) {
         println!("  {kb:>7}  {kind}");
     }
-    let rest: u64 = kinds.iter().filter(|(_, kb)| *kb < 64).map(|(_, kb)| kb).sum();
+    let rest: u64 = kinds
+        .iter()
+        .filter(|(_, kb)| *kb < 64)
+        .map(|(_, kb)| kb)
+        .sum();
     println!("  {rest:>7}  everything else");
 }
 

@@ -15,6 +15,7 @@ pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
+pub mod events;
 pub mod fsutil;
 pub mod ledger;
 pub mod paths;
