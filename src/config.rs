@@ -57,8 +57,16 @@ pub struct WechatConfig {
     pub request_timeout_secs: u64,
     /// First wait before retrying after a network error, in milliseconds; doubles per failure.
     pub min_backoff_ms: u64,
-    /// Longest wait between retries after network errors, in seconds.
+    /// Longest wait between retries after network errors, in seconds; also the longest
+    /// wait between rounds when synccheck keeps announcing messages that never come.
     pub max_backoff_secs: u64,
+    /// Least time between two requests of one kind (synccheck, webwxsync), in
+    /// milliseconds, whatever the server answers: a server that answers at once must not
+    /// make paysay send thousands a second (and get the account flagged).
+    pub min_request_interval_ms: u64,
+    /// Longest wait before logging in again when WeChat keeps ending sessions soon after
+    /// login (each short session in a row doubles the wait), in seconds.
+    pub max_relogin_backoff_secs: u64,
 }
 
 impl Default for WechatConfig {
@@ -71,6 +79,8 @@ impl Default for WechatConfig {
             request_timeout_secs: 30,
             min_backoff_ms: 1000,
             max_backoff_secs: 60,
+            min_request_interval_ms: 300,
+            max_relogin_backoff_secs: 300,
         }
     }
 }
@@ -316,6 +326,34 @@ impl Config {
             // Every wait doubles it: 0 would retry a failing server in a busy loop.
             return Err(invalid("wechat.min_backoff_ms", "must be at least 1"));
         }
+        self.validate_pacing(path)
+    }
+
+    /// The bounds of the `[wechat]` keys that pace requests and logins.
+    fn validate_pacing(&self, path: &Path) -> Result<(), ConfigError> {
+        let bounds = [
+            (
+                "wechat.min_request_interval_ms",
+                self.wechat.min_request_interval_ms,
+                1..=10_000,
+                "must be between 1 and 10000 (milliseconds)",
+            ),
+            (
+                "wechat.max_relogin_backoff_secs",
+                self.wechat.max_relogin_backoff_secs,
+                1..=3_600,
+                "must be between 1 and 3600 (seconds)",
+            ),
+        ];
+        for (key, value, range, problem) in bounds {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key,
+                    problem: problem.to_string(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -369,6 +407,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("wechat.min_backoff_ms"), "{err}");
+    }
+
+    #[test]
+    fn pacing_keys_are_bounded() {
+        for text in [
+            "[wechat]\nmin_request_interval_ms = 0\n",
+            "[wechat]\nmin_request_interval_ms = 10001\n",
+            "[wechat]\nmax_relogin_backoff_secs = 0\n",
+            "[wechat]\nmax_relogin_backoff_secs = 9223372036854775807\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            let key = text.split_once('\n').unwrap().1.split(' ').next().unwrap();
+            assert!(err.contains(key), "{err}");
+        }
+        let c = parse("[wechat]\nmin_request_interval_ms = 10\nmax_relogin_backoff_secs = 1\n")
+            .unwrap();
+        assert_eq!(c.wechat.min_request_interval_ms, 10);
     }
 
     #[test]
