@@ -523,13 +523,20 @@ impl Session {
     /// running: a collection notice from a sender we cannot verify would be dropped as
     /// untrusted, i.e. lost. After that the batch goes on with the senders unknown, so one
     /// broken lookup cannot hold up every message for good.
+    ///
+    /// A logout is different: this round cannot be read again, as the next session starts
+    /// after the position its last page asked from. Its messages go on with the senders
+    /// known; the next synccheck meets the logout.
     async fn look_up(&mut self, unknown: Vec<String>) -> Result<(), SessionError> {
         match self.fetch_unknown(unknown).await {
             Ok(()) => {
                 self.lookup_failures = 0;
                 Ok(())
             }
-            Err(e) if e.kind() == super::ErrorKind::LoggedOut => Err(e),
+            Err(e) if e.kind() == super::ErrorKind::LoggedOut => {
+                tracing::warn!(error = %e, "the session ended during a sender lookup; passing the round's messages on with the senders unknown");
+                Ok(())
+            }
             Err(e) if self.lookup_failures < MAX_LOOKUP_FAILURES => {
                 self.lookup_failures += 1;
                 Err(e)
