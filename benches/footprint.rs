@@ -140,7 +140,7 @@ fn print_where_rss_is(pid: u32, bin: &str) {
             }
         }
     }
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|(_, kb)| std::cmp::Reverse(*kb));
     println!("where the resident memory is (kB):");
     for (kind, kb) in kinds.iter().filter(|(_, kb)| *kb >= 64) {
         println!("  {kb:>7}  {kind}");

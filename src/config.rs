@@ -57,11 +57,19 @@ pub struct WechatConfig {
     pub request_timeout_secs: u64,
     /// First wait before retrying after a network error, in milliseconds; doubles per failure.
     pub min_backoff_ms: u64,
-    /// Longest wait between retries after network errors, in seconds.
+    /// Longest wait between retries after network errors, in seconds; also the longest
+    /// wait between rounds when synccheck keeps announcing messages that never come.
     pub max_backoff_secs: u64,
     /// Accept a plain `http://` `base_url` on a host other than this machine. Off: the
     /// session's cookies, sid and skey would cross the network in clear text.
     pub allow_insecure_http: bool,
+    /// Least time between two requests of one kind (synccheck, webwxsync), in
+    /// milliseconds, whatever the server answers: a server that answers at once must not
+    /// make paysay send thousands a second (and get the account flagged).
+    pub min_request_interval_ms: u64,
+    /// Longest wait before logging in again when WeChat keeps ending sessions soon after
+    /// login (each short session in a row doubles the wait), in seconds.
+    pub max_relogin_backoff_secs: u64,
 }
 
 impl Default for WechatConfig {
@@ -75,6 +83,8 @@ impl Default for WechatConfig {
             min_backoff_ms: 1000,
             max_backoff_secs: 60,
             allow_insecure_http: false,
+            min_request_interval_ms: 300,
+            max_relogin_backoff_secs: 300,
         }
     }
 }
@@ -395,7 +405,7 @@ impl Config {
     /// Every number with a unit the owner can set, with the range that makes sense for it:
     /// a backoff of 2⁶³ ms is a typo, not a wish (the first retry would come in millions of
     /// years), and 0 where a wait doubles would retry a failing server in a busy loop.
-    fn bounds(&self) -> [Bound; 9] {
+    fn bounds(&self) -> [Bound; 11] {
         let (w, s) = (&self.wechat, &self.speech);
         [
             Bound::new(
@@ -419,6 +429,18 @@ impl Config {
             Bound::new(
                 "wechat.max_backoff_secs",
                 w.max_backoff_secs,
+                1..=3600,
+                "seconds",
+            ),
+            Bound::new(
+                "wechat.min_request_interval_ms",
+                w.min_request_interval_ms,
+                1..=10_000,
+                "milliseconds",
+            ),
+            Bound::new(
+                "wechat.max_relogin_backoff_secs",
+                w.max_relogin_backoff_secs,
                 1..=3600,
                 "seconds",
             ),
@@ -660,6 +682,23 @@ mod tests {
             let allowed = format!("{text}allow_insecure_http = true\n");
             assert!(parse(&allowed).is_ok(), "{url} refused though allowed");
         }
+    }
+
+    #[test]
+    fn pacing_keys_are_bounded() {
+        for text in [
+            "[wechat]\nmin_request_interval_ms = 0\n",
+            "[wechat]\nmin_request_interval_ms = 10001\n",
+            "[wechat]\nmax_relogin_backoff_secs = 0\n",
+            "[wechat]\nmax_relogin_backoff_secs = 9223372036854775807\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            let key = text.split_once('\n').unwrap().1.split(' ').next().unwrap();
+            assert!(err.contains(key), "{err}");
+        }
+        let c = parse("[wechat]\nmin_request_interval_ms = 10\nmax_relogin_backoff_secs = 1\n")
+            .unwrap();
+        assert_eq!(c.wechat.min_request_interval_ms, 10);
     }
 
     #[test]

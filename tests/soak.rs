@@ -184,6 +184,12 @@ fn daemon_setup(sim: &Simulator, dir: &Path) -> (Config, Paths) {
     config.wechat.request_timeout_secs = 3;
     config.wechat.min_backoff_ms = 20;
     config.wechat.max_backoff_secs = 1;
+    // A simulated day passes in about a second of real time: paced at the default 300 ms
+    // the client falls behind the shop (a backlog at each nightly logout) and meets too
+    // few requests for the 1% of faults; every session counts as short, so re-logins are
+    // capped low too.
+    config.wechat.min_request_interval_ms = 20;
+    config.wechat.max_relogin_backoff_secs = 1;
     // The words alone, so the recording output counts only the test voice's samples.
     config.audio.chime = false;
     let mut paths = Paths::new(&dir.join("config.toml"), &config)

@@ -3,6 +3,7 @@
 //! the watchdog; shutdown reaches every task through one `CancellationToken`.
 
 mod announcer;
+mod login_alert;
 mod notify;
 mod unrecorded;
 
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use announcer::Announcement;
 use announcer::Announcer;
+use login_alert::LoginAlerts;
 use unrecorded::{Resolved, Unrecorded};
 
 use crate::audio::{AudioError, Player, PlayerHandle};
@@ -160,7 +162,7 @@ impl Daemon {
             queue,
             speech: speech_tx,
             player: player.clone(),
-            alerted: false,
+            login_alerts: LoginAlerts::default(),
         };
         let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
@@ -257,8 +259,8 @@ struct Supervisor {
     queue: mpsc::UnboundedSender<Announcement>,
     speech: watch::Sender<Arc<Speech>>,
     player: PlayerHandle,
-    /// Whether the owner was already told (out loud) that a scan is needed.
-    alerted: bool,
+    /// When the owner was told (out loud) that a scan is needed, and when to tell again.
+    login_alerts: LoginAlerts,
 }
 
 impl Supervisor {
@@ -316,19 +318,19 @@ impl Supervisor {
             }
             SessionEvent::QrCode { path, .. } => {
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
-                if !self.alerted {
-                    self.alerted = true;
+                if self.login_alerts.should_speak(tokio::time::Instant::now()) {
                     let _ = self
                         .queue
                         .send(Announcement::Alert(self.config.speech.login_alert.clone()));
                 }
             }
             SessionEvent::LoggedIn { nick_name, resumed } => {
-                self.alerted = false;
+                self.login_alerts.logged_in(tokio::time::Instant::now());
                 let how = if resumed { "resumed" } else { "logged in" };
                 notify::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
+                self.login_alerts.logged_out(tokio::time::Instant::now());
                 notify::status(&format!(
                     "logged out by WeChat (retcode {retcode}); waiting for a new login"
                 ));

@@ -9,13 +9,14 @@ use serde_json::json;
 
 use super::error::SessionError;
 use super::http::{self, Http, Request};
+use super::pace::{Floor, IdleRounds, Misbehaviour};
 use super::store::{self, SavedSession};
 use super::{Events, Incoming, login, long_poll_timeout, new_device_id, now_ms};
 use crate::config::WechatConfig;
 use crate::now_unix;
 use crate::protocol::{
     self, BaseRequest, BatchContactResponse, Contact, ContactListResponse, InitResponse, SyncKey,
-    SyncResponse,
+    SyncResponse, UnreadableMessage,
 };
 
 const API: &str = "/cgi-bin/mmwebwx-bin";
@@ -23,8 +24,10 @@ const API: &str = "/cgi-bin/mmwebwx-bin";
 const BATCH_CONTACTS: usize = 50;
 /// Rounds in a row whose sender lookup may fail before the batch goes on without it.
 const MAX_LOOKUP_FAILURES: u32 = 3;
-/// A server that keeps answering ContinueFlag would otherwise keep us from synccheck forever.
-const MAX_CONTINUE_ROUNDS: usize = 100;
+/// webwxsync pages read in one round before the messages go to the daemon: a server that
+/// keeps answering ContinueFlag would otherwise hold them back (and us from synccheck)
+/// forever. The rest follows next round.
+const MAX_PAGES_PER_ROUND: usize = 10;
 
 /// A place in the message stream (the SyncKey and SyncCheckKey), from
 /// [`Session::sync_position`].
@@ -44,6 +47,13 @@ pub struct Session {
     saved: Option<SavedSession>,
     /// Sender lookups failed in a row (see `look_up`).
     lookup_failures: u32,
+    /// The least time between two synchecks, and between two webwxsyncs.
+    synccheck_floor: Floor,
+    sync_floor: Floor,
+    /// Rounds that brought nothing although synccheck said something waits.
+    idle: IdleRounds,
+    /// A round ran out of pages with ContinueFlag still set, and that was logged.
+    long_burst_logged: bool,
 }
 
 impl Session {
@@ -94,6 +104,7 @@ impl Session {
     }
 
     fn with_state(http: Http, config: &WechatConfig, state: SavedSession) -> Session {
+        let floor = Duration::from_millis(config.min_request_interval_ms);
         Session {
             http,
             config: config.clone(),
@@ -101,6 +112,10 @@ impl Session {
             contacts: HashMap::new(),
             saved: None,
             lookup_failures: 0,
+            synccheck_floor: Floor::new(floor),
+            sync_floor: Floor::new(floor),
+            idle: IdleRounds::from_config(config),
+            long_burst_logged: false,
         }
     }
 
@@ -313,7 +328,12 @@ impl Session {
     /// Each page read moves the SyncKey past it, so a page must never be dropped: when a
     /// later page fails, the round ends with what was read, and the next round asks for
     /// the rest (or meets the error again, a logout included).
+    ///
+    /// Paced (see `pace`): requests of one kind are `min_request_interval_ms` apart, and
+    /// a round that brings nothing although synccheck said something waits makes the next
+    /// one wait longer, until messages come again.
     pub async fn next_batch(&mut self) -> Result<Vec<Incoming>, SessionError> {
+        self.idle.wait().await;
         let check = self.sync_check().await?;
         if check.selector == 0 {
             return Ok(Vec::new());
@@ -323,7 +343,9 @@ impl Session {
             self.state.sync_check_key.clone(),
         );
         let mut messages = Vec::new();
-        for _ in 0..MAX_CONTINUE_ROUNDS {
+        let mut brought_anything = false;
+        let mut empty_continue = false;
+        for page in 1..=MAX_PAGES_PER_ROUND {
             let response = match self.sync().await {
                 Ok(response) => response,
                 Err(e) if messages.is_empty() => return Err(e),
@@ -332,10 +354,34 @@ impl Session {
                     break;
                 }
             };
+            let brought = brought_something(&response);
+            brought_anything |= brought;
             messages.extend(response.add_msg_list);
             if response.continue_flag == 0 {
+                self.long_burst_logged = false;
                 break;
             }
+            if !brought {
+                // "More is waiting" on a page with nothing on it: the next round asks again.
+                empty_continue = true;
+                break;
+            }
+            if page == MAX_PAGES_PER_ROUND && !self.long_burst_logged {
+                self.long_burst_logged = true;
+                tracing::warn!(
+                    pages = page,
+                    "webwxsync still says more is waiting (ContinueFlag) after {page} pages; passing these on, the rest follows next round"
+                );
+            }
+        }
+        if brought_anything {
+            self.idle.something();
+        } else if empty_continue {
+            self.idle.nothing(Misbehaviour::EmptyContinue);
+        } else {
+            self.idle.nothing(Misbehaviour::EmptyRounds {
+                selector: check.selector,
+            });
         }
         let delivered = self.with_senders(messages).await;
         if delivered.is_err() {
@@ -346,7 +392,8 @@ impl Session {
         delivered
     }
 
-    async fn sync_check(&self) -> Result<protocol::SyncCheck, SessionError> {
+    async fn sync_check(&mut self) -> Result<protocol::SyncCheck, SessionError> {
+        self.synccheck_floor.wait().await;
         let key = if self.state.sync_check_key.is_empty() {
             &self.state.sync_key
         } else {
@@ -392,6 +439,7 @@ impl Session {
     }
 
     async fn sync(&mut self) -> Result<SyncResponse, SessionError> {
+        self.sync_floor.wait().await;
         let reply = self
             .post(
                 "webwxsync",
@@ -408,7 +456,16 @@ impl Session {
                 }),
             )
             .await?;
-        let response: SyncResponse = http::json(&reply)?;
+        let response = match http::json::<SyncResponse>(&reply) {
+            // One entry of the wrong shape must not hold up the stream: read entry by entry.
+            Err(e @ SessionError::Json { .. }) => {
+                SyncResponse::read_leniently(&reply.body).map_err(|_| e)?
+            }
+            other => other?,
+        };
+        for unreadable in &response.unreadable {
+            self.log_unreadable(unreadable);
+        }
         if !response.sync_key.is_empty() {
             self.state.sync_key = response.sync_key.clone();
         }
@@ -422,6 +479,31 @@ impl Session {
             self.contacts.insert(c.user_name.clone(), c.clone());
         }
         Ok(response)
+    }
+
+    /// Says what was skipped. One that may be a payment is an error the owner must act on:
+    /// the money may have arrived without being announced.
+    fn log_unreadable(&self, skipped: &UnreadableMessage) {
+        let from_payment_account = self
+            .contacts
+            .get(&skipped.from_user_name)
+            .is_some_and(is_payment_like_account);
+        let msg_id = skipped.msg_id.as_deref().unwrap_or("-");
+        if skipped.may_be_payment || from_payment_account {
+            tracing::error!(
+                msg_id = ?msg_id,
+                error = %skipped.error,
+                excerpt = ?skipped.excerpt,
+                "skipped a message that cannot be read and may be a payment: check the phone for a payment that was not announced"
+            );
+        } else {
+            tracing::warn!(
+                msg_id = ?msg_id,
+                error = %skipped.error,
+                excerpt = ?skipped.excerpt,
+                "skipped a message that cannot be read"
+            );
+        }
     }
 
     /// Attaches each message's sender record, fetching the ones we do not know.
@@ -459,13 +541,20 @@ impl Session {
     /// running: a collection notice from a sender we cannot verify would be dropped as
     /// untrusted, i.e. lost. After that the batch goes on with the senders unknown, so one
     /// broken lookup cannot hold up every message for good.
+    ///
+    /// A logout is different: this round cannot be read again, as the next session starts
+    /// after the position its last page asked from. Its messages go on with the senders
+    /// known; the next synccheck meets the logout.
     async fn look_up(&mut self, unknown: Vec<String>) -> Result<(), SessionError> {
         match self.fetch_unknown(unknown).await {
             Ok(()) => {
                 self.lookup_failures = 0;
                 Ok(())
             }
-            Err(e) if e.kind() == super::ErrorKind::LoggedOut => Err(e),
+            Err(e) if e.kind() == super::ErrorKind::LoggedOut => {
+                tracing::warn!(error = %e, "the session ended during a sender lookup; passing the round's messages on with the senders unknown");
+                Ok(())
+            }
             Err(e) if self.lookup_failures < MAX_LOOKUP_FAILURES => {
                 self.lookup_failures += 1;
                 Err(e)
@@ -563,4 +652,20 @@ fn state_after_login(creds: login::Credentials) -> Result<SavedSession, SessionE
         nick_name: String::new(),
         saved_at: 0,
     })
+}
+
+/// Whether a page brought anything at all: messages (read or not) or contact changes.
+fn brought_something(page: &SyncResponse) -> bool {
+    !page.add_msg_list.is_empty()
+        || !page.unreadable.is_empty()
+        || !page.mod_contact_list.is_empty()
+        || page.del_contact_count > 0
+}
+
+/// An official account named like the payment accounts (微信支付, 微信收款助手, 微信商家助手…).
+fn is_payment_like_account(contact: &Contact) -> bool {
+    contact.is_official_account()
+        && ["支付", "收款", "商家"]
+            .iter()
+            .any(|w| contact.nick_name.contains(w))
 }

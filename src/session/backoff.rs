@@ -44,6 +44,11 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+
+    /// The longest wait it gives.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
 }
 
 #[cfg(test)]

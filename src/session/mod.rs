@@ -12,6 +12,7 @@ mod backoff;
 pub mod error;
 mod http;
 mod login;
+mod pace;
 pub mod qr;
 pub mod store;
 
@@ -165,6 +166,10 @@ pub async fn connect(
 /// The session's whole life: connect, sync until the server ends the session, log in
 /// again, and so on until `shutdown`. Returns an error only for what a person must fix
 /// (a refused account, an unwritable state dir).
+///
+/// A session that ended soon after its login makes the next login wait, longer each time
+/// in a row (see [`pace::Relogins`]): a server that ends every session at once must not
+/// drive paysay into logging in several times a second.
 pub async fn run(
     config: &WechatConfig,
     files: &SessionFiles,
@@ -172,8 +177,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::from_config(config);
+    let mut relogins = pace::Relogins::from_config(config);
     let mut previous = None;
+    let mut next_login_at = None;
     loop {
+        if let Some(at) = next_login_at.take() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             r = connect(config, files, &events, previous.clone()) => r,
@@ -187,6 +200,7 @@ pub async fn run(
         };
         backoff.reset();
         previous = Some(session.previous_login());
+        let began = tokio::time::Instant::now();
         let span =
             tracing::info_span!("session", user = %crate::text::Escaped(session.nick_name()));
         let ended = sync_until_logout(session, files, &events, &shutdown, &mut backoff)
@@ -195,15 +209,38 @@ pub async fn run(
         match ended {
             Ended::Shutdown => return Ok(()),
             Ended::LoggedOut { retcode } => {
-                tracing::error!(
-                    retcode,
-                    reason = error::describe_retcode(retcode),
-                    "WeChat ended the session: a new login is needed"
-                );
+                let lived = began.elapsed();
+                let wait = relogins.ended_after(lived, retcode);
+                log_logout(retcode, lived, wait, relogins.in_episode());
                 store::discard(&files.session)?;
                 events.emit(SessionEvent::LoggedOut { retcode });
+                next_login_at = wait.map(|d| tokio::time::Instant::now() + d);
             }
         }
+    }
+}
+
+/// The end of a session, once: within an episode of sessions ended right after login,
+/// the episode's own line has said it (see [`pace::Relogins`]).
+fn log_logout(retcode: i64, lived: Duration, wait: Option<Duration>, in_episode: bool) {
+    let reason = error::describe_retcode(retcode);
+    let lived_secs = lived.as_secs();
+    let next_login_in_ms = wait.map_or(0, |d| d.as_millis() as u64);
+    if in_episode {
+        tracing::debug!(
+            retcode,
+            lived_secs,
+            next_login_in_ms,
+            "WeChat ended the session again"
+        );
+    } else {
+        tracing::error!(
+            retcode,
+            reason,
+            lived_secs,
+            next_login_in_ms,
+            "WeChat ended the session: a new login is needed"
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use super::checks::{self, COOKIES_MISSING, INVALID, NOT_LOGGED_IN};
 use super::contacts::contact_json;
 use super::server::{Reply, SimRequest};
 use super::state::{self, LogEntry, QrStatus, Shared, World, wall_clock_now};
-use super::{Endpoint, Verdict, messages};
+use super::{Endpoint, Misbehaviour, Verdict, messages};
 use wechat_web::{APP_ID, BaseResponse, SyncKey};
 
 /// Answers one request to `endpoint`.
@@ -380,6 +380,7 @@ fn init(w: &mut World, _req: &SimRequest, _body: &Value) -> Result<Value, i64> {
         sender: None,
         extras,
         new_contacts: Vec::new(),
+        raw: None,
     });
     session.log.extend(held);
     session.initialized = true;
@@ -443,6 +444,7 @@ fn sync(w: &mut World, req: &SimRequest, body: &Value) -> Result<Value, i64> {
         .ok_or(INVALID)?;
     let page = w.sync_page_size.max(1);
     let now = w.now();
+    let endless = w.misbehaviour == Misbehaviour::EndlessContinueFlag;
     let session = w.session.as_mut().ok_or(NOT_LOGGED_IN)?;
     if req.query("sid") != Some(session.sid.as_str()) {
         return Err(NOT_LOGGED_IN);
@@ -476,7 +478,7 @@ fn sync(w: &mut World, req: &SimRequest, body: &Value) -> Result<Value, i64> {
         "ModChatRoomMemberCount": 0,
         "ModChatRoomMemberList": [],
         "Profile": profile(&me),
-        "ContinueFlag": u32::from(more),
+        "ContinueFlag": u32::from(more || endless),
         "SyncKey": next,
         "SKey": skey,
         "SyncCheckKey": next,
@@ -537,6 +539,9 @@ async fn sync_check(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
         Ok(pos) => pos,
         Err(code) => return Reply::js(synccheck_body(code, 0), Verdict::Refused(code)),
     };
+    if let Some(reply) = misbehave_on_synccheck(shared) {
+        return reply;
+    }
     let outcome = shared
         .wait_for(shared.config.long_poll, |w| match &w.session {
             Some(s) if s.ended.is_some() => s.ended.map(Err),
@@ -549,6 +554,22 @@ async fn sync_check(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
         Some(Ok(selector)) => Reply::js(synccheck_body(0, selector), Verdict::Ok),
         Some(Err(code)) => Reply::js(synccheck_body(code, 0), Verdict::Refused(code)),
         None => Reply::js(synccheck_body(0, 0), Verdict::Ok),
+    }
+}
+
+/// What synccheck answers under a [`Misbehaviour`] that concerns it, if one is on.
+fn misbehave_on_synccheck(shared: &Arc<Shared>) -> Option<Reply> {
+    match shared.with(|w| w.misbehaviour) {
+        Misbehaviour::EndlessSelector => Some(Reply::js(synccheck_body(0, 2), Verdict::Ok)),
+        Misbehaviour::InstantLogout(code) => {
+            shared.update(|w| {
+                if let Some(s) = w.session.as_mut() {
+                    s.ended = Some(code);
+                }
+            });
+            Some(Reply::js(synccheck_body(code, 0), Verdict::Refused(code)))
+        }
+        Misbehaviour::None | Misbehaviour::EndlessContinueFlag => None,
     }
 }
 

@@ -54,6 +54,16 @@
 //! [`SimConfig::clock`] with [`Simulator::advance_clock`] gives the messages a simulated
 //! week's times; [`Simulator::stats`] counts what was met.
 //!
+//! # Misbehaviour
+//! Besides one-shot faults, the server can be switched into a persistent misbehaviour
+//! with [`Simulator::set_misbehaviour`] (and back with [`Misbehaviour::None`]), for the
+//! client's pacing: a synccheck that says "new messages" at once whatever waits
+//! ([`Misbehaviour::EndlessSelector`]), a webwxsync whose ContinueFlag never ends
+//! ([`Misbehaviour::EndlessContinueFlag`]), and sessions ended at their first synccheck
+//! ([`Misbehaviour::InstantLogout`]; with `auto_login: Some(Duration::ZERO)` every
+//! re-login is confirmed at once: the storm). [`Simulator::push_raw_message`] puts any
+//! JSON on the stream as an `AddMsgList` entry, to send messages of the wrong shape.
+//!
 //! # Known differences from WeChat
 //! JSON object keys come out in alphabetical order (WeChat starts with `BaseResponse`);
 //! values and layout (one-space indent) match the captures.
@@ -151,6 +161,23 @@ impl SimConfig {
             ..SimConfig::default()
         }
     }
+}
+
+/// A persistent way for the server to misbehave, until switched off with
+/// [`Simulator::set_misbehaviour`]`(Misbehaviour::None)`. What a real server was seen to
+/// do, and what a client must survive without spinning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// As WeChat behaves.
+    #[default]
+    None,
+    /// synccheck answers selector 2 at once, whatever waits; webwxsync answers as usual
+    /// (with nothing, when nothing waits).
+    EndlessSelector,
+    /// webwxsync sets ContinueFlag 1 on every page, the last one included.
+    EndlessContinueFlag,
+    /// Every session ends at its first synccheck, which answers this retcode (e.g. 1101).
+    InstantLogout(i64),
 }
 
 /// The server's endpoints, to aim faults at and to read the request record by.
@@ -369,6 +396,42 @@ impl Simulator {
             .update(|w| deliver_into(w, msg, None, Vec::new()))
     }
 
+    /// Puts any JSON on the stream as an `AddMsgList` entry, served exactly as given: for
+    /// entries of the wrong shape (`"Content": null`, `"MsgType": "x"`, `"MsgId": null`).
+    /// Returns its MsgId, if it has one as a string or a number.
+    pub fn push_raw_message(&self, entry: serde_json::Value) -> Option<String> {
+        let msg_id = match entry.get("MsgId") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let msg = Message {
+            msg_id: msg_id.clone().unwrap_or_default(),
+            msg_type: entry
+                .get("MsgType")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or_default(),
+            ..Message::default()
+        };
+        self.shared.update(|w| {
+            w.deliver(LogEntry {
+                msg,
+                sender: None,
+                extras: Vec::new(),
+                new_contacts: Vec::new(),
+                raw: Some(entry),
+            })
+        });
+        msg_id
+    }
+
+    /// Switches the server into a persistent misbehaviour (see [`Misbehaviour`]), or back
+    /// to normal with [`Misbehaviour::None`].
+    pub fn set_misbehaviour(&self, misbehaviour: Misbehaviour) {
+        self.shared.update(|w| w.misbehaviour = misbehaviour);
+    }
+
     /// A text message from the person with this nickname (a stranger is created if nobody
     /// has it: known only through webwxbatchgetcontact and `ModContactList`).
     pub fn send_text(&self, from: &str, text: &str) -> String {
@@ -576,6 +639,7 @@ fn deliver_into(
         sender,
         extras: Vec::new(),
         new_contacts,
+        raw: None,
     });
     id
 }

@@ -18,7 +18,7 @@ use super::chaos::{Chaos, SimStats};
 use super::clock::Clock;
 use super::contacts::{self, Entry, Kind};
 use super::messages::{self, RunningTotal};
-use super::{Endpoint, Fault, RecordedRequest, SimConfig, ids};
+use super::{Endpoint, Fault, Misbehaviour, RecordedRequest, SimConfig, ids};
 use wechat_web::{Contact, KeyVal, Message, SyncKey};
 
 /// The most requests kept for `requests()`, so a long demo does not grow without bound.
@@ -125,6 +125,11 @@ pub struct LogEntry {
     pub extras: Vec<(&'static str, Value)>,
     /// Address-book entries first seen with this message: sent in `ModContactList`.
     pub new_contacts: Vec<usize>,
+    /// Served exactly as this instead, when set ([`Simulator::push_raw_message`]); `msg`
+    /// then holds only its MsgId and MsgType, for the log's own bookkeeping.
+    ///
+    /// [`Simulator::push_raw_message`]: super::Simulator::push_raw_message
+    pub raw: Option<Value>,
 }
 
 /// The web session: what the ticket handed out, and the message stream.
@@ -224,6 +229,8 @@ pub(crate) struct World {
     pub sync_page_size: usize,
     /// Chats webwxinit lists as recent (from the config).
     pub recent_chats: usize,
+    /// A persistent misbehaviour the tests switched on.
+    pub misbehaviour: Misbehaviour,
 }
 
 impl World {
@@ -254,6 +261,7 @@ impl World {
             daily: Daily::default(),
             sync_page_size: config.sync_page_size,
             recent_chats: config.recent_chats,
+            misbehaviour: Misbehaviour::None,
         }
     }
 
@@ -450,6 +458,9 @@ impl World {
 
     /// The message as served: sender and receiver named with this login's user names.
     pub fn served(&self, entry: &LogEntry) -> Value {
+        if let Some(raw) = &entry.raw {
+            return raw.clone();
+        }
         let mut msg = entry.msg.clone();
         if let Some(sender) = entry.sender.and_then(|i| self.book.get(i)) {
             msg.from_user_name = sender.contact.user_name.clone();
@@ -505,6 +516,7 @@ mod tests {
             sender: None,
             extras: Vec::new(),
             new_contacts: Vec::new(),
+            raw: None,
         }
     }
 

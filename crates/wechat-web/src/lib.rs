@@ -302,35 +302,147 @@ impl Contact {
 }
 
 /// One entry of `AddMsgList`.
+///
+/// Read forgivingly where the meaning is plain (a null string is empty, a number may come
+/// as a string), strictly where a guess could mislead: a message without an id, or whose
+/// MsgType is not a number, cannot be read (see [`UnreadableMessage`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Message {
     #[serde(deserialize_with = "string_or_number")]
     pub msg_id: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub from_user_name: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub to_user_name: String,
+    #[serde(deserialize_with = "code")]
     pub msg_type: u32,
     /// HTML-escaped XML for app messages, with `<br/>` for newlines.
+    #[serde(deserialize_with = "null_as_default")]
     pub content: String,
+    #[serde(deserialize_with = "code_or_null")]
     pub status: u32,
+    #[serde(deserialize_with = "null_as_default")]
     pub create_time: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub file_name: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub url: String,
+    #[serde(deserialize_with = "code_or_null")]
     pub app_msg_type: u32,
+    #[serde(deserialize_with = "null_as_default")]
     pub new_msg_id: u64,
 }
 
+/// A message id: a string, or a number as some replies carry it. Null is no id.
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        N(u64),
-        S(String),
+    struct Id;
+    impl serde::de::Visitor<'_> for Id {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a message id (a string or a number)")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(match Either::deserialize(d)? {
-        Either::N(n) => n.to_string(),
-        Either::S(s) => s,
-    })
+    d.deserialize_any(Id)
+}
+
+/// Null read as the type's empty value: the server sends `null` for fields it has nothing in.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A type code (MsgType): a number, or a number in a string.
+fn code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    d.deserialize_any(Code { null: None })
+}
+
+/// [`code`], with null read as 0 (AppMsgType, Status: 0 is "none").
+fn code_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    d.deserialize_any(Code { null: Some(0) })
+}
+
+/// What [`code`] and [`code_or_null`] accept; `null` is what a JSON null stands for, if
+/// anything.
+struct Code {
+    null: Option<u32>,
+}
+
+impl serde::de::Visitor<'_> for Code {
+    type Value = u32;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a type code (a number, or a number in a string)")
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u32, E> {
+        v.trim()
+            .parse()
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<u32, E> {
+        self.null
+            .ok_or_else(|| E::invalid_type(serde::de::Unexpected::Unit, &self))
+    }
+}
+
+/// An `AddMsgList` entry that could not be read as a [`Message`]: what can still be said
+/// of it, for the log. It is skipped, so that one bad entry does not hold up the rest of
+/// the stream: the SyncKey moves past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableMessage {
+    /// Its MsgId, when that much is readable.
+    pub msg_id: Option<String>,
+    /// Its FromUserName, when readable (else empty).
+    pub from_user_name: String,
+    /// What did not fit.
+    pub error: String,
+    /// The entry as JSON (so control characters come escaped), cut to 200 characters.
+    pub excerpt: String,
+    /// MsgType 49 (app message, as every payment notice is) or words of money in it: the
+    /// owner must look at the phone, as paysay cannot tell.
+    pub may_be_payment: bool,
+}
+
+impl UnreadableMessage {
+    /// Words found in collection notices, transfers and red packets.
+    const MONEY_WORDS: [&'static str; 5] = ["收款", "转账", "红包", "微信支付", "wxpay"];
+
+    fn describe(entry: &serde_json::Value, error: serde_json::Error) -> UnreadableMessage {
+        let text = |key: &str| match entry.get(key) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let json = entry.to_string();
+        let app_message = text("MsgType").is_some_and(|t| t.trim() == "49");
+        UnreadableMessage {
+            msg_id: text("MsgId").filter(|id| !id.is_empty()),
+            from_user_name: text("FromUserName").unwrap_or_default(),
+            error: error.to_string(),
+            may_be_payment: app_message || Self::MONEY_WORDS.iter().any(|w| json.contains(w)),
+            excerpt: excerpt(&json),
+        }
+    }
 }
 
 /// MsgType values (`Message::msg_type`).
@@ -379,12 +491,15 @@ pub struct BatchContactResponse {
     pub contact_list: Vec<Contact>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SyncResponse {
     pub base_response: BaseResponse,
     pub add_msg_count: u32,
     pub add_msg_list: Vec<Message>,
+    /// Entries of `AddMsgList` that could not be read (see [`SyncResponse::read_leniently`]).
+    #[serde(skip)]
+    pub unreadable: Vec<UnreadableMessage>,
     pub mod_contact_count: u32,
     pub mod_contact_list: Vec<Contact>,
     pub del_contact_count: u32,
@@ -393,6 +508,40 @@ pub struct SyncResponse {
     pub sync_check_key: SyncKey,
     #[serde(rename = "SKey")]
     pub skey: String,
+}
+
+impl SyncResponse {
+    /// Reads a reply that did not parse as a whole, entry by entry: the rest of the reply
+    /// (SyncKey, ContinueFlag, contacts) must fit, and each `AddMsgList` entry that does
+    /// not goes to `unreadable`. Slower than the one-pass reading every reply gets first,
+    /// so kept for the replies that need it.
+    pub fn read_leniently(body: &str) -> Result<SyncResponse, serde_json::Error> {
+        let mut whole: serde_json::Value = serde_json::from_str(body)?;
+        // The list is taken out, the rest read as usual, then the entries one by one.
+        let list = whole
+            .get_mut("AddMsgList")
+            .map(|slot| std::mem::replace(slot, serde_json::Value::Array(Vec::new())));
+        let entries = match list {
+            Some(serde_json::Value::Array(entries)) => entries,
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(other) => {
+                return Err(serde::de::Error::custom(format!(
+                    "AddMsgList is not a list: {}",
+                    excerpt(&other.to_string())
+                )));
+            }
+        };
+        let mut response = SyncResponse::deserialize(whole)?;
+        for entry in entries {
+            match Message::deserialize(&entry) {
+                Ok(message) => response.add_msg_list.push(message),
+                Err(e) => response
+                    .unreadable
+                    .push(UnreadableMessage::describe(&entry, e)),
+            }
+        }
+        Ok(response)
+    }
 }
 
 /// Only the field every JSON response shares: for answers whose rest is not read, and to
@@ -555,6 +704,75 @@ mod tests {
             serde_json::from_str::<Hosts>(saved).unwrap(),
             Hosts::for_redirect_host("wx.qq.com")
         );
+    }
+
+    #[test]
+    fn a_message_reads_nulls_as_empty_and_numbers_in_strings() {
+        let m: Message = serde_json::from_str(
+            r#"{"MsgId":12,"MsgType":"49","Content":null,"FromUserName":null,"Status":null,"AppMsgType":"2000","CreateTime":null}"#,
+        )
+        .unwrap();
+        assert_eq!(m.msg_id, "12");
+        assert_eq!(m.msg_type, 49);
+        assert_eq!(m.app_msg_type, 2000);
+        assert_eq!((m.content.as_str(), m.status, m.create_time), ("", 0, 0));
+        for bad in [
+            r#"{"MsgId":null,"MsgType":1}"#,
+            r#"{"MsgId":"1","MsgType":"abc"}"#,
+            r#"{"MsgId":"1","MsgType":null}"#,
+            r#"{"MsgId":"1","MsgType":-1}"#,
+            r#"{"MsgId":"1","MsgType":1,"Content":{"a":1}}"#,
+        ] {
+            assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn sync_body(entries: &str) -> String {
+        format!(
+            r#"{{"BaseResponse":{{"Ret":0,"ErrMsg":""}},"AddMsgCount":3,"AddMsgList":{entries},"ContinueFlag":1,"SyncKey":{{"Count":1,"List":[{{"Key":1,"Val":7}}]}},"SKey":"k"}}"#
+        )
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_set_aside_and_the_rest_of_the_reply_read() {
+        let body = sync_body(
+            r#"[{"MsgId":"a","MsgType":1,"Content":"hi"},
+                {"MsgId":null,"MsgType":49,"Content":"<msg>收款\u001b</msg>","FromUserName":"@pay"},
+                {"MsgId":"c","MsgType":"x","Content":"hello"},
+                7,
+                {"MsgId":"d","MsgType":1,"Content":null}]"#,
+        );
+        assert!(serde_json::from_str::<SyncResponse>(&body).is_err());
+        let r = SyncResponse::read_leniently(&body).unwrap();
+        let ids: Vec<&str> = r.add_msg_list.iter().map(|m| m.msg_id.as_str()).collect();
+        assert_eq!(ids, ["a", "d"]);
+        assert_eq!(r.continue_flag, 1);
+        assert_eq!(r.sync_key.list, [KeyVal { key: 1, val: 7 }]);
+        assert_eq!(r.skey, "k");
+        assert_eq!(r.unreadable.len(), 3);
+        let payment = &r.unreadable[0];
+        assert_eq!(payment.msg_id, None);
+        assert_eq!(payment.from_user_name, "@pay");
+        assert!(payment.may_be_payment);
+        assert!(!payment.excerpt.contains('\u{1b}'), "{:?}", payment.excerpt);
+        assert_eq!(r.unreadable[1].msg_id.as_deref(), Some("c"));
+        assert!(!r.unreadable[1].may_be_payment);
+        assert!(
+            r.unreadable[1].error.contains("type code"),
+            "{}",
+            r.unreadable[1].error
+        );
+    }
+
+    #[test]
+    fn a_reply_whose_own_fields_do_not_fit_is_still_refused() {
+        let bad_key = sync_body("[]").replace(r#""Val":7"#, r#""Val":"x""#);
+        assert!(SyncResponse::read_leniently(&bad_key).is_err());
+        let not_a_list = sync_body(r#"{"MsgId":"a"}"#);
+        assert!(SyncResponse::read_leniently(&not_a_list).is_err());
+        assert!(SyncResponse::read_leniently("<html>").is_err());
+        let none = SyncResponse::read_leniently(&sync_body("null")).unwrap();
+        assert!(none.add_msg_list.is_empty() && none.unreadable.is_empty());
     }
 
     #[test]
