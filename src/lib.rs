@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod events;
 pub mod fsutil;
 pub mod ledger;
+pub mod mqtt;
 pub mod paths;
 pub mod payment;
 pub mod service;
