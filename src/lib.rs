@@ -23,6 +23,7 @@ pub mod paths;
 pub mod payment;
 pub mod service;
 pub mod session;
+pub mod speaker;
 pub mod speech;
 pub mod text;
 

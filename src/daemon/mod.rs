@@ -3,7 +3,7 @@
 //! the watchdog; shutdown reaches every task through one `CancellationToken`.
 
 mod announcer;
-mod notify;
+pub(crate) mod notify;
 mod unrecorded;
 
 use std::path::PathBuf;
