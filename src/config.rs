@@ -37,6 +37,8 @@ pub struct Config {
     pub speech: SpeechConfig,
     pub audio: AudioConfig,
     pub ledger: LedgerConfig,
+    /// `[mqtt]`: absent, no MQTT.
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// `[wechat]`: the web session.
@@ -318,6 +320,122 @@ impl Default for LedgerConfig {
     }
 }
 
+/// `[mqtt]`: payments published to an MQTT broker (for cloud payment speakers and
+/// `paysay speaker` on other counters), and what `paysay speaker` subscribes to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// The broker: `mqtt://host:port` (port 1883 when left out), or `mqtts://host:port`
+    /// (TLS, port 8883 when left out), checked against the web's root certificates.
+    pub url: String,
+    /// Login name, for brokers that want one.
+    pub username: Option<String>,
+    /// Password; only with `username`.
+    pub password: Option<String>,
+    /// Where each payment is published (QoS 1). `<topic>/status` holds `online` or `offline`
+    /// (retained; `offline` is also the daemon's Last Will).
+    pub topic: String,
+    /// The daemon's client id at the broker. Default: `paysay-` and a random suffix, new at
+    /// each start. (`paysay speaker` keeps an id of its own in its ledger, so the broker
+    /// keeps what is published while it reconnects.)
+    pub client_id: Option<String>,
+    /// Seconds a publish may wait for the broker's acknowledgement before it is sent again
+    /// later.
+    pub ack_timeout_secs: u64,
+    /// Seconds between keep-alive pings: how soon a dead connection is noticed.
+    pub keep_alive_secs: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            username: None,
+            password: None,
+            topic: "paysay/payments".into(),
+            client_id: None,
+            ack_timeout_secs: 10,
+            keep_alive_secs: 30,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The broker's address and whether it is TLS, from `url`.
+    pub fn broker(&self) -> Result<Broker, String> {
+        let parsed = url::Url::parse(&self.url)
+            .map_err(|e| format!("is not a URL like mqtt://host:1883: {e}"))?;
+        let tls = match parsed.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            other => {
+                return Err(format!(
+                    "must start with mqtt:// or mqtts://, not {other}://"
+                ));
+            }
+        };
+        let host = match parsed.host() {
+            Some(url::Host::Domain(name)) => name.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err("names no host".into()),
+        };
+        let no_extras = parsed.path().trim_start_matches('/').is_empty()
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none();
+        if !no_extras {
+            return Err(
+                "must be only mqtt://host:port (the login goes in username and password)".into(),
+            );
+        }
+        let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(Broker { host, port, tls })
+    }
+
+    /// `<topic>/status`: `online` or `offline`, retained.
+    pub fn status_topic(&self) -> String {
+        format!("{}/status", self.topic)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.broker().map_err(|p| ("mqtt.url", p))?;
+        // A publish topic holds no wildcard; the broker would drop the connection.
+        if self.topic.is_empty()
+            || self.topic.len() > 256
+            || self.topic.contains(['#', '+'])
+            || self.topic.chars().any(char::is_control)
+        {
+            return Err((
+                "mqtt.topic",
+                "must be 1 to 256 characters without #, + or control characters".into(),
+            ));
+        }
+        if let Some(id) = &self.client_id
+            && (id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err((
+                "mqtt.client_id",
+                "must be 1 to 64 visible ASCII characters".into(),
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(("mqtt.password", "needs mqtt.username".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Where an MQTT broker is, from `[mqtt] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    /// `mqtts://`: TLS with the web's root certificates.
+    pub tls: bool,
+}
+
 impl Config {
     /// Reads `path`; a missing file at the *default* path means "all defaults", while a
     /// missing file named with `--config` is an error (the owner meant that file).
@@ -392,6 +510,10 @@ impl Config {
                 ));
             }
         }
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.validate()
+                .map_err(|(key, problem)| invalid(key, &problem))?;
+        }
         let wechat = &self.wechat;
         if wechat.min_backoff_ms > wechat.max_backoff_secs.saturating_mul(1000) {
             return Err(invalid(
@@ -405,9 +527,9 @@ impl Config {
     /// Every number with a unit the owner can set, with the range that makes sense for it:
     /// a backoff of 2⁶³ ms is a typo, not a wish (the first retry would come in millions of
     /// years), and 0 where a wait doubles would retry a failing server in a busy loop.
-    fn bounds(&self) -> [Bound; 11] {
+    fn bounds(&self) -> Vec<Bound> {
         let (w, s) = (&self.wechat, &self.speech);
-        [
+        let mut bounds = vec![
             Bound::new(
                 "wechat.long_poll_timeout_secs",
                 w.long_poll_timeout_secs,
@@ -474,7 +596,22 @@ impl Config {
                 1..=120_000,
                 "milliseconds",
             ),
-        ]
+        ];
+        if let Some(m) = &self.mqtt {
+            bounds.push(Bound::new(
+                "mqtt.ack_timeout_secs",
+                m.ack_timeout_secs,
+                1..=300,
+                "seconds",
+            ));
+            bounds.push(Bound::new(
+                "mqtt.keep_alive_secs",
+                m.keep_alive_secs,
+                5..=3600,
+                "seconds",
+            ));
+        }
+        bounds
     }
 
     /// A plain-http `base_url` sends the session's cookies, sid and skey in clear text: only
@@ -699,6 +836,61 @@ mod tests {
         let c = parse("[wechat]\nmin_request_interval_ms = 10\nmax_relogin_backoff_secs = 1\n")
             .unwrap();
         assert_eq!(c.wechat.min_request_interval_ms, 10);
+    }
+
+    #[test]
+    fn mqtt_is_off_unless_its_section_is_there() {
+        assert_eq!(parse("").unwrap().mqtt, None);
+        let c = parse("[mqtt]\n").unwrap();
+        let mqtt = c.mqtt.unwrap();
+        assert_eq!(mqtt.topic, "paysay/payments");
+        assert_eq!(mqtt.status_topic(), "paysay/payments/status");
+        let broker = mqtt.broker().unwrap();
+        assert_eq!(
+            (broker.host.as_str(), broker.port, broker.tls),
+            ("127.0.0.1", 1883, false)
+        );
+    }
+
+    #[test]
+    fn mqtt_url_names_a_broker_and_nothing_else() {
+        let broker = |url: &str| {
+            parse(&format!("[mqtt]\nurl = \"{url}\"\n")).map(|c| c.mqtt.unwrap().broker().unwrap())
+        };
+        let b = broker("mqtts://broker.example.com").unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.example.com", 8883, true)
+        );
+        let b = broker("mqtt://[::1]:1884").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 1884));
+        for bad in [
+            "http://broker:1883",
+            "mqtt://",
+            "broker:1883",
+            "mqtt://user:secret@broker:1883",
+            "mqtt://broker:1883/topic",
+        ] {
+            let err = broker(bad).unwrap_err().to_string();
+            assert!(err.contains("mqtt.url"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn mqtt_keys_are_checked() {
+        for (text, key) in [
+            ("topic = \"shop/#\"", "mqtt.topic"),
+            ("topic = \"\"", "mqtt.topic"),
+            ("client_id = \"a b\"", "mqtt.client_id"),
+            ("password = \"x\"", "mqtt.password"),
+            ("ack_timeout_secs = 0", "mqtt.ack_timeout_secs"),
+            ("keep_alive_secs = 86400", "mqtt.keep_alive_secs"),
+        ] {
+            let err = parse(&format!("[mqtt]\n{text}\n")).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let err = parse("[mqtt]\nqos = 2\n").unwrap_err().to_string();
+        assert!(err.contains("qos") && err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::config::{Backend, Config, ConfigError, SpeechConfig};
 use crate::ledger::{Ledger, report};
 use crate::money::Yuan;
 use crate::paths::Paths;
-use crate::service::Manager;
+use crate::service::{Manager, Role};
 use crate::session::store;
 use crate::speech::{ClipCache, Speech, TtsError, announcement, synthesizer};
 
@@ -414,7 +414,7 @@ fn voice_fix(backend: Backend) -> &'static str {
 /// Whether paysay is installed as a service (only the file: asking the manager needs a
 /// user session that a doctor run over ssh may not have).
 fn check_service() -> Check {
-    let Some(file) = Manager::native().and_then(|m| m.service_file().ok()) else {
+    let Some(file) = Manager::native().and_then(|m| m.service_file(Role::Daemon).ok()) else {
         return Check::ok("service", "not available on this system");
     };
     if file.exists() {

@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A second speaker with no WeChat session: says the payments the daemon publishes to
+    /// the `[mqtt]` broker, each once, with this config's speech and audio settings.
+    Speaker {
+        /// Say nothing out loud: announcements go to a null output (for trying it out).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check the configuration file and print where paysay keeps its files.
     Paths,
     /// Say an amount through the speaker, as a payment would: to check the speaker and to
@@ -90,6 +97,10 @@ enum ServiceAction {
         /// Only write the file, and print the commands that would start it.
         #[arg(long)]
         no_start: bool,
+        /// Install `paysay speaker` (a second speaker fed over MQTT) as the service
+        /// `paysay-speaker` instead of the daemon.
+        #[arg(long)]
+        speaker: bool,
     },
     /// Stop and disable the service and remove its file. The session and the ledger stay.
     Uninstall {
@@ -97,6 +108,9 @@ enum ServiceAction {
         /// file (stopping needs the file, so it stays until then).
         #[arg(long)]
         no_stop: bool,
+        /// Remove the `paysay-speaker` service instead of the daemon's.
+        #[arg(long)]
+        speaker: bool,
     },
 }
 
@@ -171,6 +185,19 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
         }),
         #[cfg(feature = "demo")]
         Command::Demo { dry_run } => runtime()?.block_on(demo(config, paths, dry_run)),
+        Command::Speaker { dry_run } => runtime()?.block_on(async {
+            let null = dry_run
+                .then(|| Player::spawn_with(&config.audio, || Box::new(NullOutput::default())))
+                .transpose()?;
+            let mut speaker = paysay::speaker::Speaker::new(config, paths);
+            if let Some(null) = null {
+                speaker = speaker.player(null);
+            }
+            speaker
+                .run(shutdown_on_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Command::Paths => {
             println!("config:  {}", paths.config_file.display());
             println!("state:   {}", paths.state_dir.display());
@@ -210,11 +237,13 @@ fn service(
     paths: &Paths,
     action: ServiceAction,
 ) -> anyhow::Result<()> {
-    use paysay::service::{self as svc, Invocation, Manager, ServiceError};
+    use paysay::service::{self as svc, Invocation, Manager, Role, ServiceError};
     let manager = Manager::native().ok_or(ServiceError::Unsupported)?;
+    let role = |speaker| if speaker { Role::Speaker } else { Role::Daemon };
     match action {
-        ServiceAction::Install { no_start } => {
+        ServiceAction::Install { no_start, speaker } => {
             let invocation = Invocation {
+                role: role(speaker),
                 program: std::env::current_exe().context("finding the paysay binary")?,
                 config: config
                     .map(std::path::absolute)
@@ -229,8 +258,8 @@ fn service(
             }
             print!("{}", installed.explain(!no_start, &paths.qr_png()));
         }
-        ServiceAction::Uninstall { no_stop } => {
-            let done = svc::uninstall(manager, !no_stop)?;
+        ServiceAction::Uninstall { no_stop, speaker } => {
+            let done = svc::uninstall(manager, role(speaker), !no_stop)?;
             print!("{}", done.explain(&paths.state_dir, &paths.ledger_db()));
         }
     }

@@ -22,8 +22,10 @@ fn every_commented_key_parses_when_uncommented() {
     let uncommented: String = EXAMPLE
         .lines()
         .map(|line| match line.strip_prefix('#') {
-            // `#key = value` is a key; `# text` is prose.
+            // `#key = value` is a key, `#[section]` an optional section (`[mqtt]`, off
+            // unless written); `# text` is prose.
             Some(rest) if !rest.starts_with(' ') && rest.contains('=') => rest.to_string(),
+            Some(rest) if rest.starts_with('[') => rest.to_string(),
             _ => line.to_string(),
         })
         .collect::<Vec<_>>()
@@ -43,4 +45,6 @@ fn every_commented_key_parses_when_uncommented() {
         config.speech.system.command.as_deref(),
         Some(Path::new("/usr/bin/espeak-ng"))
     );
+    let mqtt = config.mqtt.expect("[mqtt] uncommented");
+    assert_eq!(mqtt.client_id.as_deref(), Some("paysay-counter-1"));
 }

@@ -235,3 +235,46 @@ fn uninstall_no_stop_keeps_the_file_the_commands_by_hand_need() {
     assert!(stdout.contains(&by_hand), "{stdout}");
     assert!(stdout.contains("Kept paysay's state"), "{stdout}");
 }
+
+#[test]
+fn install_speaker_writes_a_second_unit_beside_the_daemons() {
+    let home = Home::new(Systemctl::Works);
+    assert!(
+        home.paysay(&["service", "install", "--no-start"])
+            .status
+            .success()
+    );
+    let out = home.paysay(&["service", "install", "--speaker"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let speaker = home
+        .root()
+        .join("config/systemd/user/paysay-speaker.service");
+    let unit = std::fs::read_to_string(&speaker).unwrap();
+    let exec_start = format!("\nExecStart={} speaker\n", env!("CARGO_BIN_EXE_paysay"));
+    assert!(unit.contains(&exec_start), "{unit}");
+    assert!(
+        unit.contains("\nType=notify\n") && unit.contains("\nWatchdogSec="),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("ExecReload="),
+        "the speaker has no reload: {unit}"
+    );
+    // The daemon's unit is left as it was.
+    let daemon = std::fs::read_to_string(home.unit_file()).unwrap();
+    assert!(daemon.contains(" run\n"), "{daemon}");
+    assert_eq!(
+        home.systemctl_calls(),
+        "--user daemon-reload\n--user enable paysay-speaker.service\n--user restart paysay-speaker.service\n"
+    );
+    assert!(
+        stdout.contains("journalctl --user -u paysay-speaker -f"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("QR code"), "{stdout}");
+    let out = home.paysay(&["service", "uninstall", "--speaker"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!speaker.exists());
+    assert!(home.unit_file().exists());
+}

@@ -4,7 +4,7 @@
 
 mod announcer;
 mod login_alert;
-mod notify;
+pub(crate) mod notify;
 mod unrecorded;
 
 use std::path::PathBuf;

@@ -82,12 +82,12 @@ impl Manager {
         }
     }
 
-    /// Where this manager looks for the owner's service file.
-    pub fn service_file(self) -> Result<PathBuf, ServiceError> {
+    /// Where this manager looks for the owner's service file of `role`.
+    pub fn service_file(self, role: Role) -> Result<PathBuf, ServiceError> {
         let dirs = base_dirs()?;
         Ok(match self {
-            Manager::Systemd => systemd::service_file(&dirs),
-            Manager::Launchd => launchd::service_file(&dirs),
+            Manager::Systemd => systemd::service_file(&dirs, role),
+            Manager::Launchd => launchd::service_file(&dirs, role),
         })
     }
 
@@ -100,18 +100,18 @@ impl Manager {
     }
 
     /// The commands that load and (re)start the service once its file is in place.
-    fn start_steps(self, file: &Path, uid: u32) -> Vec<Step> {
+    fn start_steps(self, role: Role, file: &Path, uid: u32) -> Vec<Step> {
         match self {
-            Manager::Systemd => systemd::start_steps(),
-            Manager::Launchd => launchd::start_steps(file, uid),
+            Manager::Systemd => systemd::start_steps(role),
+            Manager::Launchd => launchd::start_steps(role, file, uid),
         }
     }
 
     /// The commands that stop the service and keep it from starting again.
-    fn stop_steps(self, uid: u32) -> Vec<Step> {
+    fn stop_steps(self, role: Role, uid: u32) -> Vec<Step> {
         match self {
-            Manager::Systemd => systemd::stop_steps(),
-            Manager::Launchd => launchd::stop_steps(uid),
+            Manager::Systemd => systemd::stop_steps(role),
+            Manager::Launchd => launchd::stop_steps(role, uid),
         }
     }
 
@@ -124,17 +124,46 @@ impl Manager {
     }
 
     /// How to watch the installed service, and what keeps it running.
-    fn advice(self) -> String {
+    fn advice(self, role: Role) -> String {
         match self {
-            Manager::Systemd => systemd::advice(),
-            Manager::Launchd => launchd::advice(),
+            Manager::Systemd => systemd::advice(role),
+            Manager::Launchd => launchd::advice(role),
         }
     }
 }
 
-/// The command line the service runs: `PROGRAM [--config FILE] run`.
+/// Which paysay a service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `paysay run`: the WeChat session and the speaker at the counter.
+    Daemon,
+    /// `paysay speaker`: a second speaker fed over MQTT, beside or instead of the daemon.
+    Speaker,
+}
+
+impl Role {
+    /// The service's name (`systemctl --user status NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Daemon => "paysay",
+            Role::Speaker => "paysay-speaker",
+        }
+    }
+
+    /// The paysay command the service runs.
+    fn command(self) -> &'static str {
+        match self {
+            Role::Daemon => "run",
+            Role::Speaker => "speaker",
+        }
+    }
+}
+
+/// The command line the service runs: `PROGRAM [--config FILE] run` (or `speaker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
+    /// Which paysay runs.
+    pub role: Role,
     /// The paysay binary, absolute.
     pub program: PathBuf,
     /// The config file named with `--config`, absolute; `None` for the default one.
@@ -149,7 +178,7 @@ impl Invocation {
             words.push("--config".into());
             words.push(plain(config)?);
         }
-        words.push("run".into());
+        words.push(self.role.command().into());
         Ok(words)
     }
 }
@@ -328,6 +357,7 @@ fn is_build_output(program: &Path) -> bool {
 #[derive(Debug, Clone)]
 pub struct Installed {
     manager: Manager,
+    role: Role,
     /// The unit or plist written.
     pub file: PathBuf,
     /// The paysay binary the service runs.
@@ -341,11 +371,12 @@ pub struct Installed {
 /// Writes the service file for `invocation` where the platform's manager finds it. Starting
 /// it is a separate step ([`run_steps`] on `start`), so `--no-start` and tests stop here.
 pub fn install_file(manager: Manager, invocation: &Invocation) -> Result<Installed, ServiceError> {
-    let file = manager.service_file()?;
+    let file = manager.service_file(invocation.role)?;
     write_service_file(&file, &manager.service_text(invocation)?)?;
-    let start = manager.start_steps(&file, owner_uid(&file)?);
+    let start = manager.start_steps(invocation.role, &file, owner_uid(&file)?);
     Ok(Installed {
         manager,
+        role: invocation.role,
         program: invocation.program.clone(),
         command_line: invocation.words()?.join(" "),
         file,
@@ -366,9 +397,10 @@ impl Installed {
     /// the log, and how to keep paysay running without anyone logged in.
     pub fn explain(&self, started: bool, qr_png: &Path) -> String {
         let mut text = format!(
-            "Installed the paysay service: {}
+            "Installed the {} service: {}
   it runs: {}
 ",
+            self.role.name(),
             self.file.display(),
             self.command_line
         );
@@ -386,13 +418,19 @@ impl Installed {
         for step in &self.start {
             text.push_str(&format!("    {step}\n"));
         }
-        text.push_str(&format!(
-            "When WeChat asks for a login (first start, then about once a day), paysay says so \
-             out loud and saves the QR code to scan as\n    {}\n\
-             On a computer without a screen, copy that PNG to a phone or laptop and scan it there.\n",
-            qr_png.display()
-        ));
-        text.push_str(&self.manager.advice());
+        match self.role {
+            Role::Daemon => text.push_str(&format!(
+                "When WeChat asks for a login (first start, then about once a day), paysay says so \
+                 out loud and saves the QR code to scan as\n    {}\n\
+                 On a computer without a screen, copy that PNG to a phone or laptop and scan it there.\n",
+                qr_png.display()
+            )),
+            Role::Speaker => text.push_str(
+                "It says each payment the daemon publishes to the [mqtt] broker; \
+                 it needs no WeChat login.\n",
+            ),
+        }
+        text.push_str(&self.manager.advice(self.role));
         text
     }
 }
@@ -412,12 +450,12 @@ pub enum Uninstalled {
 /// how. The file stays until the service is stopped, because disabling needs it: systemd
 /// before v257 refuses to disable a unit whose file is gone ("Unit file … does not exist")
 /// and leaves it enabled.
-pub fn uninstall(manager: Manager, stop: bool) -> Result<Uninstalled, ServiceError> {
-    let file = manager.service_file()?;
+pub fn uninstall(manager: Manager, role: Role, stop: bool) -> Result<Uninstalled, ServiceError> {
+    let file = manager.service_file(role)?;
     if !file.exists() {
         return Ok(Uninstalled::NotInstalled(file));
     }
-    let stop_first = manager.stop_steps(owner_uid(&file)?);
+    let stop_first = manager.stop_steps(role, owner_uid(&file)?);
     let after = manager.forget_steps();
     if !stop {
         let remove = Step::new("rm", &[&file.display().to_string()]);
@@ -480,6 +518,7 @@ mod tests {
     /// A command line with a space in the program's path, for the managers' tests.
     pub(super) fn invocation(config: Option<&str>) -> Invocation {
         Invocation {
+            role: Role::Daemon,
             program: PathBuf::from("/opt/pay say/bin/paysay"),
             config: config.map(PathBuf::from),
         }

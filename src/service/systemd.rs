@@ -5,29 +5,50 @@ use std::path::{Path, PathBuf};
 
 use directories::BaseDirs;
 
-use super::{Invocation, ServiceError, Step};
+use super::{Invocation, Role, ServiceError, Step};
 
 /// The systemd user unit, as shipped; `ExecStart=` is replaced on install.
 const UNIT: &str = include_str!("../../systemd/paysay.service");
-/// The unit's name for `systemctl --user` and `journalctl --user -u`.
-const UNIT_NAME: &str = "paysay.service";
 /// The line of the shipped unit that install replaces.
 const SHIPPED_EXEC_START: &str = "ExecStart=%h/.cargo/bin/paysay run";
+/// The daemon's description, replaced for the speaker.
+const SHIPPED_DESCRIPTION: &str = "Description=paysay: speaks WeChat Pay payments out loud\n";
+/// The daemon reloads on SIGHUP; the speaker has nothing to reload (a restart does it), and
+/// SIGHUP would end it.
+const SHIPPED_RELOAD: &str = "ExecReload=/bin/kill -HUP $MAINPID\n";
+
+/// The unit's name for `systemctl --user` and `journalctl --user -u`.
+fn unit_name(role: Role) -> String {
+    format!("{}.service", role.name())
+}
 
 /// Where the user manager looks for the unit: $XDG_CONFIG_HOME/systemd/user is in its
 /// search path.
-pub(super) fn service_file(dirs: &BaseDirs) -> PathBuf {
-    dirs.config_dir().join("systemd/user").join(UNIT_NAME)
+pub(super) fn service_file(dirs: &BaseDirs, role: Role) -> PathBuf {
+    dirs.config_dir().join("systemd/user").join(unit_name(role))
 }
 
-/// The unit file for `invocation`: the shipped unit with its `ExecStart=` line replaced.
+/// The unit file for `invocation`: the shipped unit with its `ExecStart=` line replaced
+/// (and, for the speaker, its description and reload).
 pub(super) fn unit(invocation: &Invocation) -> Result<String, ServiceError> {
-    if !UNIT.contains(SHIPPED_EXEC_START) {
-        return Err(ServiceError::Template(SHIPPED_EXEC_START));
+    for line in [SHIPPED_EXEC_START, SHIPPED_DESCRIPTION, SHIPPED_RELOAD] {
+        if !UNIT.contains(line) {
+            return Err(ServiceError::Template(line));
+        }
     }
     let words: Vec<String> = invocation.words()?.iter().map(|w| word(w)).collect();
     let exec_start = format!("ExecStart={}", words.join(" "));
-    Ok(UNIT.replacen(SHIPPED_EXEC_START, &exec_start, 1))
+    let unit = UNIT.replacen(SHIPPED_EXEC_START, &exec_start, 1);
+    Ok(match invocation.role {
+        Role::Daemon => unit,
+        Role::Speaker => unit
+            .replacen(
+                SHIPPED_DESCRIPTION,
+                "Description=paysay speaker: says the payments published over MQTT\n",
+                1,
+            )
+            .replacen(SHIPPED_RELOAD, "", 1),
+    })
 }
 
 /// One word of a systemd command line: `%` and `$` would be expanded by systemd, and
@@ -50,19 +71,20 @@ fn word(word: &str) -> String {
 
 /// Loads and (re)starts the unit. `restart` rather than `enable --now`, so that installing
 /// again after an upgrade runs the new binary.
-pub(super) fn start_steps() -> Vec<Step> {
+pub(super) fn start_steps(role: Role) -> Vec<Step> {
+    let name = unit_name(role);
     vec![
         Step::new("systemctl", &["--user", "daemon-reload"]),
-        Step::new("systemctl", &["--user", "enable", UNIT_NAME]),
-        Step::new("systemctl", &["--user", "restart", UNIT_NAME]),
+        Step::new("systemctl", &["--user", "enable", &name]),
+        Step::new("systemctl", &["--user", "restart", &name]),
     ]
 }
 
 /// Stops the unit and keeps it from starting again.
-pub(super) fn stop_steps() -> Vec<Step> {
+pub(super) fn stop_steps(role: Role) -> Vec<Step> {
     vec![Step::new(
         "systemctl",
-        &["--user", "disable", "--now", UNIT_NAME],
+        &["--user", "disable", "--now", &unit_name(role)],
     )]
 }
 
@@ -72,12 +94,16 @@ pub(super) fn forget_steps() -> Vec<Step> {
 }
 
 /// How to watch and steer the service, and how to keep it running after logout.
-pub(super) fn advice() -> String {
-    let mut text = String::from(
-        "Watch the log:  journalctl --user -u paysay -f\n\
-         Status:         systemctl --user status paysay\n\
-         Reload config:  systemctl --user reload paysay\n",
+pub(super) fn advice(role: Role) -> String {
+    let name = role.name();
+    let mut text = format!(
+        "Watch the log:  journalctl --user -u {name} -f\n\
+         Status:         systemctl --user status {name}\n"
     );
+    text.push_str(&match role {
+        Role::Daemon => format!("Reload config:  systemctl --user reload {name}\n"),
+        Role::Speaker => format!("New config:     systemctl --user restart {name}\n"),
+    });
     if linger_enabled() != Some(true) {
         text.push_str(
             "To keep paysay running after you log out, and start it at boot before \
@@ -128,6 +154,20 @@ mod tests {
     }
 
     #[test]
+    fn speaker_unit_runs_the_speaker_without_a_reload() {
+        let mut speaker = invocation(None);
+        speaker.role = Role::Speaker;
+        let unit = unit(&speaker).unwrap();
+        assert!(
+            unit.contains("\nExecStart=\"/opt/pay say/bin/paysay\" speaker\n"),
+            "{unit}"
+        );
+        assert!(!unit.contains("ExecReload="), "{unit}");
+        assert!(unit.contains("Description=paysay speaker"), "{unit}");
+        assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+    }
+
+    #[test]
     fn shipped_unit_keeps_audio_reachable() {
         for forbidden in ["PrivateDevices=yes", "ProtectHome=yes", "PrivateUsers=yes"] {
             assert!(!UNIT.contains(forbidden), "{forbidden}");
@@ -144,7 +184,10 @@ mod tests {
     #[test]
     fn start_ends_with_a_restart() {
         assert_eq!(
-            start_steps().last().map(ToString::to_string).as_deref(),
+            start_steps(Role::Daemon)
+                .last()
+                .map(ToString::to_string)
+                .as_deref(),
             Some("systemctl --user restart paysay.service")
         );
     }
@@ -152,6 +195,7 @@ mod tests {
     #[test]
     fn control_characters_are_refused() {
         let bad = Invocation {
+            role: Role::Daemon,
             program: PathBuf::from("/tmp/a\nExecStartPre=/bin/evil"),
             config: None,
         };

@@ -1,0 +1,477 @@
+//! MQTT: payments published to a broker (the `[mqtt]` sink), for cloud payment speakers and
+//! for `paysay speaker` at other counters, which subscribe to the same topic.
+//!
+//! rumqttc speaks the protocol; what paysay adds is the one thing its client API does not
+//! give: knowing *which* publish the broker acknowledged. [`MqttSink::deliver`] answers `Ok`
+//! only once the broker's PUBACK for that very publish has come, so the outbox's
+//! at-least-once is real rather than fire-and-forget.
+//!
+//! How a PUBACK is matched to its delivery: each connection gets a fresh rumqttc client and
+//! event loop (so no request, packet id or half-sent publish of a dead connection survives
+//! into the next one: the outbox sends those again). Within one connection the event loop
+//! takes publishes off its channel in the order they were handed to it, and reports each as
+//! `Outgoing::Publish(pkid)` as it writes it; a delivery is queued in that same order under
+//! one lock, so the n-th such report is the n-th queued delivery, and the `PubAck(pkid)`
+//! that follows resolves it. A connection that ends drops its queue, and every delivery
+//! still waiting on it fails as [`DeliveryError::Transient`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Broker, MqttConfig};
+use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
+use crate::session::Backoff;
+use crate::text::Escaped;
+
+/// Retained on `<topic>/status` while the daemon is connected.
+pub const ONLINE: &str = "online";
+/// Retained on `<topic>/status` after a clean stop, and the Last Will the broker publishes
+/// when the daemon vanishes (a crash, a power cut, a cut cable).
+pub const OFFLINE: &str = "offline";
+
+/// Requests the client may hold before the event loop takes them: a full channel means the
+/// connection is stuck, and a delivery then fails fast rather than queueing without end.
+const REQUEST_CAPACITY: usize = 64;
+/// First wait before reconnecting; doubles per failed attempt.
+const MIN_RECONNECT: Duration = Duration::from_millis(200);
+/// Longest wait between attempts while the broker is down.
+const MAX_RECONNECT: Duration = Duration::from_secs(30);
+/// How long a clean stop waits for the broker to take `offline`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why an MQTT client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("[mqtt] url {url}: {problem}")]
+    Url { url: String, problem: String },
+    #[error("cannot set up TLS for {url}: {source}")]
+    Tls { url: String, source: rustls::Error },
+}
+
+/// The rumqttc options for `config`'s broker: the address, TLS for `mqtts://`, the login and
+/// the keep-alive. `clean_session` false keeps the broker holding QoS 1 messages for this
+/// client id while it reconnects (the speaker); true makes each connection start afresh.
+pub fn options(
+    config: &MqttConfig,
+    client_id: &str,
+    clean_session: bool,
+) -> Result<MqttOptions, MqttError> {
+    let broker = config.broker().map_err(|problem| MqttError::Url {
+        url: config.url.clone(),
+        problem,
+    })?;
+    let Broker { host, port, tls } = broker;
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
+        .set_clean_session(clean_session)
+        .set_request_channel_capacity(REQUEST_CAPACITY);
+    if tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls_config(&config.url)?,
+        )));
+    }
+    if let Some(username) = &config.username {
+        options.set_credentials(username, config.password.clone().unwrap_or_default());
+    }
+    Ok(options)
+}
+
+/// rustls with ring (the provider reqwest already brings in) and the web's root
+/// certificates, as a browser would check the broker.
+fn tls_config(url: &str) -> Result<Arc<rustls::ClientConfig>, MqttError> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| MqttError::Tls {
+            url: url.to_string(),
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The log of a broker going away and coming back: one warning when it goes (not one per
+/// attempt, which would fill the journal while a broker is down for a night), one line when
+/// it is back.
+#[derive(Debug, Default)]
+pub struct Outage {
+    since: Option<tokio::time::Instant>,
+}
+
+impl Outage {
+    /// The connection failed or could not be made.
+    pub fn failed(&mut self, broker: &str, error: &ConnectionError) {
+        if self.since.is_none() {
+            self.since = Some(tokio::time::Instant::now());
+            tracing::warn!(broker, error = %Escaped(crate::error_chain(error)), "MQTT broker unreachable; reconnecting in the background");
+        } else {
+            tracing::debug!(broker, error = %Escaped(crate::error_chain(error)), "MQTT broker still unreachable");
+        }
+    }
+
+    /// The broker accepted a connection.
+    pub fn connected(&mut self, broker: &str) {
+        match self.since.take() {
+            Some(since) => {
+                tracing::info!(
+                    broker,
+                    down_s = since.elapsed().as_secs(),
+                    "MQTT broker reachable again"
+                )
+            }
+            None => tracing::info!(broker, "connected to the MQTT broker"),
+        }
+    }
+}
+
+/// A fresh random client id, `paysay-` and 12 hex digits: two daemons (or a daemon and its
+/// restart, while the broker still holds the old connection) never push each other off.
+pub fn random_client_id(prefix: &str) -> String {
+    format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Who is waiting for a publish to be acknowledged: a delivery, or nobody (the status).
+type Waiter = Option<oneshot::Sender<()>>;
+
+/// The connection in use, while there is one.
+struct Link {
+    client: AsyncClient,
+    /// Publishes handed to the client and not yet reported written, in hand-over order.
+    queued: VecDeque<Waiter>,
+    /// Written and waiting for their PUBACK, by packet id.
+    unacked: HashMap<u16, Waiter>,
+}
+
+impl Link {
+    /// Hands a QoS 1 publish to the client; the receiver resolves on its PUBACK, and fails
+    /// if the connection ends first.
+    fn publish(
+        &mut self,
+        topic: &str,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<oneshot::Receiver<()>, rumqttc::ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
+        self.queued.push_back(Some(tx));
+        Ok(rx)
+    }
+
+    /// The event loop wrote a publish (or, after an out-of-order acknowledgement, holds it
+    /// back until `pkid` is free: it is then written under the same id).
+    fn written(&mut self, pkid: u16) {
+        if self.unacked.contains_key(&pkid) {
+            return;
+        }
+        match self.queued.pop_front() {
+            Some(waiter) => {
+                self.unacked.insert(pkid, waiter);
+            }
+            None => tracing::warn!(pkid, "MQTT publish written that paysay did not queue"),
+        }
+    }
+
+    /// The broker's PUBACK.
+    fn acked(&mut self, pkid: u16) {
+        if let Some(Some(waiter)) = self.unacked.remove(&pkid) {
+            // The delivery may have timed out meanwhile: then nobody is listening.
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// What the connection task shares with deliveries.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Option<Link>>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Option<Link>> {
+        // The guarded state is a queue of senders: a panic cannot leave it half-updated in
+        // a way that matters more than a lost acknowledgement.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The `[mqtt]` sink: payments published with QoS 1 to `topic`, the payload
+/// [`PaymentEvent::to_mqtt_json`]. Connects and reconnects by itself in a background task,
+/// with `<topic>/status` retained `online` on each connect and `offline` as the Last Will.
+///
+/// Dropping it cuts the connection without a goodbye, so the broker publishes the Last Will;
+/// [`MqttSink::shutdown`] publishes `offline` itself and disconnects cleanly.
+pub struct MqttSink {
+    topic: String,
+    status_topic: String,
+    broker: String,
+    ack_timeout: Duration,
+    shared: Shared,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MqttSink {
+    /// Starts connecting to `config`'s broker in the background (on the current tokio
+    /// runtime); deliveries fail as transient until the broker has accepted the connection.
+    pub fn start(config: &MqttConfig) -> Result<MqttSink, MqttError> {
+        let client_id = config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| random_client_id("paysay"));
+        let mut options = options(config, &client_id, true)?;
+        let status_topic = config.status_topic();
+        options.set_last_will(LastWill::new(
+            &status_topic,
+            OFFLINE,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let shared = Shared::default();
+        let stop = CancellationToken::new();
+        let connection = Connection {
+            options,
+            broker: config.url.clone(),
+            status_topic: status_topic.clone(),
+            shared: shared.clone(),
+        };
+        let task = tokio::spawn(connection.run(stop.clone()));
+        Ok(MqttSink {
+            topic: config.topic.clone(),
+            status_topic,
+            broker: config.url.clone(),
+            ack_timeout: Duration::from_secs(config.ack_timeout_secs),
+            shared,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Whether the broker has accepted the connection in use (for logs and tests).
+    pub fn is_connected(&self) -> bool {
+        self.shared.lock().is_some()
+    }
+
+    /// Publishes retained `offline` (waiting briefly for its PUBACK), disconnects cleanly
+    /// and ends the background task.
+    pub async fn shutdown(&self) {
+        let offline = self
+            .shared
+            .lock()
+            .as_mut()
+            .and_then(|link| link.publish(&self.status_topic, true, OFFLINE.into()).ok());
+        if let Some(acked) = offline {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, acked).await;
+        }
+        if let Some(link) = self.shared.lock().as_ref() {
+            let _ = link.client.try_disconnect();
+        }
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let mut task = task;
+            // The task ends once the DISCONNECT is written; a broker that never reads it
+            // does not hold up paysay's exit.
+            if tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        self.stop.cancel();
+    }
+
+    async fn publish_event(&self, event: &PaymentEvent) -> Result<(), DeliveryError> {
+        let payload = event.to_mqtt_json().to_string().into_bytes();
+        let acked = {
+            let mut link = self.shared.lock();
+            let Some(link) = link.as_mut() else {
+                return Err(DeliveryError::Transient(format!(
+                    "not connected to the MQTT broker {}",
+                    self.broker
+                )));
+            };
+            link.publish(&self.topic, false, payload).map_err(|e| {
+                DeliveryError::Transient(format!("MQTT client cannot take the publish: {e}"))
+            })?
+        };
+        match tokio::time::timeout(self.ack_timeout, acked).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(DeliveryError::Transient(format!(
+                "the connection to {} ended before the broker acknowledged",
+                self.broker
+            ))),
+            Err(_) => Err(DeliveryError::Transient(format!(
+                "{} did not acknowledge within {} s",
+                self.broker,
+                self.ack_timeout.as_secs()
+            ))),
+        }
+    }
+}
+
+impl Sink for MqttSink {
+    fn name(&self) -> &str {
+        "mqtt"
+    }
+
+    fn deliver<'a>(&'a self, event: &'a PaymentEvent) -> DeliveryFuture<'a> {
+        Box::pin(self.publish_event(event))
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        // No DISCONNECT: the broker sees the connection vanish and publishes the Last Will.
+        self.stop.cancel();
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// The background task of an [`MqttSink`]: connects, tracks acknowledgements, reconnects.
+struct Connection {
+    options: MqttOptions,
+    broker: String,
+    status_topic: String,
+    shared: Shared,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// paysay said goodbye (a clean stop).
+    Disconnected,
+    Failed(ConnectionError),
+}
+
+impl Connection {
+    async fn run(self, stop: CancellationToken) {
+        let mut backoff = Backoff::new(MIN_RECONNECT, MAX_RECONNECT);
+        let mut outage = Outage::default();
+        loop {
+            let (client, mut events) = AsyncClient::new(self.options.clone(), REQUEST_CAPACITY);
+            let ended = tokio::select! {
+                _ = stop.cancelled() => return,
+                ended = self.serve(client, &mut events, &mut backoff, &mut outage) => ended,
+            };
+            // Deliveries still waiting on this connection fail now (their senders drop).
+            self.shared.lock().take();
+            match ended {
+                Ended::Disconnected => return,
+                Ended::Failed(e) => outage.failed(&self.broker, &e),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// Polls one connection's event loop until it ends.
+    async fn serve(
+        &self,
+        client: AsyncClient,
+        events: &mut EventLoop,
+        backoff: &mut Backoff,
+        outage: &mut Outage,
+    ) -> Ended {
+        let mut client = Some(client);
+        loop {
+            let event = match events.poll().await {
+                Ok(event) => event,
+                Err(e) => return Ended::Failed(e),
+            };
+            match event {
+                Event::Incoming(Incoming::ConnAck(_)) => {
+                    let Some(client) = client.take() else {
+                        continue;
+                    };
+                    backoff.reset();
+                    outage.connected(&self.broker);
+                    self.online(client);
+                }
+                Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)) => {
+                    if let Some(link) = self.shared.lock().as_mut() {
+                        link.written(pkid);
+                    }
+                }
+                Event::Incoming(Incoming::PubAck(ack)) => {
+                    if let Some(link) = self.shared.lock().as_mut() {
+                        link.acked(ack.pkid);
+                    }
+                }
+                Event::Outgoing(Outgoing::Disconnect) => return Ended::Disconnected,
+                _ => {}
+            }
+        }
+    }
+
+    /// The connection is up: deliveries may use it, and `<topic>/status` says `online`.
+    fn online(&self, client: AsyncClient) {
+        let mut link = Link {
+            client,
+            queued: VecDeque::new(),
+            unacked: HashMap::new(),
+        };
+        if let Err(e) = link.publish(&self.status_topic, true, ONLINE.into()) {
+            tracing::warn!(error = %e, "cannot publish the MQTT online status");
+        }
+        // Nobody waits for the status's acknowledgement.
+        if let Some(waiter) = link.queued.back_mut() {
+            *waiter = None;
+        }
+        *self.shared.lock() = Some(link);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link whose event loop is never polled: `try_publish` only fills its channel.
+    fn link() -> (Link, EventLoop) {
+        let (client, events) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 8);
+        let link = Link {
+            client,
+            queued: VecDeque::new(),
+            unacked: HashMap::new(),
+        };
+        (link, events)
+    }
+
+    #[tokio::test]
+    async fn each_puback_resolves_the_publish_written_under_its_id() {
+        let (mut link, _events) = link();
+        let mut first = link.publish("t", false, b"1".to_vec()).unwrap();
+        let mut second = link.publish("t", false, b"2".to_vec()).unwrap();
+        link.written(7);
+        link.written(8);
+        link.acked(8);
+        assert_eq!(second.try_recv(), Ok(()));
+        assert!(first.try_recv().is_err(), "acked before its PUBACK");
+        // A collision report and the later write of the same id are one publish.
+        link.written(7);
+        link.acked(7);
+        assert_eq!(first.try_recv(), Ok(()));
+        assert!(link.queued.is_empty() && link.unacked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_link_fails_its_waiters() {
+        let (mut link, _events) = link();
+        let waiting = link.publish("t", false, b"1".to_vec()).unwrap();
+        link.written(1);
+        drop(link);
+        assert!(waiting.await.is_err());
+    }
+}

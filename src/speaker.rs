@@ -1,0 +1,612 @@
+//! `paysay speaker`: a second speaker with no WeChat session of its own. It subscribes to
+//! the `[mqtt]` topic the daemon publishes payments to, and says each payment once, with the
+//! same `[speech]` and `[audio]` settings as the daemon. A shop with several counters, or a
+//! chain with a central broker, scales out this way: the broker is the distributed part.
+//!
+//! Each payment is said once: the event's `id` goes into the speaker's own small ledger
+//! (`speaker.sqlite3` in the state dir) before the broker is told the message arrived, and
+//! the message is announced only if its id was new. A redelivery, a second publish of the
+//! same payment or a restart stays silent; a payment received but not yet said when the
+//! speaker stopped is said at the next start. The speaker keeps one client id (stored in
+//! that ledger) with a persistent session, so the broker holds what is published while the
+//! speaker reconnects.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::audio::{AudioError, Player, PlayerHandle};
+use crate::config::Config;
+use crate::daemon::notify;
+use crate::money::{Yuan, parse_yuan};
+use crate::mqtt::{MqttError, Outage};
+use crate::paths::{self, Paths};
+use crate::session::Backoff;
+use crate::speech::{Speech, TtsError};
+use crate::text::Escaped;
+
+/// Requests the MQTT client may hold (subscribes and acknowledgements).
+const REQUEST_CAPACITY: usize = 64;
+/// Longest event id accepted: paysay's are 32 hex digits; a cloud system's may be longer.
+const MAX_ID_LEN: usize = 128;
+
+/// Why the speaker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error(
+        "paysay speaker needs an [mqtt] section in the config: the broker and topic the daemon publishes payments to"
+    )]
+    NoMqtt,
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error("cannot make the state directory {path} owner-only: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Heard(#[from] HeardError),
+    #[error("cannot set up speech: {0}")]
+    Speech(#[from] TtsError),
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+}
+
+/// What went wrong with the speaker's ledger.
+#[derive(Debug, thiserror::Error)]
+#[error("speaker ledger {path}: {action} failed: {source}")]
+pub struct HeardError {
+    path: PathBuf,
+    action: &'static str,
+    source: rusqlite::Error,
+}
+
+/// The speaker's ledger: the ids of the payments it was told about, and which it said.
+pub struct Heard {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Whether [`Heard::record`] had seen the id before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    Duplicate,
+}
+
+const HEARD_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS heard (
+    id           TEXT PRIMARY KEY,
+    amount_fen   INTEGER NOT NULL CHECK (amount_fen >= 0),
+    received_at  INTEGER NOT NULL,
+    announced_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+impl Heard {
+    /// Opens (or creates) the ledger at `path`, owner-only: it says what the shop earned.
+    pub fn open(path: &Path) -> Result<Heard, HeardError> {
+        let err = |action| {
+            move |source| HeardError {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        create_private(path);
+        let conn = Connection::open(path).map_err(err("opening"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(err("opening"))?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(err("opening"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("opening"))?;
+        conn.execute_batch(HEARD_SCHEMA)
+            .map_err(err("creating the tables"))?;
+        for companion in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(companion);
+            create_private(Path::new(&name));
+        }
+        Ok(Heard {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> HeardError + '_ {
+        move |source| HeardError {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// The speaker's client id at the broker: made once, then kept, so that the broker's
+    /// persistent session (and the messages it holds while the speaker reconnects) is found
+    /// again, and two speakers never share one.
+    pub fn client_id(&self) -> Result<String, HeardError> {
+        let fresh = crate::mqtt::random_client_id("paysay-speaker");
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('client_id', ?1) ON CONFLICT DO NOTHING",
+                params![fresh],
+            )
+            .map_err(self.err("storing the client id"))?;
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'client_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err("reading the client id"))
+    }
+
+    /// Stores a payment's id unless it is known.
+    pub fn record(&self, id: &str, amount_fen: u64) -> Result<Recorded, HeardError> {
+        let amount = i64::try_from(amount_fen).unwrap_or(i64::MAX);
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO heard (id, amount_fen, received_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![id, amount, crate::now_unix()],
+            )
+            .map_err(self.err("recording a payment"))?;
+        Ok(if inserted == 1 {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    /// The payment was said.
+    pub fn mark_announced(&self, id: &str) -> Result<(), HeardError> {
+        self.conn
+            .execute(
+                "UPDATE heard SET announced_at = ?2 WHERE id = ?1",
+                params![id, crate::now_unix()],
+            )
+            .map_err(self.err("marking a payment announced"))?;
+        Ok(())
+    }
+
+    /// Payments received but not said (a stop or a crash in between), oldest first.
+    pub fn unannounced(&self) -> Result<Vec<Payment>, HeardError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, amount_fen FROM heard WHERE announced_at IS NULL ORDER BY rowid")
+            .map_err(self.err("reading the backlog"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Payment {
+                    id: r.get(0)?,
+                    amount_fen: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })
+            .map_err(self.err("reading the backlog"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("reading the backlog"))
+    }
+
+    /// Whether `id` was said (for tests and `paysay doctor`).
+    pub fn announced(&self, id: &str) -> Result<bool, HeardError> {
+        self.conn
+            .query_row(
+                "SELECT announced_at IS NOT NULL FROM heard WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(false))
+            .map_err(self.err("reading a payment"))
+    }
+}
+
+/// Creates `path` owner-only before SQLite does (SQLite gives -wal and -shm the database's
+/// mode), and tightens an existing one.
+fn create_private(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = paths::create_private_dir_all(dir);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Already there is fine; a failure to create is SQLite's to report, with its path.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    if let Err(e) = paths::restrict(path, 0o600) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the speaker ledger owner-only");
+    }
+}
+
+/// A payment as the speaker hears of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: String,
+    pub amount_fen: u64,
+}
+
+/// The fields of the MQTT payload the speaker reads; the rest is for other receivers.
+#[derive(Debug, Deserialize)]
+struct Payload {
+    id: String,
+    amount_fen: Option<u64>,
+    money: Option<String>,
+}
+
+/// Why a message on the topic is not a payment the speaker can say.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("not a payment event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the id is empty or longer than {MAX_ID_LEN} characters")]
+    Id,
+    #[error("no amount (amount_fen or money)")]
+    NoAmount,
+    #[error("bad money: {0}")]
+    Money(String),
+}
+
+/// Reads a payment out of an MQTT payload: paysay's event, or anything with an `id` and
+/// `amount_fen` or `money` (`"12.50"`).
+pub fn parse_payload(bytes: &[u8]) -> Result<Payment, PayloadError> {
+    let payload: Payload = serde_json::from_slice(bytes)?;
+    if payload.id.is_empty() || payload.id.chars().count() > MAX_ID_LEN {
+        return Err(PayloadError::Id);
+    }
+    let amount_fen = match (payload.amount_fen, payload.money) {
+        (Some(fen), _) => fen,
+        (None, Some(money)) => {
+            parse_yuan(&money).map_err(|e| PayloadError::Money(e.to_string()))?
+        }
+        (None, None) => return Err(PayloadError::NoAmount),
+    };
+    Ok(Payment {
+        id: payload.id,
+        amount_fen,
+    })
+}
+
+/// The ledger, shared by the subscriber (records) and the announcer (marks said). SQLite
+/// calls are short; they run on the blocking pool.
+#[derive(Clone)]
+struct SharedHeard(Arc<Mutex<Heard>>);
+
+impl SharedHeard {
+    fn lock(&self) -> MutexGuard<'_, Heard> {
+        // SQLite's transactions keep the file whole whatever a panicking holder did.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Heard) -> Result<T, HeardError> + Send + 'static,
+    ) -> Option<Result<T, HeardError>> {
+        let heard = self.clone();
+        tokio::task::spawn_blocking(move || f(&heard.lock()))
+            .await
+            .ok()
+    }
+}
+
+/// `paysay speaker`, ready to run: `Speaker::new(config, paths).run(shutdown).await`.
+pub struct Speaker {
+    config: Config,
+    paths: Paths,
+    player: Option<PlayerHandle>,
+}
+
+impl Speaker {
+    pub fn new(config: Config, paths: Paths) -> Speaker {
+        Speaker {
+            config,
+            paths,
+            player: None,
+        }
+    }
+
+    /// Plays through `player` instead of `[audio]`'s device (`--dry-run`, tests).
+    pub fn player(mut self, player: PlayerHandle) -> Speaker {
+        self.player = Some(player);
+        self
+    }
+
+    /// The speaker's ledger file in `paths`' state dir.
+    pub fn ledger_path(paths: &Paths) -> PathBuf {
+        paths.state_dir.join("speaker.sqlite3")
+    }
+
+    /// Runs until `shutdown` is cancelled; the announcement under way is finished first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), SpeakerError> {
+        let mqtt = self.config.mqtt.clone().ok_or(SpeakerError::NoMqtt)?;
+        self.paths
+            .prepare_state_dir()
+            .map_err(|source| SpeakerError::StateDir {
+                path: self.paths.state_dir.clone(),
+                source,
+            })?;
+        let heard = Heard::open(&Speaker::ledger_path(&self.paths))?;
+        let client_id = heard.client_id()?;
+        let backlog = heard.unannounced()?;
+        let heard = SharedHeard(Arc::new(Mutex::new(heard)));
+        let speech = Speech::from_config(&self.config.speech, self.paths.tts_cache_dir())?;
+        let player = match self.player {
+            Some(player) => player,
+            None => Player::spawn(&self.config.audio)?,
+        };
+        let mut options = crate::mqtt::options(&mqtt, &client_id, false)?;
+        // Acknowledged only once recorded: a crash before that gets the message again.
+        options.set_manual_acks(true);
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        if !backlog.is_empty() {
+            tracing::warn!(
+                count = backlog.len(),
+                "payments received but not yet announced; announcing them now"
+            );
+        }
+        for payment in backlog {
+            let _ = queue.send(payment);
+        }
+        let announcer = tokio::spawn(
+            Announcer {
+                speech,
+                player: player.clone(),
+                heard: heard.clone(),
+                queue: queue_rx,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        let watchdog = tokio::spawn(watchdog());
+        notify::ready(&format!("connecting to the MQTT broker {}", mqtt.url));
+        let subscriber = Subscriber {
+            options,
+            broker: mqtt.url.clone(),
+            topic: mqtt.topic.clone(),
+            heard,
+            queue,
+        };
+        subscriber.run(&shutdown).await;
+        notify::stopping();
+        shutdown.cancel();
+        watchdog.abort();
+        if let Err(e) = announcer.await {
+            tracing::error!(error = %e, "the announcer failed while stopping");
+        }
+        player.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// systemd's watchdog, when the unit asks for one.
+async fn watchdog() {
+    let Some(period) = notify::watchdog_period() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(period);
+    loop {
+        interval.tick().await;
+        notify::watchdog();
+    }
+}
+
+/// Receives payments from the broker: subscribes on each connect, records each id, and
+/// queues the new ones for the announcer.
+struct Subscriber {
+    options: rumqttc::MqttOptions,
+    broker: String,
+    topic: String,
+    heard: SharedHeard,
+    queue: mpsc::UnboundedSender<Payment>,
+}
+
+impl Subscriber {
+    async fn run(&self, shutdown: &CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut outage = Outage::default();
+        loop {
+            // A fresh client per connection: nothing of a dead connection is sent on the new.
+            let (client, mut events) = AsyncClient::new(self.options.clone(), REQUEST_CAPACITY);
+            let error = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = self.serve(&client, &mut events, &mut backoff, &mut outage) => e,
+            };
+            outage.failed(&self.broker, &error);
+            notify::status(&format!(
+                "MQTT broker {} unreachable; retrying",
+                self.broker
+            ));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    async fn serve(
+        &self,
+        client: &AsyncClient,
+        events: &mut EventLoop,
+        backoff: &mut Backoff,
+        outage: &mut Outage,
+    ) -> rumqttc::ConnectionError {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    backoff.reset();
+                    outage.connected(&self.broker);
+                    notify::status(&format!("listening on {} at {}", self.topic, self.broker));
+                    if let Err(e) = client.try_subscribe(&self.topic, QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot subscribe to the payment topic");
+                    }
+                }
+                Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                    tracing::info!(topic = %Escaped(&self.topic), "subscribed to the payment topic");
+                }
+                Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                    self.receive(&publish).await;
+                    if let Err(e) = client.try_ack(&publish) {
+                        tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker sends it again");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// One message: a new payment is recorded and queued; a known one, or a malformed
+    /// message, is logged and dropped.
+    async fn receive(&self, publish: &Publish) {
+        let payment = match parse_payload(&publish.payload) {
+            Ok(payment) => payment,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(&publish.payload);
+                let shown: String = shown.chars().take(200).collect();
+                tracing::warn!(topic = %Escaped(&publish.topic), error = %Escaped(&e), payload = %Escaped(&shown), "malformed MQTT payment skipped");
+                return;
+            }
+        };
+        let (id, fen) = (payment.id.clone(), payment.amount_fen);
+        match self.heard.call(move |h| h.record(&id, fen)).await {
+            Some(Ok(Recorded::Duplicate)) => {
+                tracing::info!(id = %Escaped(&payment.id), "payment already announced; skipped");
+                return;
+            }
+            Some(Ok(Recorded::New)) => {}
+            // Said without a record: better twice (after a restart) than never.
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot record a payment; announcing it anyway")
+            }
+            None => tracing::error!("the ledger task failed; announcing the payment anyway"),
+        }
+        tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), "payment received");
+        let _ = self.queue.send(payment);
+    }
+}
+
+/// Says payments one after another, in the order they came, and marks each said.
+struct Announcer {
+    speech: Speech,
+    player: PlayerHandle,
+    heard: SharedHeard,
+    queue: mpsc::UnboundedReceiver<Payment>,
+    shutdown: CancellationToken,
+}
+
+impl Announcer {
+    async fn run(mut self) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                next = self.queue.recv() => next,
+            };
+            let Some(payment) = next else { break };
+            self.announce_until_heard(payment).await;
+        }
+    }
+
+    /// Says one payment, retrying (later ones wait) while the speaker or every voice fails;
+    /// on shutdown it stays unannounced for the next start.
+    async fn announce_until_heard(&self, payment: Payment) {
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+        loop {
+            match self.say(payment.amount_fen).await {
+                Ok(text) => {
+                    let id = payment.id.clone();
+                    if let Some(Err(e)) = self.heard.call(move |h| h.mark_announced(&id)).await {
+                        tracing::error!(error = %e, "payment announced, but the ledger could not record it");
+                    }
+                    tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), text = %text, "payment announced");
+                    return;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(error = %e, retry_in_s = delay.as_secs(), "announcement not heard yet; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn say(&self, fen: u64) -> Result<String, SpeakerError> {
+        let clip = self.speech.announce(fen).await?;
+        self.player.play(clip.clone()).await?;
+        Ok(clip.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_from_paysay_and_cloud_systems_are_read() {
+        let p = parse_payload(br#"{"id":"abc","amount_fen":1250,"money":"12.50"}"#).unwrap();
+        assert_eq!(
+            p,
+            Payment {
+                id: "abc".into(),
+                amount_fen: 1250
+            }
+        );
+        let p = parse_payload(br#"{"id":"x1","money":"0.01"}"#).unwrap();
+        assert_eq!(p.amount_fen, 1);
+        for bad in [
+            &br#"{"money":"1.00"}"#[..],
+            br#"{"id":"","money":"1.00"}"#,
+            br#"{"id":"a"}"#,
+            br#"{"id":"a","money":"12.345"}"#,
+            br#"{"id":"a","amount_fen":-1}"#,
+            b"not json",
+        ] {
+            assert!(
+                parse_payload(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_recorded_once_and_the_client_id_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/speaker.sqlite3");
+        let heard = Heard::open(&path).unwrap();
+        let id = heard.client_id().unwrap();
+        assert!(id.starts_with("paysay-speaker-"), "{id}");
+        assert_eq!(heard.record("a", 100).unwrap(), Recorded::New);
+        assert_eq!(heard.record("a", 100).unwrap(), Recorded::Duplicate);
+        assert_eq!(heard.unannounced().unwrap().len(), 1);
+        heard.mark_announced("a").unwrap();
+        drop(heard);
+        let again = Heard::open(&path).unwrap();
+        assert_eq!(again.client_id().unwrap(), id);
+        assert!(again.announced("a").unwrap());
+        assert!(again.unannounced().unwrap().is_empty());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The `[mqtt]` sink and `paysay speaker` against a real mosquitto broker (Debian's
+//! `mosquitto`, installed by scripts/setup), started on a free 127.0.0.1 port per test and
+//! killed at the end.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use paysay::config::MqttConfig;
+use paysay::events::{DeliveryError, PaymentEvent, Sink};
+use paysay::mqtt::MqttSink;
+use paysay::payment::{Payment, PaymentKind};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Publish, QoS};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A mosquitto on 127.0.0.1:`port`, killed when dropped.
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = Broker {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port. mosquitto 2 listens on loopback only and refuses
+    /// anonymous clients unless a config file says otherwise.
+    fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); ./scripts/setup installs it"));
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < WAIT, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self) -> MqttConfig {
+        MqttConfig {
+            url: self.url(),
+            ack_timeout_secs: 2,
+            keep_alive_secs: 5,
+            ..MqttConfig::default()
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// mosquitto lives in /usr/sbin, which is not on every user's PATH.
+fn mosquitto() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("mosquitto"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin/mosquitto")])
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+/// A test client subscribed (QoS 1) to `topic`; every message it gets comes out of the
+/// receiver.
+async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Publish> {
+    let id = format!("test-sub-{}", rand::random::<u32>());
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 16);
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subscribed, ready) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut subscribed = Some(subscribed);
+        // Keeps the client alive as long as the events are read.
+        let _client = client;
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(s) = subscribed.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    // The test is done with it once the receiver is gone.
+                    let _ = tx.send(p);
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready).await.unwrap().unwrap();
+    rx
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Publish>) -> Publish {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("nothing published")
+        .unwrap()
+}
+
+/// The retained `<topic>/status`, as a new subscriber sees it first.
+async fn status(port: u16) -> (String, bool) {
+    let mut rx = subscribe(port, "paysay/payments/status").await;
+    let p = next(&mut rx).await;
+    (String::from_utf8_lossy(&p.payload).into_owned(), p.retain)
+}
+
+/// Waits until the retained status is `want`.
+async fn wait_status(port: u16, want: &str) {
+    let started = Instant::now();
+    loop {
+        let (status, retained) = status(port).await;
+        if status == want {
+            assert!(retained);
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "status stayed {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_connected(sink: &MqttSink) {
+    let started = Instant::now();
+    while !sink.is_connected() {
+        assert!(started.elapsed() < WAIT, "the sink did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn event(msg_id: &str, fen: u64) -> PaymentEvent {
+    let payment = Payment {
+        msg_id: msg_id.into(),
+        amount_fen: fen,
+        kind: PaymentKind::Collection,
+        payer: Some("张三".into()),
+        remark: None,
+        daily_count: Some(1),
+        daily_total_fen: Some(fen),
+        time: 1_714_528_800,
+        account: "微信支付".into(),
+        transfer_id: None,
+    };
+    PaymentEvent::new(&payment, time::UtcOffset::UTC)
+}
+
+fn json(p: &Publish) -> serde_json::Value {
+    serde_json::from_slice(&p.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_is_published_qos1_with_money_and_the_status_is_online() {
+    let broker = Broker::start();
+    let mut payments = subscribe(broker.port, "paysay/payments").await;
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    let e = event("1001", 1250);
+    sink.deliver(&e).await.unwrap();
+    let got = next(&mut payments).await;
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+    assert!(!got.retain);
+    let v = json(&got);
+    assert_eq!(v["money"], "12.50");
+    assert_eq!(v["amount_fen"], 1250);
+    assert_eq!(v["id"], e.id.as_str());
+    assert_eq!(sink.name(), "mqtt");
+    assert_eq!(status(broker.port).await, ("online".to_string(), true));
+    // In order, each acknowledged.
+    for (i, fen) in [1u64, 2, 3].into_iter().enumerate() {
+        sink.deliver(&event(&format!("20{i}"), fen)).await.unwrap();
+    }
+    for fen in [1u64, 2, 3] {
+        assert_eq!(json(&next(&mut payments).await)["amount_fen"], fen);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_waits_for_the_brokers_puback() {
+    let broker = Broker::start();
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    // A broker that is connected but does not answer: the publish is written, and no
+    // PUBACK comes, so the delivery is not done.
+    broker.signal("-STOP");
+    let result = sink.deliver(&event("3001", 100)).await;
+    broker.signal("-CONT");
+    assert!(
+        matches!(result, Err(DeliveryError::Transient(ref why)) if why.contains("acknowledge")),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_sink_leaves_offline_as_its_last_will() {
+    let broker = Broker::start();
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    wait_status(broker.port, "online").await;
+    // Dropped: the connection is cut without a DISCONNECT, as when the daemon is killed.
+    drop(sink);
+    wait_status(broker.port, "offline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_publishes_offline() {
+    let broker = Broker::start();
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    wait_status(broker.port, "online").await;
+    sink.shutdown().await;
+    assert_eq!(status(broker.port).await, ("offline".to_string(), true));
+    assert!(!sink.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_is_transient_and_delivery_resumes_when_it_is_back() {
+    let mut broker = Broker::start();
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    sink.deliver(&event("4001", 1)).await.unwrap();
+    broker.stop();
+    let e = event("4002", 2);
+    // Down: every attempt fails as transient, none hangs past the acknowledgement timeout.
+    for _ in 0..3 {
+        let result = tokio::time::timeout(Duration::from_secs(5), sink.deliver(&e))
+            .await
+            .expect("a delivery hung while the broker was down");
+        assert!(
+            matches!(result, Err(DeliveryError::Transient(_))),
+            "{result:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    broker.restart();
+    let mut payments = subscribe(broker.port, "paysay/payments").await;
+    let started = Instant::now();
+    while sink.deliver(&e).await.is_err() {
+        assert!(
+            started.elapsed() < WAIT,
+            "no delivery after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(json(&next(&mut payments).await)["id"], e.id.as_str());
+    wait_status(broker.port, "online").await;
+}
+
+/// `paysay speaker` in a temp home, speaking into ALSA's capture file.
+struct Speaker {
+    dir: tempfile::TempDir,
+}
+
+impl Speaker {
+    fn new(broker: &Broker) -> Speaker {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[audio]\nidle_close_ms = 50\n\n[mqtt]\nurl = \"{}\"\nkeep_alive_secs = 5\n",
+            broker.url()
+        );
+        std::fs::write(dir.path().join("paysay.toml"), config).unwrap();
+        Speaker { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start(&self, log: &str) -> Child {
+        let root = self.dir.path();
+        common::paysay_capturing(root, &root.join("capture.wav"))
+            .arg("--config")
+            .arg(root.join("paysay.toml"))
+            .arg("speaker")
+            .env("PAYSAY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path(log)).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    async fn wait_log(&self, name: &str, needle: &str, count: usize) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.log(name);
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(started.elapsed() < WAIT, "no {count}× {needle:?} in\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < WAIT, "the speaker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Publishes a raw payload (QoS 1) as another system on the broker would.
+async fn publish_raw(port: u16, payload: &[u8]) {
+    let (client, mut events) =
+        AsyncClient::new(MqttOptions::new("test-raw", "127.0.0.1", port), 16);
+    client
+        .publish("paysay/payments", QoS::AtLeastOnce, false, payload.to_vec())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, async {
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Incoming::PubAck(_)) = event {
+                return;
+            }
+        }
+        panic!("the broker went away");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restarts() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("first.log");
+    speaker
+        .wait_log("first.log", "subscribed to the payment topic", 1)
+        .await;
+    let sink = MqttSink::start(&broker.config()).unwrap();
+    wait_connected(&sink).await;
+    let first = event("5001", 1250);
+    sink.deliver(&first).await.unwrap();
+    speaker.wait_log("first.log", "payment announced", 1).await;
+    // The same payment again (a redelivery by the outbox, a resend by hand): silent.
+    sink.deliver(&first).await.unwrap();
+    speaker
+        .wait_log("first.log", "payment already announced; skipped", 1)
+        .await;
+    // Garbage on the topic, with a forged log line in it, is logged escaped and skipped.
+    publish_raw(broker.port, b"{\"id\":\"x\"}\nINFO forged line").await;
+    let log = speaker
+        .wait_log("first.log", "malformed MQTT payment skipped", 1)
+        .await;
+    assert!(
+        !log.contains("\nINFO forged") && log.contains("\\nINFO forged"),
+        "{log}"
+    );
+    let second = event("5002", 300);
+    sink.deliver(&second).await.unwrap();
+    let log = speaker.wait_log("first.log", "payment announced", 2).await;
+    assert!(log.contains(&second.id), "{log}");
+    assert!(stop(&mut child).success(), "{}", speaker.log("first.log"));
+    assert!(speaker.log("first.log").contains("stopped"));
+    let heard = speaker.path("state/paysay/speaker.sqlite3");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&heard).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let capture = std::fs::metadata(speaker.path("capture.wav")).unwrap();
+    assert!(
+        capture.len() > 48_000,
+        "nothing was played: {} bytes",
+        capture.len()
+    );
+
+    // While the speaker is down: the first payment once more, and a new one. The broker
+    // keeps both for the speaker's session; after the restart only the new one is said.
+    sink.deliver(&first).await.unwrap();
+    let third = event("5003", 5);
+    sink.deliver(&third).await.unwrap();
+    let mut child = speaker.start("second.log");
+    let log = speaker.wait_log("second.log", "payment announced", 1).await;
+    assert!(log.contains(&third.id), "{log}");
+    speaker
+        .wait_log("second.log", "payment already announced; skipped", 1)
+        .await;
+    assert!(stop(&mut child).success());
+    let log = speaker.log("second.log");
+    assert_eq!(log.matches("payment announced").count(), 1, "{log}");
+    let total = speaker
+        .log("first.log")
+        .matches("payment announced")
+        .count();
+    assert_eq!(total, 2);
+}
