@@ -2,17 +2,16 @@
 //! the backlog is said), not go on recording payments nobody will hear; and it must not
 //! leave its WeChat session running behind it.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use paysay::audio::{NullOutput, Player};
-use paysay::config::Config;
-use paysay::daemon::{self, DaemonError};
+use paysay::audio::NullOutput;
+use paysay::daemon::DaemonError;
 use paysay::ledger::Ledger;
-use paysay::paths::Paths;
-use paysay::speech::{Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer};
-use tokio_util::sync::CancellationToken;
+use paysay::speech::{Audio, AudioFormat, SynthFuture, Synthesizer};
 use tracing::span::{Attributes, Id};
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -52,25 +51,6 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for OpenSessions {
 /// A voice with a bug: it panics on amounts (the login alert it says fine).
 struct PanickingVoice;
 
-/// A tenth of a second of a loud square wave, as WAV.
-fn beep() -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut bytes, spec).unwrap();
-    for i in 0..1600 {
-        writer
-            .write_sample(if i % 40 < 20 { 8000i16 } else { -8000 })
-            .unwrap();
-    }
-    writer.finalize().unwrap();
-    bytes.into_inner()
-}
-
 impl Synthesizer for PanickingVoice {
     fn name(&self) -> &'static str {
         "panicking"
@@ -84,7 +64,8 @@ impl Synthesizer for PanickingVoice {
         Box::pin(async move {
             assert!(!text.contains("收款"), "a voice with a bug");
             Ok(Audio {
-                bytes: beep(),
+                // A tenth of a second.
+                bytes: common::wav::beep(16_000, 1600),
                 format: AudioFormat::Wav,
             })
         })
@@ -103,25 +84,12 @@ async fn a_crashed_announcer_stops_the_daemon_with_an_error_and_keeps_the_paymen
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.wechat.base_url = Some(sim.base_url());
-    config.wechat.long_poll_timeout_secs = 3;
-    let mut paths = Paths::new(&dir.path().join("config.toml"), &config)
-        .unwrap()
-        .with_state_dir(&dir.path().join("state"));
-    paths.cache_dir = dir.path().join("cache");
-    let speech = Speech::new(
-        vec![Box::new(PanickingVoice)],
-        ClipCache::new(dir.path().join("cache/tts"), 1 << 20),
-        &config.speech.template,
-    );
-    let player = Player::spawn_with(&config.audio, || Box::new(NullOutput::default())).unwrap();
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(
-        daemon::Daemon::new(config, paths.clone())
-            .player(player)
-            .speech(speech)
-            .run(shutdown.clone()),
+    let config = common::daemon::config_for(&sim);
+    let daemon = common::daemon::start(
+        config,
+        dir.path(),
+        Box::new(PanickingVoice),
+        NullOutput::default(),
     );
     assert!(
         sim.wait_for_requests(Endpoint::SyncCheck, 1, Duration::from_secs(15))
@@ -129,7 +97,7 @@ async fn a_crashed_announcer_stops_the_daemon_with_an_error_and_keeps_the_paymen
     );
     assert_eq!(sessions.count(), 1, "the session syncs");
     let id = sim.pay(1250);
-    let result = tokio::time::timeout(Duration::from_secs(15), daemon)
+    let result = tokio::time::timeout(Duration::from_secs(15), daemon.task)
         .await
         .expect("the daemon stops by itself")
         .unwrap();
@@ -148,7 +116,7 @@ async fn a_crashed_announcer_stops_the_daemon_with_an_error_and_keeps_the_paymen
         sim.requests_to(Endpoint::SyncCheck).len() <= polls + 1,
         "the session went on polling after the daemon stopped"
     );
-    let ledger = Ledger::open(&paths.ledger_db()).unwrap();
+    let ledger = Ledger::open(&daemon.paths.ledger_db()).unwrap();
     let pending = ledger.unannounced().unwrap();
     assert_eq!(pending.len(), 1, "recorded, kept for the restart");
     assert_eq!(pending[0].msg_id, id);

@@ -4,24 +4,20 @@
 //! simulator's request record over a window of a few seconds, against a generous bound;
 //! each test then checks that the stream goes on normally once the fault clears.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paysay::audio::{NullOutput, Player};
-use paysay::config::{Config, WechatConfig};
-use paysay::daemon;
-use paysay::paths::Paths;
+use common::session::{Harness, Running, WAIT};
+use paysay::audio::NullOutput;
 use paysay::protocol::msg_type;
-use paysay::session::{self, Events, Incoming, SessionError, SessionEvent, SessionFiles};
-use paysay::speech::{Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer};
+use paysay::session::{Ack, SessionEvent};
+use paysay::speech::{Audio, AudioFormat, SynthFuture, Synthesizer};
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use wechat_sim::{Endpoint, Fault, Misbehaviour, SimConfig, Simulator, Verdict};
 
-const WAIT: Duration = Duration::from_secs(15);
 /// How long each misbehaviour lasts while its requests are counted.
 const WINDOW: Duration = Duration::from_millis(2500);
 /// At most this many requests of one kind in the window; before the pacing, thousands.
@@ -29,63 +25,27 @@ const MAX_IN_WINDOW: usize = 20;
 
 // ---- the session against the simulator ----
 
-struct Harness {
-    sim: Simulator,
-    config: WechatConfig,
-    files: SessionFiles,
-    _dir: tempfile::TempDir,
+/// The session harness with backoffs and pacing long enough that the requests counted in
+/// [`WINDOW`] say whether the client is paced.
+async fn harness(sim_config: SimConfig) -> Harness {
+    let mut h = Harness::new(sim_config).await;
+    h.config.min_backoff_ms = 100;
+    h.config.max_backoff_secs = 2;
+    h.config.min_request_interval_ms = 100;
+    h
 }
 
+// What only these tests ask of the shared harness.
 impl Harness {
-    async fn new() -> Harness {
-        Harness::with_sim(SimConfig::for_tests()).await
-    }
-
-    async fn with_sim(sim_config: SimConfig) -> Harness {
-        let sim = Simulator::start(sim_config).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = WechatConfig {
-            base_url: Some(sim.base_url()),
-            long_poll_timeout_secs: 3,
-            request_timeout_secs: 3,
-            min_backoff_ms: 100,
-            max_backoff_secs: 2,
-            min_request_interval_ms: 100,
-            ..WechatConfig::default()
-        };
-        let files = SessionFiles {
-            session: dir.path().join("state/session.json"),
-            qr_png: dir.path().join("state/login-qr.png"),
-        };
-        Harness {
-            sim,
-            config,
-            files,
-            _dir: dir,
-        }
-    }
-
     /// Starts the client, scans and confirms, and waits until the first round is over.
-    async fn start_logged_in(&self) -> Running {
-        let (events, rx) = Events::channel();
-        let shutdown = CancellationToken::new();
-        let (config, files, token) = (self.config.clone(), self.files.clone(), shutdown.clone());
-        let task = tokio::spawn(async move { session::run(&config, &files, events, token).await });
-        let mut running = Running { rx, shutdown, task };
-        running
-            .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
-            .await;
-        self.sim.scan();
-        self.sim.confirm();
-        running
-            .wait_for(|e| matches!(e, SessionEvent::LoggedIn { .. }))
-            .await;
+    async fn start_synced(&self) -> Running {
+        let mut running = self.start_logged_in().await;
         // The status-notify round, acknowledged, and the next synccheck asked.
         if let SessionEvent::Messages { ack, .. } = running
             .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
             .await
         {
-            let _ = ack.send(session::Ack::Recorded);
+            let _ = ack.send(Ack::Recorded);
         }
         assert!(
             self.sim
@@ -109,56 +69,6 @@ impl Harness {
             self.count(Endpoint::SyncCheck) - before.0,
             self.count(Endpoint::Sync) - before.1,
         )
-    }
-}
-
-struct Running {
-    rx: UnboundedReceiver<SessionEvent>,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), SessionError>>,
-}
-
-impl Running {
-    async fn wait_for(&mut self, pred: impl Fn(&SessionEvent) -> bool) -> SessionEvent {
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                let event = self.rx.recv().await.expect("session task ended");
-                if pred(&event) {
-                    return event;
-                }
-            }
-        })
-        .await;
-        found.expect("timed out waiting for a session event")
-    }
-
-    /// Messages other than status notifications, acknowledging each batch, until one
-    /// with MsgId `last` has come.
-    async fn messages_until(&mut self, last: &str) -> Vec<Incoming> {
-        let mut got: Vec<Incoming> = Vec::new();
-        while !got.iter().any(|m| m.message.msg_id == last) {
-            if let SessionEvent::Messages { batch, ack, .. } = self
-                .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
-                .await
-            {
-                got.extend(
-                    batch
-                        .into_iter()
-                        .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY),
-                );
-                let _ = ack.send(session::Ack::Recorded);
-            }
-        }
-        got
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not stop")
-            .unwrap()
-            .unwrap();
     }
 }
 
@@ -196,8 +106,8 @@ async fn a_malformed_message_between_two_payments_is_skipped_and_both_payments_a
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let h = Harness::new().await;
-    let mut running = h.start_logged_in().await;
+    let h = harness(SimConfig::for_tests()).await;
+    let mut running = h.start_synced().await;
     let first = h.sim.pay(1250);
     // No id: cannot be recorded, and it looks like money.
     h.sim.push_raw_message(json!({
@@ -227,7 +137,7 @@ async fn a_malformed_message_between_two_payments_is_skipped_and_both_payments_a
     let third = h.sim.pay(500);
     let got = running.messages_until(&third).await;
     assert_eq!(got.len(), 1, "nothing read twice: {got:?}");
-    running.stop().await;
+    running.stop().await.unwrap();
 
     let text = log.text();
     let payment_line = text
@@ -249,8 +159,8 @@ async fn a_malformed_message_between_two_payments_is_skipped_and_both_payments_a
 /// of each, before.
 #[tokio::test]
 async fn an_endless_selector_with_nothing_to_sync_backs_off() {
-    let h = Harness::new().await;
-    let mut running = h.start_logged_in().await;
+    let h = harness(SimConfig::for_tests()).await;
+    let mut running = h.start_synced().await;
     let (checks, syncs) = h.count_during(Misbehaviour::EndlessSelector).await;
     println!("endless selector: {checks} synchecks, {syncs} webwxsyncs in {WINDOW:?}");
     assert!(checks >= 2, "the fault was met: {checks} synchecks");
@@ -260,15 +170,15 @@ async fn an_endless_selector_with_nothing_to_sync_backs_off() {
     );
     let id = h.sim.pay(800);
     assert_eq!(running.messages_until(&id).await.len(), 1, "back to normal");
-    running.stop().await;
+    running.stop().await.unwrap();
 }
 
 /// webwxsync sets ContinueFlag on every page: ~6,700 webwxsyncs a second, before, and the
 /// messages read were held back until 100 pages were through.
 #[tokio::test]
 async fn an_endless_continue_flag_is_bounded_and_payments_still_arrive() {
-    let h = Harness::new().await;
-    let mut running = h.start_logged_in().await;
+    let h = harness(SimConfig::for_tests()).await;
+    let mut running = h.start_synced().await;
     let before = h.count(Endpoint::Sync);
     h.sim.set_misbehaviour(Misbehaviour::EndlessContinueFlag);
     let mut paid = Vec::new();
@@ -293,7 +203,7 @@ async fn an_endless_continue_flag_is_bounded_and_payments_still_arrive() {
     );
     let id = h.sim.pay(900);
     assert_eq!(running.messages_until(&id).await.len(), 1, "back to normal");
-    running.stop().await;
+    running.stop().await.unwrap();
 }
 
 /// Found by the soak once requests were paced (a backlog at the nightly logout): a round
@@ -301,12 +211,12 @@ async fn an_endless_continue_flag_is_bounded_and_payments_still_arrive() {
 /// session starts after the position that round asked from, so its messages were lost.
 #[tokio::test]
 async fn a_logout_during_a_sender_lookup_loses_none_of_the_round() {
-    let h = Harness::with_sim(SimConfig {
+    let h = harness(SimConfig {
         sync_page_size: 2,
         ..SimConfig::for_tests()
     })
     .await;
-    let mut running = h.start_logged_in().await;
+    let mut running = h.start_synced().await;
     let syncs = h.count(Endpoint::Sync);
     // Two pages in one round: webwxsync waits until all four are there.
     h.sim
@@ -339,7 +249,7 @@ async fn a_logout_during_a_sender_lookup_loses_none_of_the_round() {
         {
             SessionEvent::Messages { batch, ack, .. } => {
                 got.extend(batch.into_iter().map(|m| m.message.msg_id));
-                let _ = ack.send(session::Ack::Recorded);
+                let _ = ack.send(Ack::Recorded);
             }
             _ => h.sim.confirm(),
         }
@@ -356,7 +266,7 @@ async fn a_logout_during_a_sender_lookup_loses_none_of_the_round() {
             .any(|r| r.verdict == Verdict::Refused(1101)),
         "the lookup met the logout"
     );
-    running.stop().await;
+    running.stop().await.unwrap();
 }
 
 // ---- the daemon in a login storm ----
@@ -377,29 +287,11 @@ impl Synthesizer for Beep {
     fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
         Box::pin(async move {
             Ok(Audio {
-                bytes: beep(),
+                bytes: common::wav::beep(8_000, 400),
                 format: AudioFormat::Wav,
             })
         })
     }
-}
-
-fn beep() -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut bytes, spec).unwrap();
-    for i in 0..400 {
-        writer
-            .write_sample(if i % 20 < 10 { 8000i16 } else { -8000 })
-            .unwrap();
-    }
-    writer.finalize().unwrap();
-    bytes.into_inner()
 }
 
 /// Every session ends at its first synccheck (1101) and every re-login is confirmed at
@@ -414,32 +306,14 @@ async fn a_login_storm_is_paced_and_alerted_once() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.wechat.base_url = Some(sim.base_url());
-    config.wechat.long_poll_timeout_secs = 3;
+    let mut config = common::daemon::config_for(&sim);
     config.wechat.request_timeout_secs = 3;
     // Re-logins wait 50–100 ms, then twice as long each time: several in the window.
     config.wechat.min_backoff_ms = 100;
     config.audio.chime = false;
-    let mut paths = Paths::new(&dir.path().join("config.toml"), &config)
-        .unwrap()
-        .with_state_dir(&dir.path().join("state"));
-    paths.cache_dir = dir.path().join("cache");
-    let speech = Speech::new(
-        vec![Box::new(Beep)],
-        ClipCache::new(dir.path().join("cache/tts"), 1 << 20),
-        &config.speech.template,
-    );
     let output = NullOutput::default();
     let sounds = output.stats();
-    let player = Player::spawn_with(&config.audio, move || Box::new(output)).unwrap();
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(
-        daemon::Daemon::new(config, paths.clone())
-            .player(player)
-            .speech(speech)
-            .run(shutdown.clone()),
-    );
+    let daemon = common::daemon::start(config, dir.path(), Box::new(Beep), output);
     assert!(
         sim.wait_for_requests(Endpoint::SyncCheck, 1, WAIT).await,
         "the first login"
@@ -471,7 +345,7 @@ async fn a_login_storm_is_paced_and_alerted_once() {
     })
     .await;
     assert!(heard.is_ok(), "the payment after the storm was announced");
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.shutdown.cancel();
+    daemon.task.await.unwrap().unwrap();
     sim.shutdown().await;
 }

@@ -7,22 +7,10 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use paysay::config::WechatConfig;
 use paysay::session::{self, Events, SessionEvent, SessionFiles};
 use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn wechat_config(sim: &Simulator) -> WechatConfig {
-    WechatConfig {
-        base_url: Some(sim.base_url()),
-        long_poll_timeout_secs: 3,
-        request_timeout_secs: 3,
-        min_backoff_ms: 20,
-        max_backoff_secs: 1,
-        ..WechatConfig::default()
-    }
-}
 
 #[tokio::test]
 async fn a_session_file_of_bad_bytes_means_a_new_login_not_a_failed_start() {
@@ -38,7 +26,7 @@ async fn a_session_file_of_bad_bytes_means_a_new_login_not_a_failed_start() {
         b"{\"version\": 1, \"sid\": \"\xff\xfe\x80\"}",
     )
     .unwrap();
-    let config = wechat_config(&sim);
+    let config = common::session::client_config(&sim);
     let (events, mut rx) = Events::channel();
     let connecting = {
         let files = files.clone();

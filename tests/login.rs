@@ -8,11 +8,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use paysay::config::WechatConfig;
-use paysay::session::{self, Events, SessionError, SessionEvent, SessionFiles};
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use common::session::{Harness, Running};
+use paysay::session::{Ack, SessionError, SessionEvent};
 use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,50 +18,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// `long_poll_timeout_secs` in these tests; the client waits 5 s more for a login poll.
 const LONG_POLL_TIMEOUT_SECS: u64 = 1;
 
-struct Harness {
-    sim: Simulator,
-    config: WechatConfig,
-    files: SessionFiles,
-    _dir: tempfile::TempDir,
+/// The session harness with short request timeouts, so a delayed answer is a timeout soon.
+async fn harness() -> Harness {
+    let mut h = Harness::new(SimConfig::for_tests()).await;
+    h.config.long_poll_timeout_secs = LONG_POLL_TIMEOUT_SECS;
+    h.config.request_timeout_secs = REQUEST_TIMEOUT.as_secs();
+    h.wait = WAIT;
+    h
 }
 
+// What only these tests ask of the shared harness.
 impl Harness {
-    async fn new(sim_config: SimConfig) -> Harness {
-        let sim = Simulator::start(sim_config).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = WechatConfig {
-            base_url: Some(sim.base_url()),
-            long_poll_timeout_secs: LONG_POLL_TIMEOUT_SECS,
-            request_timeout_secs: REQUEST_TIMEOUT.as_secs(),
-            min_backoff_ms: 20,
-            max_backoff_secs: 1,
-            ..WechatConfig::default()
-        };
-        let files = SessionFiles {
-            session: dir.path().join("state/session.json"),
-            qr_png: dir.path().join("state/login-qr.png"),
-        };
-        Harness {
-            sim,
-            config,
-            files,
-            _dir: dir,
-        }
-    }
-
-    fn start(&self) -> Running {
-        let (events, rx) = Events::channel();
-        let shutdown = CancellationToken::new();
-        let (config, files, token) = (self.config.clone(), self.files.clone(), shutdown.clone());
-        let task = tokio::spawn(async move { session::run(&config, &files, events, token).await });
-        Running {
-            rx,
-            seen: Vec::new(),
-            shutdown,
-            task,
-        }
-    }
-
     /// The QR code as the owner sees it: its bytes and when it was written.
     fn qr_file(&self) -> (Vec<u8>, SystemTime) {
         let bytes = std::fs::read(&self.files.qr_png).unwrap();
@@ -105,62 +69,10 @@ impl Harness {
     }
 }
 
-struct Running {
-    rx: UnboundedReceiver<SessionEvent>,
-    /// Every event received so far (message batches are acknowledged on the way).
-    seen: Vec<String>,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), SessionError>>,
-}
-
 impl Running {
-    async fn wait_for(&mut self, pred: impl Fn(&SessionEvent) -> bool) {
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                let event = self.rx.recv().await.expect("session task ended");
-                self.seen.push(event_name(&event));
-                let matched = pred(&event);
-                if let SessionEvent::Messages { ack, .. } = event {
-                    let _ = ack.send(session::Ack::Recorded);
-                }
-                if matched {
-                    return;
-                }
-            }
-        })
-        .await;
-        found.unwrap_or_else(|_| panic!("timed out; events so far: {:?}", self.seen));
-    }
-
     fn qr_codes_shown(&self) -> usize {
         self.seen.iter().filter(|e| *e == "QrCode").count()
     }
-
-    async fn stop(self) -> Result<(), SessionError> {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not stop")
-            .unwrap()
-    }
-}
-
-fn event_name(event: &SessionEvent) -> String {
-    let debug = format!("{event:?}");
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Starts the client and waits for its QR code.
-async fn started_with_qr(h: &Harness) -> Running {
-    let mut running = h.start();
-    running
-        .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
-        .await;
-    running
 }
 
 /// Asserts the login went through on the first QR code: one jslogin, one QR shown, the PNG
@@ -177,8 +89,8 @@ fn assert_same_qr(h: &Harness, running: &Running, first_qr: &(Vec<u8>, SystemTim
 
 #[tokio::test]
 async fn a_failed_login_poll_after_the_scan_is_retried_on_the_same_qr() {
-    let h = Harness::new(SimConfig::for_tests()).await;
-    let mut running = started_with_qr(&h).await;
+    let h = harness().await;
+    let mut running = h.start_with_qr().await;
     let first_qr = h.qr_file();
     h.scan(&mut running).await;
     let beyond_timeout = Duration::from_secs(LONG_POLL_TIMEOUT_SECS + 5) + REQUEST_TIMEOUT;
@@ -212,10 +124,12 @@ async fn a_failed_login_poll_after_the_scan_is_retried_on_the_same_qr() {
 /// request (the simulator cancels it when the client closes the connection anyway).
 const LONG_AFTER_THE_RETRY: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn a_failed_ticket_fetch_is_retried_with_the_same_ticket() {
-    let h = Harness::new(SimConfig::for_tests()).await;
-    let mut running = started_with_qr(&h).await;
+/// Logs in with a delay, a 503, a dropped connection and an empty body queued at
+/// `endpoint` after the scan; asserts that each was met (but the delayed one, cancelled by
+/// the client's timeout) and that the login went through on the first QR code.
+async fn logged_in_through_faults_at(endpoint: Endpoint) -> (Harness, Running) {
+    let h = harness().await;
+    let mut running = h.start_with_qr().await;
     let first_qr = h.qr_file();
     h.scan(&mut running).await;
     let faults = [
@@ -225,7 +139,7 @@ async fn a_failed_ticket_fetch_is_retried_with_the_same_ticket() {
         Fault::EmptyBody,
     ];
     for fault in faults.clone() {
-        h.sim.inject(Endpoint::Ticket, fault);
+        h.sim.inject(endpoint, fault);
     }
     h.sim.confirm();
     running
@@ -233,7 +147,14 @@ async fn a_failed_ticket_fetch_is_retried_with_the_same_ticket() {
         .await;
     // The delayed request is never recorded: the client timed out, which cancels it; the
     // faults queued behind it were met.
-    assert_eq!(h.faults_met(Endpoint::Ticket), faults[1..]);
+    assert_eq!(h.faults_met(endpoint), faults[1..]);
+    assert_same_qr(&h, &running, &first_qr);
+    (h, running)
+}
+
+#[tokio::test]
+async fn a_failed_ticket_fetch_is_retried_with_the_same_ticket() {
+    let (h, running) = logged_in_through_faults_at(Endpoint::Ticket).await;
     let ok = h
         .sim
         .requests_to(Endpoint::Ticket)
@@ -241,44 +162,28 @@ async fn a_failed_ticket_fetch_is_retried_with_the_same_ticket() {
         .filter(|r| r.verdict == Verdict::Ok)
         .count();
     assert_eq!(ok, 1, "one ticket exchange logged in");
-    assert_same_qr(&h, &running, &first_qr);
     running.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_failed_webwxinit_after_the_ticket_is_retried_with_the_same_keys() {
-    let h = Harness::new(SimConfig::for_tests()).await;
-    let mut running = started_with_qr(&h).await;
-    let first_qr = h.qr_file();
-    h.scan(&mut running).await;
-    let faults = [
-        Fault::Delay(LONG_AFTER_THE_RETRY),
-        Fault::Status(503),
-        Fault::Drop,
-        Fault::EmptyBody,
-    ];
-    for fault in faults.clone() {
-        h.sim.inject(Endpoint::Init, fault);
-    }
-    h.sim.confirm();
-    running
-        .wait_for(|e| matches!(e, SessionEvent::LoggedIn { .. }))
-        .await;
+    let (h, mut running) = logged_in_through_faults_at(Endpoint::Init).await;
     assert_eq!(
         h.sim.requests_to(Endpoint::Ticket).len(),
         1,
         "one ticket, its keys reused"
     );
-    assert_eq!(h.faults_met(Endpoint::Init), faults[1..]);
-    assert_same_qr(&h, &running, &first_qr);
     // The session works.
     let id = h.sim.pay(880);
-    running
+    let paid = running
         .wait_for(|e| match e {
             SessionEvent::Messages { batch, .. } => batch.iter().any(|m| m.message.msg_id == id),
             _ => false,
         })
         .await;
+    if let SessionEvent::Messages { ack, .. } = paid {
+        let _ = ack.send(Ack::Recorded);
+    }
     running.stop().await.unwrap();
 }
 
@@ -286,8 +191,8 @@ async fn a_failed_webwxinit_after_the_ticket_is_retried_with_the_same_keys() {
 /// ticket's keys are refused: the phone is asked to confirm (push login), not to scan.
 #[tokio::test]
 async fn a_lost_webwxinit_answer_asks_the_phone_rather_than_show_a_new_qr() {
-    let h = Harness::new(SimConfig::for_tests()).await;
-    let mut running = started_with_qr(&h).await;
+    let h = harness().await;
+    let mut running = h.start_with_qr().await;
     let first_qr = h.qr_file();
     h.scan(&mut running).await;
     h.sim.inject(Endpoint::Init, Fault::Lost);
@@ -308,8 +213,8 @@ async fn a_lost_webwxinit_answer_asks_the_phone_rather_than_show_a_new_qr() {
 /// is refused. That refusal is no verdict on the account: a new QR code, not a fatal error.
 #[tokio::test]
 async fn a_lost_ticket_answer_makes_a_new_qr_code() {
-    let h = Harness::new(SimConfig::for_tests()).await;
-    let mut running = started_with_qr(&h).await;
+    let h = harness().await;
+    let mut running = h.start_with_qr().await;
     let first_qr = h.qr_file();
     h.scan(&mut running).await;
     h.sim.inject(Endpoint::Ticket, Fault::Lost);
@@ -334,9 +239,9 @@ async fn a_lost_ticket_answer_makes_a_new_qr_code() {
 /// Against a server answering every login poll at once, ~8,600 polls a second were sent.
 #[tokio::test]
 async fn login_polls_answered_at_once_are_paced() {
-    let h = Harness::new(SimConfig::for_tests()).await;
+    let h = harness().await;
     h.sim.answer_login_polls_at_once(true);
-    let mut running = started_with_qr(&h).await;
+    let mut running = h.start_with_qr().await;
     assert!(h.sim.wait_for_requests(Endpoint::LoginPoll, 2, WAIT).await);
     let before = h.sim.requests_to(Endpoint::LoginPoll).len();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -365,10 +270,10 @@ async fn login_polls_answered_at_once_are_paced() {
 /// tests/session.rs): only a refusal on a retry is read as a spent ticket.
 #[tokio::test]
 async fn a_refused_account_after_a_failed_poll_still_stops() {
-    let h = Harness::new(SimConfig::for_tests()).await;
+    let h = harness().await;
     h.sim
         .refuse_login(1203, "为了你的帐号安全，此微信号不能登录网页微信。");
-    let mut running = started_with_qr(&h).await;
+    let mut running = h.start_with_qr().await;
     h.scan(&mut running).await;
     h.sim.inject(Endpoint::LoginPoll, Fault::Status(503));
     h.wait_until_met(Endpoint::LoginPoll, 1).await;

@@ -1,124 +1,13 @@
 //! The real WeChat client against the simulator: login → init → contacts → sync → messages,
 //! session persistence, and every fault the real server is known to throw.
 
+mod common;
+
 use std::time::Duration;
 
-use paysay::config::WechatConfig;
-use paysay::protocol::msg_type;
-use paysay::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use wechat_sim::{Endpoint, Fault, SimConfig, Simulator, Verdict};
-
-const WAIT: Duration = Duration::from_secs(15);
-
-struct Harness {
-    sim: Simulator,
-    config: WechatConfig,
-    files: SessionFiles,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn new(sim_config: SimConfig) -> Harness {
-        let sim = Simulator::start(sim_config).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = WechatConfig {
-            base_url: Some(sim.base_url()),
-            long_poll_timeout_secs: 3,
-            request_timeout_secs: 3,
-            min_backoff_ms: 20,
-            max_backoff_secs: 1,
-            ..WechatConfig::default()
-        };
-        let files = SessionFiles {
-            session: dir.path().join("state/session.json"),
-            qr_png: dir.path().join("state/login-qr.png"),
-        };
-        Harness {
-            sim,
-            config,
-            files,
-            _dir: dir,
-        }
-    }
-
-    fn start(&self) -> Running {
-        let (events, rx) = Events::channel();
-        let shutdown = CancellationToken::new();
-        let (config, files, token) = (self.config.clone(), self.files.clone(), shutdown.clone());
-        let task = tokio::spawn(async move { session::run(&config, &files, events, token).await });
-        Running { rx, shutdown, task }
-    }
-
-    /// Starts the client and plays the phone: scan, confirm, until logged in.
-    async fn start_logged_in(&self) -> Running {
-        let mut running = self.start();
-        running
-            .wait_for(|e| matches!(e, SessionEvent::QrCode { .. }))
-            .await;
-        self.sim.scan();
-        self.sim.confirm();
-        running
-            .wait_for(|e| matches!(e, SessionEvent::LoggedIn { .. }))
-            .await;
-        running
-    }
-}
-
-struct Running {
-    rx: UnboundedReceiver<SessionEvent>,
-    shutdown: CancellationToken,
-    task: JoinHandle<Result<(), SessionError>>,
-}
-
-impl Running {
-    /// The next event matching `pred`; message batches on the way are acknowledged.
-    async fn wait_for(&mut self, pred: impl Fn(&SessionEvent) -> bool) -> SessionEvent {
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                let event = self.rx.recv().await.expect("session task ended");
-                if pred(&event) {
-                    return event;
-                }
-                // A dropped acknowledgement is a refusal: the batch would come again.
-                if let SessionEvent::Messages { ack, .. } = event {
-                    let _ = ack.send(Ack::Recorded);
-                }
-            }
-        })
-        .await;
-        found.expect("timed out waiting for a session event")
-    }
-
-    /// Collects `n` messages other than status notifications, acknowledging each batch.
-    async fn messages(&mut self, n: usize) -> Vec<Incoming> {
-        let mut got = Vec::new();
-        while got.len() < n {
-            if let SessionEvent::Messages { batch, ack, .. } = self
-                .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
-                .await
-            {
-                got.extend(
-                    batch
-                        .into_iter()
-                        .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY),
-                );
-                let _ = ack.send(Ack::Recorded);
-            }
-        }
-        got
-    }
-
-    async fn stop(self) -> Result<(), SessionError> {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("run did not stop")
-            .unwrap()
-    }
-}
+use common::session::{Harness, WAIT};
+use paysay::session::{Ack, SessionError, SessionEvent};
+use wechat_sim::{Endpoint, Fault, SimConfig, Verdict};
 
 fn decode_qr(path: &std::path::Path) -> String {
     let img = image::open(path).unwrap().to_luma8();

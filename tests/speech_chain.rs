@@ -1,5 +1,7 @@
 //! The fallback chain and its cache, with counting backends and the real espeak-ng.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -222,21 +224,10 @@ impl Synthesizer for Mute {
         String::new()
     }
     fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 22050,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut bytes = std::io::Cursor::new(Vec::new());
-        let mut writer = hound::WavWriter::new(&mut bytes, spec).unwrap();
-        for _ in 0..22050 {
-            writer.write_sample(0i16).unwrap();
-        }
-        writer.finalize().unwrap();
+        let bytes = common::wav::wav(22050, std::iter::repeat_n(0, 22050));
         Box::pin(async move {
             Ok(Audio {
-                bytes: bytes.into_inner(),
+                bytes,
                 format: AudioFormat::Wav,
             })
         })
