@@ -18,10 +18,12 @@ pub mod doctor;
 pub mod events;
 pub mod fsutil;
 pub mod ledger;
+pub mod outbox;
 pub mod paths;
 pub mod payment;
 pub mod service;
 pub mod session;
+pub mod sinks;
 pub mod speech;
 pub mod text;
 
