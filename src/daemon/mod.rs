@@ -396,6 +396,10 @@ impl Supervisor {
             }
             SessionEvent::LoggedOut { retcode } => {
                 self.logged_in.send_replace(false);
+                tracing::warn!(
+                    retcode,
+                    "logged out by WeChat; waiting for a new login (payment events wait too)"
+                );
                 notify::status(&format!(
                     "logged out by WeChat (retcode {retcode}); waiting for a new login"
                 ));
