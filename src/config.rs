@@ -856,6 +856,49 @@ mod tests {
     }
 
     #[test]
+    fn sinks_need_usable_urls_and_names_of_their_own() {
+        let c = parse(
+            "[vmq]\nserver = \"pay.example.com:8080/k1\"\n\n[[webhook]]\nurl = \"https://a.example.com/h\"\n\n[[webhook]]\nurl = \"http://127.0.0.1:9/h\"\nname = \"local\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sink_names(), ["a.example.com", "local", "vmq"]);
+        assert_eq!(c.webhooks[0].timeout_ms, 5000);
+        for (text, key) in [
+            ("[vmq]\nserver = \"pay.example.com\"\n", "vmq.server"),
+            (
+                "[vmq]\nserver = \"h/k\"\nheartbeat_secs = 90\n",
+                "vmq.heartbeat_secs",
+            ),
+            (
+                "[[webhook]]\nurl = \"http://shop.example.com/h\"\n",
+                "webhook.url",
+            ),
+            ("[[webhook]]\nurl = \"ftp://127.0.0.1/h\"\n", "webhook.url"),
+            (
+                "[[webhook]]\nurl = \"https://a.example.com/1\"\n[[webhook]]\nurl = \"https://a.example.com/2\"\n",
+                "webhook.name",
+            ),
+            (
+                "[vmq]\nserver = \"h/k\"\n[[webhook]]\nurl = \"https://v.example.com\"\nname = \"vmq\"\n",
+                "webhook.name",
+            ),
+            (
+                "[[webhook]]\nurl = \"https://a.example.com\"\ntimeout_ms = 0\n",
+                "webhook.timeout_ms",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let err = parse("[[webhook]]\nurl = \"https://a.example.com\"\nsecrett = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secrett") && err.contains("line 3"), "{err}");
+        parse("[[webhook]]\nurl = \"http://shop.example.com/h\"\nallow_insecure_http = true\n")
+            .unwrap();
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_explicit_is_error() {
         let p = Path::new("/nonexistent/paysay/config.toml");
         assert!(Config::load(p, false).is_ok());

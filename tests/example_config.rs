@@ -24,6 +24,9 @@ fn every_commented_key_parses_when_uncommented() {
         .map(|line| match line.strip_prefix('#') {
             // `#key = value` is a key; `# text` is prose.
             Some(rest) if !rest.starts_with(' ') && rest.contains('=') => rest.to_string(),
+            // `#[[webhook]]`: an array of tables has no empty form, so its header is
+            // commented out along with its keys.
+            Some(rest) if rest.starts_with("[[") => rest.to_string(),
             _ => line.to_string(),
         })
         .collect::<Vec<_>>()
@@ -43,4 +46,15 @@ fn every_commented_key_parses_when_uncommented() {
         config.speech.system.command.as_deref(),
         Some(Path::new("/usr/bin/espeak-ng"))
     );
+    assert_eq!(config.webhooks.len(), 1);
+    assert_eq!(config.webhooks[0].sink_name(), "shop");
+    assert_eq!(
+        config.webhooks[0].secret.as_deref(),
+        Some("a-long-random-string")
+    );
+    assert_eq!(
+        config.vmq.server.as_deref(),
+        Some("pay.example.com/0123456789abcdef")
+    );
+    assert_eq!(config.sink_names(), ["shop", "vmq"]);
 }
