@@ -445,51 +445,6 @@ fn human_age(age: Duration) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_read_naturally() {
-        assert_eq!(human_age(Duration::from_secs(59)), "59 s");
-        assert_eq!(human_age(Duration::from_secs(600)), "10 min");
-        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5 h");
-        assert_eq!(human_age(Duration::from_secs(3 * 86_400)), "3 days");
-    }
-
-    #[test]
-    fn a_failure_shows_its_fix_under_it() {
-        let check = Check::fail("audio", "no device", "plug it in");
-        assert_eq!(
-            check.to_string(),
-            "✗ audio         no device\n                fix: plug it in"
-        );
-        assert_eq!(Check::ok("config", "/x").to_string(), "✓ config        /x");
-    }
-
-    #[tokio::test]
-    async fn baidu_without_keys_is_not_configured() {
-        let speech = SpeechConfig {
-            backends: vec![Backend::Baidu],
-            ..SpeechConfig::default()
-        };
-        let check = check_voice(&speech, Backend::Baidu).await;
-        assert_eq!(check.status, Status::Fail);
-        assert!(check.detail.contains("not configured"), "{check}");
-    }
-
-    #[test]
-    fn a_broken_config_fails_and_falls_back_to_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[audio]\nvolum = 1\n").unwrap();
-        let (check, config) = check_config(&path, true);
-        assert_eq!(check.status, Status::Fail);
-        assert!(check.detail.contains("volum"), "{check}");
-        assert_eq!(config, Config::default());
-    }
-}
-
 /// Each payment-event sink answers as it must: a webhook accepts a signed test event (an
 /// event with `"test": true`, id `test-…` and amount 0, which receivers ignore), and V免签
 /// answers a heartbeat with code 1 (it then counts the monitor as online for 60 s).
@@ -582,5 +537,50 @@ async fn check_vmq(config: &VmqConfig) -> Check {
             Escaped(&e).to_string(),
             "copy [vmq] server again from the V免签 admin page (host/key), and check this computer's clock",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human_age(Duration::from_secs(59)), "59 s");
+        assert_eq!(human_age(Duration::from_secs(600)), "10 min");
+        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5 h");
+        assert_eq!(human_age(Duration::from_secs(3 * 86_400)), "3 days");
+    }
+
+    #[test]
+    fn a_failure_shows_its_fix_under_it() {
+        let check = Check::fail("audio", "no device", "plug it in");
+        assert_eq!(
+            check.to_string(),
+            "✗ audio         no device\n                fix: plug it in"
+        );
+        assert_eq!(Check::ok("config", "/x").to_string(), "✓ config        /x");
+    }
+
+    #[tokio::test]
+    async fn baidu_without_keys_is_not_configured() {
+        let speech = SpeechConfig {
+            backends: vec![Backend::Baidu],
+            ..SpeechConfig::default()
+        };
+        let check = check_voice(&speech, Backend::Baidu).await;
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.detail.contains("not configured"), "{check}");
+    }
+
+    #[test]
+    fn a_broken_config_fails_and_falls_back_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[audio]\nvolum = 1\n").unwrap();
+        let (check, config) = check_config(&path, true);
+        assert_eq!(check.status, Status::Fail);
+        assert!(check.detail.contains("volum"), "{check}");
+        assert_eq!(config, Config::default());
     }
 }

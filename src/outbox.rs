@@ -200,7 +200,7 @@ impl Delivery {
             .call(move |l| {
                 let outcome = outcome
                     .as_ref()
-                    .map(|()| ())
+                    .copied()
                     .map_err(|(why, state)| (why.as_str(), *state));
                 l.note_delivery(row, &name, outcome)
             })
