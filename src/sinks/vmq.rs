@@ -148,13 +148,8 @@ impl Sink for Vmq {
     }
 
     fn deliver<'a>(&'a self, event: &'a PaymentEvent) -> DeliveryFuture<'a> {
-        Box::pin(async move {
-            self.push(&event.amount).await.inspect_err(|e| {
-                if let DeliveryError::Rejected(_) = e {
-                    tracing::error!(amount = %event.amount, error = %Escaped(e), "V免签 refused the payment: the shop's order is not confirmed; fix it, then `paysay resend`");
-                }
-            })
-        })
+        // A refusal is logged by the outbox, with the server's words and what to fix.
+        Box::pin(self.push(&event.amount))
     }
 }
 
