@@ -39,6 +39,11 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// `[mqtt]`: absent, no MQTT.
     pub mqtt: Option<MqttConfig>,
+    /// `[[webhook]]`, any number: each payment POSTed as JSON.
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[vmq]`: a V免签 server told of each payment, with a heartbeat.
+    pub vmq: VmqConfig,
 }
 
 /// `[wechat]`: the web session.
@@ -360,6 +365,67 @@ impl Default for MqttConfig {
     }
 }
 
+/// `[[webhook]]`: an HTTP endpoint that is POSTed each payment as JSON (README, Webhook).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where each payment is POSTed.
+    pub url: String,
+    /// The sink's name in the log, `paysay ledger` and `paysay resend --sink`. Default: the
+    /// URL's host. Renaming a sink leaves its undelivered events behind under the old name.
+    pub name: Option<String>,
+    /// A secret shared with the receiver: each request then carries `X-Paysay-Timestamp`
+    /// (unix seconds) and `X-Paysay-Signature`, the hex HMAC-SHA256 of `timestamp.body`.
+    pub secret: Option<String>,
+    /// Milliseconds a request may take before it counts as failed and is sent again later.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Accept a plain `http://` URL on a host other than this machine: the payer's name and
+    /// the amount would cross the network in clear text.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    5000
+}
+
+impl WebhookConfig {
+    /// The sink's name: `name`, else the URL's host.
+    pub fn sink_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            url::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.host_str().map(String::from))
+                .unwrap_or_else(|| "webhook".into())
+        })
+    }
+}
+
+/// `[vmq]`: a V免签 server (the personal-QR checkout of many web shops), told of each
+/// payment as its monitor app would, with a heartbeat while WeChat is logged in.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmqConfig {
+    /// `host/key` exactly as the V免签 admin page shows it (`http://` unless the string
+    /// starts with `https://`). Unset: no V免签.
+    pub server: Option<String>,
+    /// Seconds between heartbeats. V免签 stops taking orders 60 s after the last one.
+    pub heartbeat_secs: u64,
+    /// Milliseconds a request may take before it counts as failed.
+    pub timeout_ms: u64,
+}
+
+impl Default for VmqConfig {
+    fn default() -> Self {
+        VmqConfig {
+            server: None,
+            heartbeat_secs: 30,
+            timeout_ms: 5000,
+        }
+    }
+}
+
 impl MqttConfig {
     /// The broker's address and whether it is TLS, from `url`.
     pub fn broker(&self) -> Result<Broker, String> {
@@ -435,8 +501,68 @@ pub struct Broker {
     /// `mqtts://`: TLS with the web's root certificates.
     pub tls: bool,
 }
+/// The V免签 server of `[vmq] server`, split into where it is and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmqServer {
+    /// `http://host[:port]`, no path.
+    pub base: url::Url,
+    /// The communication key (通讯密钥) every request is signed with.
+    pub key: String,
+}
+
+impl VmqServer {
+    /// `host/key`, as V免签 shows it: exactly two parts around one `/`, after an optional
+    /// `http://` or `https://`.
+    pub fn parse(server: &str) -> Result<VmqServer, String> {
+        let server = server.trim();
+        let (scheme, rest) = match server.split_once("://") {
+            Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+            Some((other, _)) => {
+                return Err(format!(
+                    "has the scheme {other}://; V免签 speaks http or https"
+                ));
+            }
+            None => ("http", server),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [host, key] = parts[..] else {
+            return Err(format!(
+                "must be host/key as the V免签 admin page shows it (one `/`), not {} parts",
+                parts.len()
+            ));
+        };
+        if host.is_empty() || key.is_empty() {
+            return Err("must be host/key with neither part empty".into());
+        }
+        let base = url::Url::parse(&format!("{scheme}://{host}"))
+            .map_err(|e| format!("has a host paysay cannot use ({host}): {e}"))?;
+        Ok(VmqServer {
+            base,
+            key: key.to_string(),
+        })
+    }
+}
+
+/// The name of the `[vmq]` sink in the ledger and `paysay resend --sink`.
+pub const VMQ_SINK: &str = "vmq";
+
+/// The name of the `[mqtt]` sink in the ledger and `paysay resend --sink`.
+pub const MQTT_SINK: &str = "mqtt";
 
 impl Config {
+    /// The names of the configured sinks, as the ledger keeps their deliveries: the
+    /// webhooks in the order written, then `vmq`, then `mqtt`.
+    pub fn sink_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.webhooks.iter().map(WebhookConfig::sink_name).collect();
+        if self.vmq.server.is_some() {
+            names.push(VMQ_SINK.to_string());
+        }
+        if self.mqtt.is_some() {
+            names.push(MQTT_SINK.to_string());
+        }
+        names
+    }
+
     /// Reads `path`; a missing file at the *default* path means "all defaults", while a
     /// missing file named with `--config` is an error (the owner meant that file).
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
@@ -497,23 +623,15 @@ impl Config {
             ));
         }
         for bound in self.bounds() {
-            if !bound.range.contains(&bound.value) {
-                return Err(invalid(
-                    bound.key,
-                    &format!(
-                        "must be between {} and {} {}, not {}",
-                        bound.range.start(),
-                        bound.range.end(),
-                        bound.unit,
-                        bound.value
-                    ),
-                ));
-            }
+            bound
+                .check()
+                .map_err(|problem| invalid(bound.key, &problem))?;
         }
         if let Some(mqtt) = &self.mqtt {
             mqtt.validate()
                 .map_err(|(key, problem)| invalid(key, &problem))?;
         }
+        self.validate_sinks(path)?;
         let wechat = &self.wechat;
         if wechat.min_backoff_ms > wechat.max_backoff_secs.saturating_mul(1000) {
             return Err(invalid(
@@ -614,20 +732,86 @@ impl Config {
         bounds
     }
 
+    /// Every sink has a URL paysay can use and a name of its own (the ledger's delivery
+    /// rows are kept by name).
+    fn validate_sinks(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        let mut names = Vec::new();
+        if let Some(server) = &self.vmq.server {
+            VmqServer::parse(server).map_err(|p| invalid("vmq.server", p))?;
+            names.push(VMQ_SINK.to_string());
+        }
+        for bound in [
+            Bound::new(
+                "vmq.heartbeat_secs",
+                self.vmq.heartbeat_secs,
+                1..=50,
+                "seconds",
+            ),
+            Bound::new(
+                "vmq.timeout_ms",
+                self.vmq.timeout_ms,
+                100..=30_000,
+                "milliseconds",
+            ),
+        ] {
+            bound.check().map_err(|p| invalid(bound.key, p))?;
+        }
+        for webhook in &self.webhooks {
+            validate_url(&webhook.url, webhook.allow_insecure_http)
+                .map_err(|p| invalid("webhook.url", p))?;
+            Bound::new(
+                "webhook.timeout_ms",
+                webhook.timeout_ms,
+                100..=60_000,
+                "milliseconds",
+            )
+            .check()
+            .map_err(|p| invalid("webhook.timeout_ms", p))?;
+            let name = webhook.sink_name();
+            if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
+                return Err(invalid(
+                    "webhook.name",
+                    "must be 1 to 64 printable characters".into(),
+                ));
+            }
+            if names.contains(&name) || name == MQTT_SINK {
+                return Err(invalid(
+                    "webhook.name",
+                    format!("{name} names two sinks; give each [[webhook]] its own name = \"…\""),
+                ));
+            }
+            names.push(name);
+        }
+        Ok(())
+    }
+
     /// A plain-http `base_url` sends the session's cookies, sid and skey in clear text: only
     /// to this machine (a simulator, a local proxy), unless the owner says otherwise.
     fn validate_base_url(&self, url: &str) -> Result<(), String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
-        match parsed.scheme() {
-            "https" => Ok(()),
-            "http" if self.wechat.allow_insecure_http || is_loopback(&parsed) => Ok(()),
-            "http" => Err(format!(
-                "is plain http to {}, which would send the session's keys in clear text; \
-                 use https, a loopback address, or set wechat.allow_insecure_http = true",
-                parsed.host_str().unwrap_or("?")
-            )),
-            _ => Err("must start with http:// or https://".into()),
-        }
+        validate_url(url, self.wechat.allow_insecure_http).map_err(|e| {
+            e.replace("the data", "the session's keys")
+                .replace("allow_insecure_http", "wechat.allow_insecure_http")
+        })
+    }
+}
+
+/// An http(s) URL; plain http only to this machine unless `allow_insecure_http`.
+fn validate_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "is plain http to {}, which would send the data in clear text; \
+             use https, a loopback address, or set allow_insecure_http = true",
+            parsed.host_str().unwrap_or("?")
+        )),
+        _ => Err("must start with http:// or https://".into()),
     }
 }
 
@@ -640,6 +824,20 @@ struct Bound {
 }
 
 impl Bound {
+    /// `Err` with the range and unit when the value is outside it.
+    fn check(&self) -> Result<(), String> {
+        if self.range.contains(&self.value) {
+            return Ok(());
+        }
+        Err(format!(
+            "must be between {} and {} {}, not {}",
+            self.range.start(),
+            self.range.end(),
+            self.unit,
+            self.value
+        ))
+    }
+
     fn new(
         key: &'static str,
         value: u64,
@@ -656,7 +854,7 @@ impl Bound {
 }
 
 /// 127.0.0.0/8, ::1 and `localhost`: traffic that never leaves this machine.
-fn is_loopback(url: &url::Url) -> bool {
+pub fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -891,6 +1089,49 @@ mod tests {
         }
         let err = parse("[mqtt]\nqos = 2\n").unwrap_err().to_string();
         assert!(err.contains("qos") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn sinks_need_usable_urls_and_names_of_their_own() {
+        let c = parse(
+            "[vmq]\nserver = \"pay.example.com:8080/k1\"\n\n[[webhook]]\nurl = \"https://a.example.com/h\"\n\n[[webhook]]\nurl = \"http://127.0.0.1:9/h\"\nname = \"local\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sink_names(), ["a.example.com", "local", "vmq"]);
+        assert_eq!(c.webhooks[0].timeout_ms, 5000);
+        for (text, key) in [
+            ("[vmq]\nserver = \"pay.example.com\"\n", "vmq.server"),
+            (
+                "[vmq]\nserver = \"h/k\"\nheartbeat_secs = 90\n",
+                "vmq.heartbeat_secs",
+            ),
+            (
+                "[[webhook]]\nurl = \"http://shop.example.com/h\"\n",
+                "webhook.url",
+            ),
+            ("[[webhook]]\nurl = \"ftp://127.0.0.1/h\"\n", "webhook.url"),
+            (
+                "[[webhook]]\nurl = \"https://a.example.com/1\"\n[[webhook]]\nurl = \"https://a.example.com/2\"\n",
+                "webhook.name",
+            ),
+            (
+                "[vmq]\nserver = \"h/k\"\n[[webhook]]\nurl = \"https://v.example.com\"\nname = \"vmq\"\n",
+                "webhook.name",
+            ),
+            (
+                "[[webhook]]\nurl = \"https://a.example.com\"\ntimeout_ms = 0\n",
+                "webhook.timeout_ms",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let err = parse("[[webhook]]\nurl = \"https://a.example.com\"\nsecrett = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secrett") && err.contains("line 3"), "{err}");
+        parse("[[webhook]]\nurl = \"http://shop.example.com/h\"\nallow_insecure_http = true\n")
+            .unwrap();
     }
 
     #[test]

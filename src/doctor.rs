@@ -8,13 +8,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::audio::OUTPUTS;
-use crate::config::{Backend, Config, ConfigError, SpeechConfig};
+use crate::config::{Backend, Config, ConfigError, SpeechConfig, VmqConfig, WebhookConfig};
+use crate::events::{DeliveryError, PaymentEvent};
 use crate::ledger::{Ledger, report};
 use crate::money::Yuan;
 use crate::paths::Paths;
 use crate::service::{Manager, Role};
 use crate::session::store;
+use crate::sinks::{Vmq, Webhook};
 use crate::speech::{ClipCache, Speech, TtsError, announcement, synthesizer};
+use crate::text::Escaped;
 
 /// How long the sound device may take to open and play a moment of silence: a real device
 /// answers in milliseconds, a wedged sound server never.
@@ -149,6 +152,9 @@ pub fn run(config_file: &Path, explicit: bool, progress: &mut dyn FnMut(&Check))
         add(check_espeak(&config.speech));
     }
     for check in check_voices(&config.speech) {
+        add(check);
+    }
+    for check in check_sinks(&config) {
         add(check);
     }
     add(check_service());
@@ -436,6 +442,105 @@ fn human_age(age: Duration) -> String {
         120..7200 => format!("{} min", secs / 60),
         7200..172_800 => format!("{} h", secs / 3600),
         _ => format!("{} days", secs / 86_400),
+    }
+}
+
+/// Each payment-event sink answers as it must: a webhook accepts a signed test event (an
+/// event with `"test": true`, id `test-…` and amount 0, which receivers ignore), and V免签
+/// answers a heartbeat with code 1 (it then counts the monitor as online for 60 s).
+fn check_sinks(config: &Config) -> Vec<Check> {
+    if config.webhooks.is_empty() && config.vmq.server.is_none() {
+        return Vec::new();
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return vec![Check::fail(
+                "sinks",
+                format!("cannot start the async runtime: {e}"),
+                "free some memory and file descriptors, then run paysay doctor again",
+            )];
+        }
+    };
+    let mut checks: Vec<Check> = config
+        .webhooks
+        .iter()
+        .map(|webhook| runtime.block_on(check_webhook(webhook)))
+        .collect();
+    if config.vmq.server.is_some() {
+        checks.push(runtime.block_on(check_vmq(&config.vmq)));
+    }
+    checks
+}
+
+/// The test event a webhook is sent: the shape of a real one, marked so that no receiver
+/// takes it for money.
+pub fn test_event() -> serde_json::Value {
+    let mut event = PaymentEvent {
+        id: format!("test-{}", crate::now_unix()),
+        msg_id: "paysay-doctor".into(),
+        amount_fen: 0,
+        amount: Yuan(0).to_string(),
+        kind: "collection",
+        payer: None,
+        remark: Some("paysay doctor: a test, not a payment".into()),
+        account: "paysay".into(),
+        time: report::rfc3339(crate::now_unix(), time::UtcOffset::UTC),
+    }
+    .to_json();
+    event["test"] = serde_json::Value::Bool(true);
+    event
+}
+
+async fn check_webhook(config: &WebhookConfig) -> Check {
+    let label = format!("webhook {}", config.sink_name());
+    let signed = if config.secret.is_some() {
+        "signed "
+    } else {
+        ""
+    };
+    let sent = match Webhook::new(config) {
+        Ok(webhook) => webhook.post(&test_event()).await,
+        Err(e) => return Check::fail(label, e.to_string(), "check [[webhook]] in the config"),
+    };
+    match sent {
+        // The host only: a URL's query may carry the receiver's token.
+        Ok(()) => {
+            let host = url::Url::parse(&config.url)
+                .ok()
+                .and_then(|u| u.host_str().map(String::from))
+                .unwrap_or_default();
+            Check::ok(label, format!("{host} accepted a {signed}test event"))
+        }
+        Err(DeliveryError::Rejected(why)) => Check::fail(
+            label,
+            Escaped(why).to_string(),
+            "the receiver refuses paysay's events: check its URL and that its secret is the one in [[webhook]] secret",
+        ),
+        Err(DeliveryError::Transient(why)) => Check::fail(
+            label,
+            Escaped(why).to_string(),
+            "the receiver is not reachable or failing: check that it runs and the URL; events wait in the ledger meanwhile",
+        ),
+    }
+}
+
+async fn check_vmq(config: &VmqConfig) -> Check {
+    let vmq = match Vmq::from_config(config) {
+        Ok(Some(vmq)) => vmq,
+        Ok(None) => return Check::ok("vmq", "not configured"),
+        Err(e) => return Check::fail("vmq", e.to_string(), "check [vmq] server in the config"),
+    };
+    match vmq.heartbeat().await {
+        Ok(()) => Check::ok("vmq", "the V免签 server answered a heartbeat with code 1"),
+        Err(e) => Check::fail(
+            "vmq",
+            Escaped(&e).to_string(),
+            "copy [vmq] server again from the V免签 admin page (host/key), and check this computer's clock",
+        ),
     }
 }
 

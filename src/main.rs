@@ -63,7 +63,8 @@ enum Command {
     /// `kind` (collection, clerk_collection, transfer, red_packet, group_collection),
     /// `payer` (string or null) and `time` (RFC 3339 with the local offset); also
     /// `amount_yuan`, `remark`, `account`, `transfer_id`, `daily_count`, `daily_total_fen`,
-    /// `detected_at` and `announced_at` (null until spoken). Fields are only ever added.
+    /// `detected_at`, `announced_at` (null until spoken) and `deliveries` (each sink's
+    /// state by name: pending, delivered, rejected). Fields are only ever added.
     Ledger {
         /// First day to show, YYYY-MM-DD (local). Default: the --until day.
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
@@ -77,6 +78,21 @@ enum Command {
         /// Print one JSON object per line, for programs.
         #[arg(long)]
         json: bool,
+    },
+    /// Send payment events again by hand (补单): the events of the payments of a span of days
+    /// are marked pending for the sinks, and the running daemon (or the next start) sends
+    /// them within a few seconds, with the same ids as before, so receivers can drop what
+    /// they already have.
+    Resend {
+        /// First day, YYYY-MM-DD (local).
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        since: Date,
+        /// Last day, YYYY-MM-DD (local), included. Default: today.
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        until: Option<Date>,
+        /// Only to this sink (a `[[webhook]]` name, `vmq`). Default: every configured sink.
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
     },
     /// Check the config, the state dir, the WeChat session, the ledger, the speaker and each
     /// voice, one line each with a fix for each failure. Exits non-zero when a check failed.
@@ -177,12 +193,16 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
         // Reached only when called directly: run() sends the doctor here without a config.
         Command::Doctor => doctor(&cli),
         Command::Login => runtime()?.block_on(login(&config, &paths)),
-        Command::Run => runtime()?.block_on(async {
-            paysay::daemon::Daemon::new(config, paths)
-                .run(shutdown_on_signal())
-                .await
-                .map_err(anyhow::Error::from)
-        }),
+        Command::Run => {
+            // Before the runtime's threads: it reads the local time zone.
+            let daemon = paysay::daemon::Daemon::new(config, paths);
+            runtime()?.block_on(async {
+                daemon
+                    .run(shutdown_on_signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
         #[cfg(feature = "demo")]
         Command::Demo { dry_run } => runtime()?.block_on(demo(config, paths, dry_run)),
         Command::Speaker { dry_run } => runtime()?.block_on(async {
@@ -217,6 +237,7 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
             csv,
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
+        Command::Resend { since, until, sink } => resend(&config, &paths, since, until, sink),
         Command::Service { action } => service(cli.config.as_deref(), &paths, action),
     }
 }
@@ -228,6 +249,55 @@ fn doctor(cli: &Cli) -> anyhow::Result<()> {
     match report.failures() {
         0 => Ok(()),
         n => anyhow::bail!("{n} of {} checks failed", report.checks.len()),
+    }
+}
+
+/// `paysay resend`: marks the span's events pending again for the sinks.
+fn resend(
+    config: &Config,
+    paths: &Paths,
+    since: Date,
+    until: Option<Date>,
+    sink: Option<String>,
+) -> anyhow::Result<()> {
+    let configured = config.sink_names();
+    let sinks = match sink {
+        Some(name) if configured.contains(&name) => vec![name],
+        Some(name) => anyhow::bail!(
+            "no sink named {name} in the config (configured: {})",
+            shown_names(&configured)
+        ),
+        None if configured.is_empty() => {
+            anyhow::bail!("no sink is configured: add a [[webhook]] or [vmq] to the config")
+        }
+        None => configured,
+    };
+    let offset_at = local_offset_reader();
+    let until = until.unwrap_or_else(|| report::today(&offset_at));
+    if since > until {
+        anyhow::bail!("--since {since} is after --until {until}");
+    }
+    let (from, to) = report::day_range(since, until, &offset_at);
+    let ledger_path = paths.ledger_db();
+    if !ledger_path.exists() {
+        anyhow::bail!("no ledger at {}: nothing to send", ledger_path.display());
+    }
+    let queued = Ledger::open(&ledger_path)
+        .context("opening the payment ledger")?
+        .resend(from, to, &sinks)
+        .context("queueing the events again")?;
+    println!(
+        "{queued} event(s) from {since} to {until} queued again for {}; the running paysay sends them within a few seconds, else the next start does",
+        shown_names(&sinks)
+    );
+    Ok(())
+}
+
+fn shown_names(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }
 

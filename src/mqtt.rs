@@ -321,7 +321,7 @@ impl MqttSink {
 
 impl Sink for MqttSink {
     fn name(&self) -> &str {
-        "mqtt"
+        crate::config::MQTT_SINK
     }
 
     fn deliver<'a>(&'a self, event: &'a PaymentEvent) -> DeliveryFuture<'a> {

@@ -5,6 +5,8 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/receivers.rs"]
+mod receivers;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -178,4 +180,39 @@ fn the_ledger_check_counts_todays_payments() {
     let report = stdout(&shop.doctor(Alsa::Capture));
     let ledger = line(&report, "ledger");
     assert!(ledger.contains("1 payment today, 12.50 yuan"), "{ledger}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_sink_is_checked_with_a_signed_test_event_or_a_heartbeat() {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let receiver = receivers::WebhookReceiver::start(any, Some("right"), 200).await;
+    let vmq = receivers::VmqServer::start("vmq-key").await;
+    let shop = Shop::new(&format!(
+        "{SYSTEM_VOICE}\n[vmq]\nserver = \"{}\"\n\n[[webhook]]\nname = \"good\"\nurl = \"{url}\"\nsecret = \"right\"\n\n[[webhook]]\nname = \"wrong-secret\"\nurl = \"{url}\"\nsecret = \"wrong\"\n",
+        vmq.server_string(),
+        url = receiver.url(),
+    ));
+    let out = tokio::task::spawn_blocking(move || (shop.doctor(Alsa::Capture), shop))
+        .await
+        .unwrap()
+        .0;
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let good = line(&report, "webhook good");
+    assert!(
+        good.starts_with('✓') && good.contains("signed test event"),
+        "{good}"
+    );
+    let wrong = line(&report, "webhook wrong-secret");
+    assert!(
+        wrong.starts_with('✗') && wrong.contains("401") && wrong.contains("secret"),
+        "{wrong}"
+    );
+    assert!(line(&report, "vmq").starts_with('✓'), "{report}");
+    assert_eq!(vmq.heartbeats(), 1);
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert!(received[0].signed && !received[1].signed);
+    assert_eq!(received[0].body["test"], true);
+    assert_eq!(received[0].body["amount_fen"], 0);
 }

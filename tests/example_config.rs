@@ -45,6 +45,17 @@ fn every_commented_key_parses_when_uncommented() {
         config.speech.system.command.as_deref(),
         Some(Path::new("/usr/bin/espeak-ng"))
     );
-    let mqtt = config.mqtt.expect("[mqtt] uncommented");
+    let mqtt = config.mqtt.clone().expect("[mqtt] uncommented");
     assert_eq!(mqtt.client_id.as_deref(), Some("paysay-counter-1"));
+    assert_eq!(config.webhooks.len(), 1);
+    assert_eq!(config.webhooks[0].sink_name(), "shop");
+    assert_eq!(
+        config.webhooks[0].secret.as_deref(),
+        Some("a-long-random-string")
+    );
+    assert_eq!(
+        config.vmq.server.as_deref(),
+        Some("pay.example.com/0123456789abcdef")
+    );
+    assert_eq!(config.sink_names(), ["shop", "vmq"]);
 }

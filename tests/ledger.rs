@@ -201,3 +201,80 @@ fn a_transfer_is_marked_heard_by_its_transfer_id() {
         Err(LedgerError::NotRecorded { .. })
     ));
 }
+
+// ---- issue 12: the outbox ----
+
+/// A v1 ledger (before the outbox) as an older paysay left it: migrated on open, its
+/// payments kept, and no event queued for them; payments recorded from then on are queued
+/// for the configured sinks.
+#[test]
+fn a_v1_ledger_gains_the_outbox_and_only_new_payments_are_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE payments (
+                id INTEGER PRIMARY KEY, msg_id TEXT NOT NULL UNIQUE, transfer_id TEXT UNIQUE,
+                kind TEXT NOT NULL, amount_fen INTEGER NOT NULL CHECK (amount_fen >= 0),
+                payer TEXT, remark TEXT, daily_count INTEGER, daily_total_fen INTEGER,
+                time INTEGER NOT NULL, account TEXT NOT NULL, detected_at INTEGER NOT NULL,
+                announced_at INTEGER);
+             CREATE INDEX payments_by_time ON payments (time);
+             CREATE INDEX payments_unannounced ON payments (id) WHERE announced_at IS NULL;
+             INSERT INTO payments (msg_id, kind, amount_fen, time, account, detected_at, announced_at)
+                VALUES ('old', 'collection', 100, 1700000000, '微信支付', 1700000001, 1700000002);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let mut ledger = Ledger::open(&db).unwrap();
+    ledger.set_sinks(vec!["shop".into(), "vmq".into()]);
+    ledger.record(&payment("new", 200, 1_700_000_100)).unwrap();
+    let entries = ledger.entries(0, i64::MAX).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries[0].deliveries.is_empty(), "no event for the old one");
+    let states: Vec<(&str, &str)> = entries[1]
+        .deliveries
+        .iter()
+        .map(|(s, st)| (s.as_str(), st.as_str()))
+        .collect();
+    assert_eq!(states, [("shop", "pending"), ("vmq", "pending")]);
+    assert_eq!(
+        ledger.next_pending("shop").unwrap().unwrap().payment.msg_id,
+        "new"
+    );
+    assert_eq!(ledger.next_pending("mqtt").unwrap(), None);
+    drop(ledger);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, paysay::ledger::SCHEMA_VERSION);
+    assert_eq!(version, 2);
+}
+
+/// The payment and its events are one transaction: when its events cannot be queued,
+/// the payment is not recorded either (and WeChat's redelivery brings it again).
+#[test]
+fn a_payment_is_recorded_with_its_events_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(&dir);
+    // The same sink twice: the second event row breaks the primary key.
+    ledger.set_sinks(vec!["shop".into(), "shop".into()]);
+    assert!(ledger.record(&payment("m1", 100, 1_700_000_000)).is_err());
+    assert!(ledger.entries(0, i64::MAX).unwrap().is_empty());
+    ledger.set_sinks(vec!["shop".into()]);
+    assert_eq!(
+        ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap(),
+        Recorded::New
+    );
+    // A duplicate queues nothing more.
+    assert_eq!(
+        ledger.record(&payment("m1", 100, 1_700_000_000)).unwrap(),
+        Recorded::Duplicate
+    );
+    let pending = ledger.next_pending("shop").unwrap().unwrap();
+    ledger.note_delivery(pending.row, "shop", Ok(())).unwrap();
+    assert_eq!(ledger.next_pending("shop").unwrap(), None);
+}

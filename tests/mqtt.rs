@@ -49,8 +49,11 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                self.port
+                // As root, mosquitto would switch to its own user, who cannot write the
+                // sessions it saves into this test's dir (`user` is ignored otherwise).
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nuser root\n",
+                self.port,
+                self.dir.path().display()
             ),
         )
         .unwrap();
@@ -72,6 +75,16 @@ impl Broker {
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops with SIGTERM, so mosquitto saves its subscribers' sessions and the messages
+    /// queued for them, and gives them back when it starts again.
+    fn stop_cleanly(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let _ = child.wait();
         }
     }
@@ -127,7 +140,22 @@ fn mosquitto() -> PathBuf {
 /// receiver.
 async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Publish> {
     let id = format!("test-sub-{}", rand::random::<u32>());
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 16);
+    subscribe_with(MqttOptions::new(id, "127.0.0.1", port), topic).await
+}
+
+/// [`subscribe`] with a session the broker keeps while the client is away (and across a
+/// clean broker restart): what is published meanwhile comes when it is back, which it
+/// tries to be every 100 ms.
+async fn subscribe_persistent(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Publish> {
+    let id = format!("test-sub-{}", rand::random::<u32>());
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_clean_session(false);
+    subscribe_with(options, topic).await
+}
+
+async fn subscribe_with(options: MqttOptions, topic: &str) -> mpsc::UnboundedReceiver<Publish> {
+    let persistent = !options.clean_session();
+    let (client, mut events) = AsyncClient::new(options, 16);
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let (subscribed, ready) = tokio::sync::oneshot::channel();
@@ -135,18 +163,24 @@ async fn subscribe(port: u16, topic: &str) -> mpsc::UnboundedReceiver<Publish> {
         let mut subscribed = Some(subscribed);
         // Keeps the client alive as long as the events are read.
         let _client = client;
-        while let Ok(event) = events.poll().await {
-            match event {
-                Event::Incoming(Incoming::SubAck(_)) => {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::SubAck(_))) => {
                     if let Some(s) = subscribed.take() {
                         let _ = s.send(());
                     }
                 }
-                Event::Incoming(Incoming::Publish(p)) => {
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
                     // The test is done with it once the receiver is gone.
-                    let _ = tx.send(p);
+                    if tx.send(p).is_err() {
+                        return;
+                    }
                 }
-                _ => {}
+                Ok(_) => {}
+                Err(_) if persistent && !tx.is_closed() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => return,
             }
         }
     });
@@ -461,4 +495,117 @@ async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restar
         .matches("payment announced")
         .count();
     assert_eq!(total, 2);
+}
+
+// ---- the daemon's outbox publishing to the broker ----
+
+/// A beep for every text: the daemon needs a voice, the test only its events.
+struct Beep;
+
+impl paysay::speech::Synthesizer for Beep {
+    fn name(&self) -> &'static str {
+        "beep"
+    }
+
+    fn voice(&self) -> String {
+        "beep".into()
+    }
+
+    fn synthesize<'a>(&'a self, _text: &'a str) -> paysay::speech::SynthFuture<'a> {
+        Box::pin(async move {
+            Ok(paysay::speech::Audio {
+                bytes: common::wav::beep(8_000, 400),
+                format: paysay::speech::AudioFormat::Wav,
+            })
+        })
+    }
+}
+
+/// Each payment's MQTT delivery state in the ledger, oldest first.
+fn mqtt_states(paths: &paysay::paths::Paths) -> Vec<paysay::ledger::DeliveryState> {
+    let ledger = paysay::ledger::Ledger::open(&paths.ledger_db()).unwrap();
+    ledger
+        .entries(i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.deliveries
+                .iter()
+                .find(|(sink, _)| sink == "mqtt")
+                .map(|(_, state)| *state)
+                .expect("an mqtt delivery row")
+        })
+        .collect()
+}
+
+async fn wait_states(paths: &paysay::paths::Paths, want: &[paysay::ledger::DeliveryState]) {
+    let started = Instant::now();
+    loop {
+        let states = mqtt_states(paths);
+        if states == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "mqtt deliveries stayed {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The whole path: WeChat → ledger → outbox → broker. Each payment is published once its
+/// ledger row is committed, with the event id the ledger's identity gives it; while the
+/// broker is down the events wait in the ledger, and they go out, in order, once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_publishes_each_payment_through_the_outbox_even_across_a_broker_outage() {
+    use paysay::ledger::DeliveryState::{Delivered, Pending};
+    use wechat_sim::{Endpoint, SimConfig, Simulator};
+
+    let mut broker = Broker::start();
+    let mut payments = subscribe_persistent(broker.port, "paysay/payments").await;
+    let sim = Simulator::start(SimConfig {
+        auto_login: Some(Duration::from_millis(10)),
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::daemon::config_for(&sim);
+    config.mqtt = Some(broker.config());
+    config.audio.chime = false;
+    let daemon = common::daemon::start(
+        config,
+        dir.path(),
+        Box::new(Beep),
+        paysay::audio::NullOutput::default(),
+    );
+    assert!(sim.wait_for_requests(Endpoint::SyncCheck, 1, WAIT).await);
+
+    let first = sim.pay(1250);
+    let published = json(&next(&mut payments).await);
+    assert_eq!(published["msg_id"], first.as_str());
+    assert_eq!(published["money"], "12.50");
+    let ledger = paysay::ledger::Ledger::open(&daemon.paths.ledger_db()).unwrap();
+    let entry = ledger.entries(i64::MIN, i64::MAX).unwrap().remove(0);
+    assert_eq!(
+        published["id"],
+        paysay::events::event_id(&entry.payment).as_str()
+    );
+    wait_states(&daemon.paths, &[Delivered]).await;
+
+    // The broker goes away: the next payments are heard and recorded, and wait.
+    broker.stop_cleanly();
+    let while_down = [sim.pay(300), sim.pay(450)];
+    wait_states(&daemon.paths, &[Delivered, Pending, Pending]).await;
+    broker.restart();
+    wait_states(&daemon.paths, &[Delivered, Delivered, Delivered]).await;
+    for msg_id in &while_down {
+        assert_eq!(json(&next(&mut payments).await)["msg_id"], msg_id.as_str());
+    }
+
+    daemon.shutdown.cancel();
+    daemon.task.await.unwrap().unwrap();
+    // A clean stop says so.
+    let (status, _) = status(broker.port).await;
+    assert_eq!(status, "offline");
 }

@@ -24,9 +24,11 @@ use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Recorded};
 use crate::money::Yuan;
+use crate::outbox::{Outbox, Wakers};
 use crate::paths::Paths;
 use crate::payment::{Detector, Payment};
 use crate::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
+use crate::sinks::{SinkError, Sinks};
 use crate::speech::{Speech, TtsError};
 
 /// Why the daemon stopped with an error.
@@ -55,6 +57,8 @@ pub enum DaemonError {
         "the announcer stopped unexpectedly ({0}); paysay stops so the service restarts it and says what is pending"
     )]
     AnnouncerCrashed(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 /// The ledger, shared by the supervisor (records) and the announcer (marks announced).
@@ -87,16 +91,24 @@ pub struct Daemon {
     paths: Paths,
     player: Option<PlayerHandle>,
     speech: Option<Speech>,
+    /// The offset payment events' times are written with.
+    offset: time::UtcOffset,
 }
 
 impl Daemon {
     /// A daemon that plays on `[audio]`'s device and speaks with `[speech]`'s voices.
+    ///
+    /// Call it before the runtime starts its threads: it reads the local time zone for the
+    /// payment events, which `time` refuses to do in a multi-threaded process (UTC then).
     pub fn new(config: Config, paths: Paths) -> Daemon {
+        let offset = crate::ledger::report::local_offset_at(crate::now_unix())
+            .unwrap_or(time::UtcOffset::UTC);
         Daemon {
             config,
             paths,
             player: None,
             speech: None,
+            offset,
         }
     }
 
@@ -122,6 +134,7 @@ impl Daemon {
             paths,
             player,
             speech,
+            offset,
         } = self;
         let player = match player {
             Some(player) => player,
@@ -131,7 +144,8 @@ impl Daemon {
             Some(speech) => speech,
             None => Speech::from_config(&config.speech, paths.tts_cache_dir())?,
         };
-        let ledger = open_ledger(&config, &paths)?;
+        let sinks = Sinks::from_config(&config)?;
+        let ledger = open_ledger(&config, &paths, sinks.names())?;
         let unrecorded = Unrecorded::default();
         let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
         let (queue, queue_rx) = mpsc::unbounded_channel();
@@ -152,6 +166,8 @@ impl Daemon {
             }
             .run(),
         );
+        let (logged_in, logged_in_rx) = watch::channel(false);
+        let wakers = tasks.spawn_outbox(&config, &paths, offset, sinks, logged_in_rx, &shutdown)?;
         let mut supervisor = Supervisor {
             detector: Detector::new(&config.payments),
             config,
@@ -163,6 +179,8 @@ impl Daemon {
             speech: speech_tx,
             player: player.clone(),
             login_alerts: LoginAlerts::default(),
+            wakers,
+            logged_in,
         };
         let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
@@ -175,8 +193,13 @@ impl Daemon {
     }
 }
 
-/// The state dir, owner-only, and the ledger in it.
-fn open_ledger(config: &Config, paths: &Paths) -> Result<SharedLedger, DaemonError> {
+/// The state dir, owner-only, and the ledger in it, queueing each new payment's event for
+/// `sinks`.
+fn open_ledger(
+    config: &Config,
+    paths: &Paths,
+    sinks: Vec<String>,
+) -> Result<SharedLedger, DaemonError> {
     paths
         .prepare_state_dir()
         .map_err(|source| DaemonError::StateDir {
@@ -184,16 +207,22 @@ fn open_ledger(config: &Config, paths: &Paths) -> Result<SharedLedger, DaemonErr
             source,
         })?;
     let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
-    let ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
+    let mut ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
+    ledger.set_sinks(sinks);
     Ok(SharedLedger(Arc::new(Mutex::new(ledger))))
 }
 
-/// The daemon's two tasks, the WeChat session and the announcer: started together, and
-/// awaited together, so that neither outlives [`Daemon::run`].
+/// The daemon's tasks, the WeChat session, the announcer, and the outbox's (one delivery
+/// task per sink, V免签's heartbeat): started together, and awaited together, so that
+/// none outlives [`Daemon::run`].
 struct Tasks {
     /// `None` once its end has been seen (a `JoinHandle` yields only once).
     session: Option<JoinHandle<Result<(), SessionError>>>,
     announcer: Option<JoinHandle<()>>,
+    /// They end on shutdown; a crash there is logged when they are awaited.
+    outbox: Vec<JoinHandle<()>>,
+    /// Told to say `offline` once the delivery tasks have ended.
+    mqtt: Option<Arc<crate::mqtt::MqttSink>>,
 }
 
 impl Tasks {
@@ -204,7 +233,37 @@ impl Tasks {
         Tasks {
             session: Some(tokio::spawn(session)),
             announcer: Some(tokio::spawn(announcer)),
+            outbox: Vec::new(),
+            mqtt: None,
         }
+    }
+
+    /// One delivery task per sink, on the outbox's own ledger connection, and V免签's
+    /// heartbeat, told by `logged_in` whether WeChat is in. Returns what wakes the delivery
+    /// tasks when a payment is recorded.
+    fn spawn_outbox(
+        &mut self,
+        config: &Config,
+        paths: &Paths,
+        offset: time::UtcOffset,
+        sinks: Sinks,
+        logged_in: watch::Receiver<bool>,
+        shutdown: &CancellationToken,
+    ) -> Result<Wakers, DaemonError> {
+        if sinks.all.is_empty() {
+            return Ok(Wakers::default());
+        }
+        let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
+        let outbox = Outbox::open(&paths.ledger_db(), busy_timeout, offset)?;
+        self.mqtt = sinks.mqtt.clone();
+        if let Some(vmq) = sinks.vmq.clone() {
+            self.outbox
+                .push(tokio::spawn(vmq.run_heartbeat(logged_in, shutdown.clone())));
+        }
+        tracing::info!(sinks = ?sinks.names(), "payment events go out to these sinks");
+        let (deliveries, wakers) = outbox.spawn(sinks.all, shutdown);
+        self.outbox.extend(deliveries);
+        Ok(wakers)
     }
 
     /// After shutdown has been cancelled: waits for whichever task is still running. The
@@ -223,6 +282,14 @@ impl Tasks {
             && let Err(e) = announcer.await
         {
             tracing::error!(error = %e, "the announcer failed while stopping");
+        }
+        for task in self.outbox {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a payment-event task failed");
+            }
+        }
+        if let Some(mqtt) = self.mqtt {
+            mqtt.shutdown().await;
         }
     }
 }
@@ -261,6 +328,10 @@ struct Supervisor {
     player: PlayerHandle,
     /// When the owner was told (out loud) that a scan is needed, and when to tell again.
     login_alerts: LoginAlerts,
+    /// Wakes the outbox's delivery tasks after a payment is recorded.
+    wakers: Wakers,
+    /// Whether WeChat is logged in: V免签's heartbeat beats only then.
+    logged_in: watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -317,6 +388,7 @@ impl Supervisor {
                 let _ = ack.send(recorded);
             }
             SessionEvent::QrCode { path, .. } => {
+                self.logged_in.send_replace(false);
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
                 if self.login_alerts.should_speak(tokio::time::Instant::now()) {
                     let _ = self
@@ -325,12 +397,18 @@ impl Supervisor {
                 }
             }
             SessionEvent::LoggedIn { nick_name, resumed } => {
+                self.logged_in.send_replace(true);
                 self.login_alerts.logged_in(tokio::time::Instant::now());
                 let how = if resumed { "resumed" } else { "logged in" };
                 notify::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
+                self.logged_in.send_replace(false);
                 self.login_alerts.logged_out(tokio::time::Instant::now());
+                tracing::info!(
+                    retcode,
+                    "logged out by WeChat; waiting for a new login (payment events wait too)"
+                );
                 notify::status(&format!(
                     "logged out by WeChat (retcode {retcode}); waiting for a new login"
                 ));
@@ -359,7 +437,13 @@ impl Supervisor {
             }
             let p = payment.clone();
             match self.ledger.call(move |l| l.record(&p)).await {
-                Ok(recorded) => self.recorded(payment, recorded).await,
+                Ok(recorded) => {
+                    if recorded == Recorded::New {
+                        // Its events are in the outbox now.
+                        self.wakers.wake_all();
+                    }
+                    self.recorded(payment, recorded).await;
+                }
                 // Not a ledger fault, and no retry would store it: say so, go on.
                 Err(e @ LedgerError::AmountTooLarge { .. }) => {
                     tracing::error!(error = %crate::text::Escaped(&e), "payment skipped: check the phone");
@@ -526,6 +610,9 @@ impl Supervisor {
         self.detector = Detector::new(&config.payments);
         if config.wechat != self.config.wechat {
             tracing::warn!("[wechat] settings change only on restart");
+        }
+        if config.webhooks != self.config.webhooks || config.vmq != self.config.vmq {
+            tracing::warn!("[[webhook]] and [vmq] settings change only on restart");
         }
         self.config = config;
         tracing::info!("config reloaded");

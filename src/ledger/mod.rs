@@ -31,7 +31,7 @@ use crate::payment::{Payment, PaymentKind};
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE payments (
@@ -54,7 +54,29 @@ CREATE INDEX payments_by_time ON payments (time);
 CREATE INDEX payments_unannounced ON payments (id) WHERE announced_at IS NULL;
 ";
 
-const COLUMNS: &str = "msg_id, transfer_id, kind, amount_fen, payer, remark, daily_count, \
+/// v2, the outbox: one row per payment and sink that is to be told of it (webhook, V免签,
+/// MQTT). A row is written in the same transaction as its payment, for the sinks configured
+/// at that moment: a sink configured later is told only of payments recorded from then on
+/// (`paysay resend` sends it older ones by hand). The event itself is not stored: it is made
+/// from the payment row each time, so its id ([`crate::events::event_id`]) never changes.
+const SCHEMA_V2: &str = "
+CREATE TABLE deliveries (
+    payment_id   INTEGER NOT NULL REFERENCES payments (id),
+    sink         TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'rejected')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    delivered_at INTEGER,
+    PRIMARY KEY (payment_id, sink)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_pending ON deliveries (sink, payment_id) WHERE state = 'pending';
+";
+
+/// The columns a payment is recorded with.
+const RECORD_COLUMNS: &str = "msg_id, transfer_id, kind, amount_fen, payer, remark, \
+    daily_count, daily_total_fen, time, account, detected_at, announced_at";
+/// The columns a payment is read with: [`RECORD_COLUMNS`] and its row id first.
+const COLUMNS: &str = "id, msg_id, transfer_id, kind, amount_fen, payer, remark, daily_count, \
     daily_total_fen, time, account, detected_at, announced_at";
 
 /// What went wrong with the ledger file.
@@ -117,6 +139,50 @@ pub struct Entry {
     pub detected_at: i64,
     /// Unix seconds when it was announced; `None` if not (yet).
     pub announced_at: Option<i64>,
+    /// What each sink was told, by sink name in name order; empty where no sink was
+    /// configured when the payment was recorded.
+    pub deliveries: Vec<(String, DeliveryState)>,
+}
+
+/// Where a payment's event stands with one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet acknowledged: the sink's delivery task sends it (again).
+    Pending,
+    /// The receiver acknowledged it.
+    Delivered,
+    /// The receiver refused it for good (a 4xx, a sign error); `paysay resend` tries again.
+    Rejected,
+}
+
+impl DeliveryState {
+    /// The word in the ledger file and in `paysay ledger --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Option<DeliveryState> {
+        match s {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "rejected" => Some(DeliveryState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A payment whose event is waiting for one sink: [`Ledger::next_pending`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The payment's row in the ledger, by which the delivery is noted.
+    pub row: i64,
+    pub payment: Payment,
+    /// Tries so far, across restarts.
+    pub attempts: u32,
 }
 
 /// The ledger file. `Send`, so the daemon can move it into a blocking task; not `Sync`:
@@ -125,10 +191,14 @@ pub struct Entry {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// The sinks a newly recorded payment is queued for: [`Ledger::set_sinks`].
+    sinks: Vec<String>,
 }
 
 /// A row as SQLite returns it, before the checks that turn it into an [`Entry`].
 struct RawRow {
+    /// The payment's row (`payments.id`).
+    id: i64,
     msg_id: String,
     transfer_id: Option<String>,
     kind: String,
@@ -145,19 +215,25 @@ struct RawRow {
 
 impl RawRow {
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+        RawRow::read_from(row, 0)
+    }
+
+    /// Reads [`COLUMNS`] from column `at` on.
+    fn read_from(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawRow> {
         Ok(RawRow {
-            msg_id: row.get(0)?,
-            transfer_id: row.get(1)?,
-            kind: row.get(2)?,
-            amount_fen: row.get(3)?,
-            payer: row.get(4)?,
-            remark: row.get(5)?,
-            daily_count: row.get(6)?,
-            daily_total_fen: row.get(7)?,
-            time: row.get(8)?,
-            account: row.get(9)?,
-            detected_at: row.get(10)?,
-            announced_at: row.get(11)?,
+            id: row.get(at)?,
+            msg_id: row.get(at + 1)?,
+            transfer_id: row.get(at + 2)?,
+            kind: row.get(at + 3)?,
+            amount_fen: row.get(at + 4)?,
+            payer: row.get(at + 5)?,
+            remark: row.get(at + 6)?,
+            daily_count: row.get(at + 7)?,
+            daily_total_fen: row.get(at + 8)?,
+            time: row.get(at + 9)?,
+            account: row.get(at + 10)?,
+            detected_at: row.get(at + 11)?,
+            announced_at: row.get(at + 12)?,
         })
     }
 }
@@ -200,7 +276,14 @@ impl Ledger {
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
+            sinks: Vec::new(),
         })
+    }
+
+    /// From now on, [`Ledger::record`] queues each new payment's event for these sinks, in
+    /// the payment's own transaction.
+    pub fn set_sinks(&mut self, sinks: Vec<String>) {
+        self.sinks = sinks;
     }
 
     fn sql(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
@@ -222,11 +305,16 @@ impl Ledger {
         };
         let amount = to_db(p.amount_fen)?;
         let daily_total = p.daily_total_fen.map(to_db).transpose()?;
-        let inserted = self
+        // The payment and its events commit together: no payment without its events, and
+        // no event for a payment that is not there.
+        let tx = self
             .conn
+            .unchecked_transaction()
+            .map_err(self.sql("recording a payment"))?;
+        let inserted = tx
             .execute(
                 &format!(
-                    "INSERT INTO payments ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)
+                    "INSERT INTO payments ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)
                      ON CONFLICT DO NOTHING"
                 ),
                 params![
@@ -244,11 +332,133 @@ impl Ledger {
                 ],
             )
             .map_err(self.sql("recording a payment"))?;
+        if inserted == 1 {
+            let row = tx.last_insert_rowid();
+            for sink in &self.sinks {
+                tx.execute(
+                    "INSERT INTO deliveries (payment_id, sink, state) VALUES (?1, ?2, 'pending')",
+                    params![row, sink],
+                )
+                .map_err(self.sql("queueing a payment's event"))?;
+            }
+        }
+        tx.commit().map_err(self.sql("recording a payment"))?;
         Ok(if inserted == 1 {
             Recorded::New
         } else {
             Recorded::Duplicate
         })
+    }
+
+    /// The oldest payment whose event `sink` has not acknowledged: events go out in the
+    /// order their payments were recorded.
+    pub fn next_pending(&self, sink: &str) -> Result<Option<Pending>, LedgerError> {
+        let action = "reading the outbox";
+        let columns = format!("p.{}", COLUMNS.replace(", ", ", p."));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT d.attempts, {columns} FROM deliveries d
+                 JOIN payments p ON p.id = d.payment_id
+                 WHERE d.sink = ?1 AND d.state = 'pending'
+                 ORDER BY d.payment_id LIMIT 1"
+            ))
+            .map_err(self.sql(action))?;
+        let mut rows = stmt
+            .query_map(params![sink], |row| {
+                Ok((row.get::<_, i64>(0)?, RawRow::read_from(row, 1)?))
+            })
+            .map_err(self.sql(action))?;
+        let Some(found) = rows.next() else {
+            return Ok(None);
+        };
+        let (attempts, raw) = found.map_err(self.sql(action))?;
+        let row = raw.id;
+        let payment = self.entry(raw)?.payment;
+        Ok(Some(Pending {
+            row,
+            payment,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        }))
+    }
+
+    /// Notes how one try to tell `sink` of the payment in `row` ended: delivered, or the
+    /// error and the state it leaves (pending: tried again; rejected: not).
+    pub fn note_delivery(
+        &self,
+        row: i64,
+        sink: &str,
+        outcome: Result<(), (&str, DeliveryState)>,
+    ) -> Result<(), LedgerError> {
+        let (state, error) = match outcome {
+            Ok(()) => (DeliveryState::Delivered, None),
+            Err((error, state)) => (state, Some(error)),
+        };
+        let delivered_at = (state == DeliveryState::Delivered).then(crate::now_unix);
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = ?3, attempts = attempts + 1, last_error = ?4,
+                 delivered_at = ?5 WHERE payment_id = ?1 AND sink = ?2",
+                params![row, sink, state.as_str(), error, delivered_at],
+            )
+            .map_err(self.sql("noting a delivery"))?;
+        Ok(())
+    }
+
+    /// `paysay resend`: the events of the payments whose time is in `from_unix..to_unix`
+    /// are pending again for each of `sinks` (a sink configured after the payment too), so
+    /// they go out again, with the same ids. Returns how many were queued.
+    pub fn resend(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+        sinks: &[String],
+    ) -> Result<usize, LedgerError> {
+        let action = "queueing events again";
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.sql(action))?;
+        let mut queued = 0;
+        for sink in sinks {
+            queued += tx
+                .execute(
+                    "INSERT INTO deliveries (payment_id, sink, state)
+                     SELECT id, ?3, 'pending' FROM payments WHERE time >= ?1 AND time < ?2
+                     ON CONFLICT (payment_id, sink) DO UPDATE
+                     SET state = 'pending', attempts = 0, last_error = NULL, delivered_at = NULL",
+                    params![from_unix, to_unix, sink],
+                )
+                .map_err(self.sql(action))?;
+        }
+        tx.commit().map_err(self.sql(action))?;
+        Ok(queued)
+    }
+
+    /// Each sink's state for the payment in `row`, by sink name.
+    fn deliveries_of(&self, row: i64) -> Result<Vec<(String, DeliveryState)>, LedgerError> {
+        let action = "reading delivery states";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT sink, state FROM deliveries WHERE payment_id = ?1 ORDER BY sink",
+            )
+            .map_err(self.sql(action))?;
+        let rows = stmt
+            .query_map(params![row], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(self.sql(action))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql(action))?;
+        // The CHECK constraint keeps other words out; should one get in, it shows as pending.
+        Ok(rows
+            .into_iter()
+            .map(|(sink, state)| {
+                let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
+                (sink, state)
+            })
+            .collect())
     }
 
     /// Notes that the payment was spoken. Marking twice keeps the first time.
@@ -351,6 +561,7 @@ impl Ledger {
             payment,
             detected_at: row.detected_at,
             announced_at: row.announced_at,
+            deliveries: self.deliveries_of(row.id)?,
         })
     }
 }
@@ -471,9 +682,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
             source,
         })?;
     match found {
-        0 => {
-            tx.execute_batch(SCHEMA_V1)
-                .map_err(sql("creating the schema"))?;
+        0 | 1 => {
+            if found == 0 {
+                tx.execute_batch(SCHEMA_V1)
+                    .map_err(sql("creating the schema"))?;
+            }
+            // v1 → v2: the outbox starts empty; payments recorded before it are not sent.
+            tx.execute_batch(SCHEMA_V2)
+                .map_err(sql("adding the outbox to the schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sql("setting the schema version"))?;
         }

@@ -4,10 +4,13 @@
 //! The JSON-lines format is a contract other tools rely on: one object per line, with at
 //! least `msg_id` (string), `amount_fen` (integer), `kind` (one of
 //! [`PaymentKind::as_str`](crate::payment::PaymentKind::as_str)), `payer` (string or null)
-//! and `time` (RFC 3339, local offset). Fields are only ever added, never renamed.
+//! and `time` (RFC 3339, local offset); and `deliveries`, each sink's state by name
+//! (`{"shop": "delivered"}`). Fields are only ever added, never renamed.
 //!
 //! Times are shown in local time; the caller supplies the offset, because `time` cannot
 //! always read the local offset (it refuses in multi-threaded processes on Unix).
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -72,6 +75,8 @@ struct JsonEntry<'a> {
     daily_total_fen: Option<u64>,
     detected_at: String,
     announced_at: Option<String>,
+    /// Each sink's state by name: `{"shop": "delivered", "vmq": "pending"}`.
+    deliveries: BTreeMap<&'a str, &'static str>,
 }
 
 /// One JSON object, no newline.
@@ -92,6 +97,11 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
         daily_total_fen: p.daily_total_fen,
         detected_at: at(entry.detected_at),
         announced_at: entry.announced_at.map(at),
+        deliveries: entry
+            .deliveries
+            .iter()
+            .map(|(sink, state)| (sink.as_str(), state.as_str()))
+            .collect(),
     };
     // Serializing plain strings and numbers cannot fail; an empty object would still be
     // one line, keeping the stream readable.
@@ -154,6 +164,14 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
     if entry.announced_at.is_none() {
         row.push_str("  (not announced)");
     }
+    if !entry.deliveries.is_empty() {
+        let states: Vec<String> = entry
+            .deliveries
+            .iter()
+            .map(|(sink, state)| format!("{sink} {}", state.as_str()))
+            .collect();
+        row.push_str(&format!("  [{}]", states.join(", ")));
+    }
     row
 }
 
@@ -177,6 +195,7 @@ pub fn total_line(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::DeliveryState;
     use crate::payment::{Payment, PaymentKind};
     use time::macros::{date, offset};
 
@@ -196,6 +215,10 @@ mod tests {
             },
             detected_at: 1_714_528_801,
             announced_at: None,
+            deliveries: vec![
+                ("shop".into(), DeliveryState::Delivered),
+                ("vmq".into(), DeliveryState::Rejected),
+            ],
         }
     }
 
@@ -217,6 +240,10 @@ mod tests {
         assert_eq!(v["payer"], "张三, \"老王\"");
         assert_eq!(v["time"], "2024-05-01T10:00:00+08:00");
         assert_eq!(v["announced_at"], serde_json::Value::Null);
+        assert_eq!(
+            v["deliveries"],
+            serde_json::json!({"shop": "delivered", "vmq": "rejected"})
+        );
         assert!(!line.contains('\n'));
     }
 
