@@ -151,10 +151,20 @@ fn main() -> std::process::ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
+    // Off a terminal (the journal, a file), whatever text from the network reaches a field
+    // unescaped still cannot forge a line or send escape codes.
+    let writer = move || -> Box<dyn std::io::Write> {
+        if terminal {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(paysay::text::OneLine(std::io::stderr()))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(terminal);
     // Under systemd, journald stamps each line itself: no second timestamp.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().init();

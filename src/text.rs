@@ -50,9 +50,54 @@ impl Write for EscapingWriter<'_, '_> {
     }
 }
 
+/// A log writer that keeps each event on one line whatever a call site forgot to escape:
+/// every unsafe character of what the formatter wrote is escaped, but for the newline that
+/// ends the event. For output without ANSI colours (the journal, a file), whose escape
+/// codes it would escape too; [`Escaped`] at the call sites covers a terminal.
+///
+/// tracing's formatter hands over each event whole, in one `write_all`.
+pub struct OneLine<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Ok(text) = std::str::from_utf8(buf) else {
+            // The formatter writes strings; anything else is passed on as it is.
+            return self.0.write(buf);
+        };
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (text, ""),
+        };
+        if body.contains(is_unsafe) {
+            self.0
+                .write_all(format!("{}{end}", Escaped(body)).as_bytes())?;
+        } else {
+            self.0.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_event_stays_one_line() {
+        use std::io::Write;
+        let mut out = OneLine(Vec::new());
+        out.write_all("INFO payment received payer=张三\nINFO forged\x1b[2J\n".as_bytes())
+            .unwrap();
+        out.write_all(b"INFO plain\n").unwrap();
+        assert_eq!(
+            String::from_utf8(out.0).unwrap(),
+            "INFO payment received payer=张三\\nINFO forged\\u{1b}[2J\nINFO plain\n"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
