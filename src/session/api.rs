@@ -23,7 +23,7 @@ const API: &str = "/cgi-bin/mmwebwx-bin";
 const BATCH_CONTACTS: usize = 50;
 /// Rounds in a row whose sender lookup may fail before the batch goes on without it.
 const MAX_LOOKUP_FAILURES: u32 = 3;
-/// A server that keeps answering ContinueFlag would otherwise keep us from synccheck forever.
+/// Pages read in a row on ContinueFlag before a synccheck comes in between.
 const MAX_CONTINUE_ROUNDS: usize = 100;
 
 /// A place in the message stream (the SyncKey and SyncCheckKey), from
@@ -44,6 +44,9 @@ pub struct Session {
     saved: Option<SavedSession>,
     /// Sender lookups failed in a row (see `look_up`).
     lookup_failures: u32,
+    /// Pages read in a row because the server said it had more (`ContinueFlag`); while
+    /// non-zero, the next round skips synccheck (see `next_batch`).
+    continued_pages: usize,
 }
 
 impl Session {
@@ -101,6 +104,7 @@ impl Session {
             contacts: HashMap::new(),
             saved: None,
             lookup_failures: 0,
+            continued_pages: 0,
         }
     }
 
@@ -307,41 +311,39 @@ impl Session {
         Ok(())
     }
 
-    /// One round: synccheck (long poll) and, when it says so, webwxsync until the server has
-    /// no more (`ContinueFlag`). Empty when nothing came within the long poll.
+    /// One round: synccheck (long poll) and, when it says so, one webwxsync page. Empty when
+    /// nothing came within the long poll. While the server has more (`ContinueFlag`), the
+    /// next round reads the next page without a synccheck.
     ///
-    /// Each page read moves the SyncKey past it, so a page must never be dropped: when a
-    /// later page fails, the round ends with what was read, and the next round asks for
-    /// the rest (or meets the error again, a logout included).
+    /// One page a round, because sending a page's SyncKey tells the server that everything
+    /// before it was received: it hands only what follows the furthest SyncKey sent to the
+    /// next session. So the next page is asked for only after this one has been
+    /// acknowledged, and a page that fails here (its senders cannot be looked up) or that
+    /// the daemon cannot record is read again from its own SyncKey, which the server still
+    /// counts as unread if the session ends first.
     pub async fn next_batch(&mut self) -> Result<Vec<Incoming>, SessionError> {
-        let check = self.sync_check().await?;
-        if check.selector == 0 {
-            return Ok(Vec::new());
+        if self.continued_pages == 0 {
+            let check = self.sync_check().await?;
+            if check.selector == 0 {
+                return Ok(Vec::new());
+            }
         }
-        let round_start = (
+        let page_start = (
             self.state.sync_key.clone(),
             self.state.sync_check_key.clone(),
         );
-        let mut messages = Vec::new();
-        for _ in 0..MAX_CONTINUE_ROUNDS {
-            let response = match self.sync().await {
-                Ok(response) => response,
-                Err(e) if messages.is_empty() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %crate::text::Escaped(&e), read = messages.len(), "webwxsync failed mid-burst; passing on the pages read, the rest follows");
-                    break;
-                }
-            };
-            messages.extend(response.add_msg_list);
-            if response.continue_flag == 0 {
-                break;
-            }
-        }
-        let delivered = self.with_senders(messages).await;
+        let response = self.sync().await?;
+        // A server that keeps answering ContinueFlag must not keep us from synccheck forever.
+        self.continued_pages = match response.continue_flag {
+            0 => 0,
+            _ if self.continued_pages >= MAX_CONTINUE_ROUNDS => 0,
+            _ => self.continued_pages + 1,
+        };
+        let delivered = self.with_senders(response.add_msg_list).await;
         if delivered.is_err() {
-            // Nothing of this round reaches the daemon: go back to its SyncKey, so the
+            // Nothing of this page reaches the daemon: go back to its SyncKey, so the
             // server delivers the same messages again next round.
-            (self.state.sync_key, self.state.sync_check_key) = round_start;
+            (self.state.sync_key, self.state.sync_check_key) = page_start;
         }
         delivered
     }
