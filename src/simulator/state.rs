@@ -259,6 +259,10 @@ impl World {
 
     /// A new QR uuid, made current, with any phone action asked for in advance applied.
     pub fn issue_qr(&mut self) -> String {
+        let current = self.current_qr.as_ref().and_then(|u| self.qrs.get(u));
+        if current.is_some_and(|q| matches!(q.status, QrStatus::Scanned | QrStatus::Confirmed)) {
+            self.stats.valid_qrs_replaced += 1;
+        }
         let uuid = ids::uuid();
         self.qrs.insert(
             uuid.clone(),
@@ -481,7 +485,7 @@ impl World {
     }
 
     pub fn record(&mut self, request: RecordedRequest) {
-        self.stats.count(request.fault.as_ref());
+        self.stats.count(request.endpoint, request.fault.as_ref());
         if self.requests.len() >= MAX_RECORDED {
             self.requests.pop_front();
         }
