@@ -1072,6 +1072,14 @@ async fn stats_count_faults_by_endpoint_and_a_scanned_qr_replaced() {
     assert_eq!(stats.qr_codes, 2, "the faulted jslogin issued none");
     assert_eq!(stats.valid_qrs_replaced, 0, "an expired QR may be replaced");
     sim.scan();
+    let uuid = b.jslogin().await;
+    assert_eq!(
+        sim.stats().valid_qrs_replaced,
+        0,
+        "one the client never polled (a lost jslogin answer) may be replaced"
+    );
+    sim.scan();
+    assert_eq!(b.poll(&uuid, 1).await.0, LoginPoll::Scanned);
     b.jslogin().await;
     assert_eq!(sim.stats().valid_qrs_replaced, 1, "a scanned one may not");
 }

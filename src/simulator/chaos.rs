@@ -68,8 +68,9 @@ pub struct SimStats {
     pub faults_by_endpoint: HashMap<Endpoint, u64>,
     /// QR codes issued by jslogin (a push login issues none the owner sees).
     pub qr_codes: u64,
-    /// New QR uuids (jslogin or push login) issued while the current one was scanned or
-    /// confirmed and not yet used: a login that asked the owner to scan again for nothing.
+    /// New QR uuids (jslogin or push login) issued while the current one, which the client
+    /// had polled, was scanned or confirmed and not yet used: a login that asked the owner
+    /// to scan again for nothing.
     pub valid_qrs_replaced: u64,
 }
 

@@ -134,6 +134,7 @@ fn poll_answer(w: &mut World, uuid: &str) -> Option<PollAnswer> {
     let Some(qr) = w.qrs.get_mut(uuid) else {
         return Some(PollAnswer::Gone);
     };
+    qr.polled = true;
     match qr.status {
         QrStatus::Waiting => None,
         QrStatus::Scanned if qr.scan_reported => None,
