@@ -57,5 +57,5 @@ fn every_commented_key_parses_when_uncommented() {
         config.vmq.server.as_deref(),
         Some("pay.example.com/0123456789abcdef")
     );
-    assert_eq!(config.sink_names(), ["shop", "vmq"]);
+    assert_eq!(config.sink_names(), ["shop", "vmq", "mqtt"]);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::session::{Harness, WAIT};
-use paysay::session::{Ack, SessionError, SessionEvent};
+use paysay::session::{Ack, Incoming, SessionError, SessionEvent};
 use wechat_sim::{Endpoint, Fault, SimConfig, Verdict};
 
 fn decode_qr(path: &std::path::Path) -> String {
@@ -428,5 +428,72 @@ async fn a_batch_not_recorded_is_asked_for_again_from_the_old_sync_key() {
             .all(|r| sent_key(r) == sent_key(&delivering[0])),
         "each time from the old SyncKey"
     );
+    running.stop().await.unwrap();
+}
+
+fn ids_of(messages: &[Incoming]) -> Vec<String> {
+    messages.iter().map(|m| m.message.msg_id.clone()).collect()
+}
+
+/// Found by the storm soak: a burst read in two webwxsync pages, whose sender could not be
+/// looked up, was thrown away and asked for again from the round's first SyncKey; but the
+/// second page's request had already told the server the first page was received. When
+/// WeChat ended the session before the round was read again, the next session got only
+/// what followed the second page's SyncKey: the first page's payments were lost.
+#[tokio::test]
+async fn a_logout_after_a_failed_sender_lookup_loses_no_page_of_a_burst() {
+    // The payment account is known only through webwxbatchgetcontact (see above).
+    let h = Harness::new(SimConfig {
+        sync_page_size: 3,
+        recent_chats: 0,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    h.sim.inject(Endpoint::GetContact, Fault::Status(500));
+    let mut running = h.start_logged_in().await;
+    running.status_notify_round().await;
+    // The lookup fails, and its retry is held until the session has ended.
+    h.sim.inject(Endpoint::BatchGetContact, Fault::Status(503));
+    h.sim.inject(
+        Endpoint::BatchGetContact,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let ids = h.sim.pay_many(&[100, 200, 300, 400, 500]);
+    assert!(
+        h.sim
+            .wait_for_requests(Endpoint::BatchGetContact, 1, WAIT)
+            .await
+    );
+    h.sim.logout(1101);
+    let got = running.messages_across_relogin(&h.sim, ids.len()).await;
+    assert_eq!(ids_of(&got), ids, "all five, in order, each once");
+    assert_eq!(h.sim.stats().logins, 2, "after a re-login");
+    running.stop().await.unwrap();
+}
+
+/// The same through the daemon: a batch the ledger could not take is asked for again from
+/// its first SyncKey, so no later SyncKey may have been sent for it; else a logout before
+/// the redelivery loses what the server took as received.
+#[tokio::test]
+async fn a_logout_after_an_unrecorded_batch_loses_none_of_it() {
+    let h = Harness::new(SimConfig {
+        sync_page_size: 3,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut running = h.start_logged_in().await;
+    running.status_notify_round().await;
+    let ids = h.sim.pay_many(&[100, 200, 300, 400, 500]);
+    let SessionEvent::Messages { ack, .. } = running
+        .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
+        .await
+    else {
+        unreachable!("wait_for returns a batch")
+    };
+    h.sim.logout(1101);
+    ack.send(Ack::NotRecorded).unwrap();
+    let got = running.messages_across_relogin(&h.sim, ids.len()).await;
+    assert_eq!(ids_of(&got), ids, "all five, in order, each once");
+    assert_eq!(h.sim.stats().logins, 2, "after a re-login");
     running.stop().await.unwrap();
 }

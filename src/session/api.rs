@@ -24,10 +24,9 @@ const API: &str = "/cgi-bin/mmwebwx-bin";
 const BATCH_CONTACTS: usize = 50;
 /// Rounds in a row whose sender lookup may fail before the batch goes on without it.
 const MAX_LOOKUP_FAILURES: u32 = 3;
-/// webwxsync pages read in one round before the messages go to the daemon: a server that
-/// keeps answering ContinueFlag would otherwise hold them back (and us from synccheck)
-/// forever. The rest follows next round.
-const MAX_PAGES_PER_ROUND: usize = 10;
+/// Pages read in a row on ContinueFlag before a synccheck comes in between: a server that
+/// keeps answering ContinueFlag must not keep us from synccheck forever.
+const MAX_CONTINUE_ROUNDS: usize = 100;
 
 /// A place in the message stream (the SyncKey and SyncCheckKey), from
 /// [`Session::sync_position`].
@@ -54,6 +53,9 @@ pub struct Session {
     idle: IdleRounds,
     /// A round ran out of pages with ContinueFlag still set, and that was logged.
     long_burst_logged: bool,
+    /// Pages read in a row because the server said it had more (`ContinueFlag`); while
+    /// non-zero, the next round skips synccheck (see `next_batch`).
+    continued_pages: usize,
 }
 
 impl Session {
@@ -116,6 +118,7 @@ impl Session {
             sync_floor: Floor::new(floor),
             idle: IdleRounds::from_config(config),
             long_burst_logged: false,
+            continued_pages: 0,
         }
     }
 
@@ -322,74 +325,80 @@ impl Session {
         Ok(())
     }
 
-    /// One round: synccheck (long poll) and, when it says so, webwxsync until the server has
-    /// no more (`ContinueFlag`). Empty when nothing came within the long poll.
+    /// One round: synccheck (long poll) and, when it says so, one webwxsync page. Empty when
+    /// nothing came within the long poll. While the server has more (`ContinueFlag`), the
+    /// next round reads the next page without a synccheck.
     ///
-    /// Each page read moves the SyncKey past it, so a page must never be dropped: when a
-    /// later page fails, the round ends with what was read, and the next round asks for
-    /// the rest (or meets the error again, a logout included).
+    /// One page a round, because sending a page's SyncKey tells the server that everything
+    /// before it was received: it hands only what follows the furthest SyncKey sent to the
+    /// next session. So the next page is asked for only after this one has been
+    /// acknowledged, and a page that fails here (its senders cannot be looked up) or that
+    /// the daemon cannot record is read again from its own SyncKey, which the server still
+    /// counts as unread if the session ends first.
     ///
     /// Paced (see `pace`): requests of one kind are `min_request_interval_ms` apart, and
     /// a round that brings nothing although synccheck said something waits makes the next
     /// one wait longer, until messages come again.
     pub async fn next_batch(&mut self) -> Result<Vec<Incoming>, SessionError> {
         self.idle.wait().await;
-        let check = self.sync_check().await?;
-        if check.selector == 0 {
-            return Ok(Vec::new());
+        // `None`: a page the previous one said follows (ContinueFlag), read without synccheck.
+        let mut selector = None;
+        if self.continued_pages == 0 {
+            let check = self.sync_check().await?;
+            if check.selector == 0 {
+                return Ok(Vec::new());
+            }
+            selector = Some(check.selector);
         }
-        let round_start = (
+        let page_start = (
             self.state.sync_key.clone(),
             self.state.sync_check_key.clone(),
         );
-        let mut messages = Vec::new();
-        let mut brought_anything = false;
-        let mut empty_continue = false;
-        for page in 1..=MAX_PAGES_PER_ROUND {
-            let response = match self.sync().await {
-                Ok(response) => response,
-                Err(e) if messages.is_empty() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %crate::text::Escaped(&e), read = messages.len(), "webwxsync failed mid-burst; passing on the pages read, the rest follows");
-                    break;
-                }
-            };
-            let brought = brought_something(&response);
-            brought_anything |= brought;
-            messages.extend(response.add_msg_list);
-            if response.continue_flag == 0 {
-                self.long_burst_logged = false;
-                break;
+        let response = self.sync().await?;
+        let brought = brought_something(&response);
+        self.continued_pages = self.after_page(response.continue_flag, brought);
+        match (brought, response.continue_flag, selector) {
+            (true, _, _) => self.idle.something(),
+            // "More is waiting" on a page with nothing on it: back to synccheck, slower.
+            (false, flag, _) if flag != 0 => {
+                self.idle.nothing(Misbehaviour::EmptyContinue);
             }
-            if !brought {
-                // "More is waiting" on a page with nothing on it: the next round asks again.
-                empty_continue = true;
-                break;
+            (false, _, Some(selector)) => {
+                self.idle.nothing(Misbehaviour::EmptyRounds { selector });
             }
-            if page == MAX_PAGES_PER_ROUND && !self.long_burst_logged {
-                self.long_burst_logged = true;
-                tracing::warn!(
-                    pages = page,
-                    "webwxsync still says more is waiting (ContinueFlag) after {page} pages; passing these on, the rest follows next round"
-                );
-            }
+            // The last page of a burst may well be empty.
+            (false, _, None) => {}
         }
-        if brought_anything {
-            self.idle.something();
-        } else if empty_continue {
-            self.idle.nothing(Misbehaviour::EmptyContinue);
-        } else {
-            self.idle.nothing(Misbehaviour::EmptyRounds {
-                selector: check.selector,
-            });
-        }
-        let delivered = self.with_senders(messages).await;
+        let delivered = self.with_senders(response.add_msg_list).await;
         if delivered.is_err() {
-            // Nothing of this round reaches the daemon: go back to its SyncKey, so the
+            // Nothing of this page reaches the daemon: go back to its SyncKey, so the
             // server delivers the same messages again next round.
-            (self.state.sync_key, self.state.sync_check_key) = round_start;
+            (self.state.sync_key, self.state.sync_check_key) = page_start;
         }
         delivered
+    }
+
+    /// How many pages have been read in a row on ContinueFlag after this one: 0 sends the
+    /// next round to synccheck. A run that reaches [`MAX_CONTINUE_ROUNDS`] is logged once.
+    fn after_page(&mut self, continue_flag: u32, brought: bool) -> usize {
+        if continue_flag == 0 {
+            self.long_burst_logged = false;
+            return 0;
+        }
+        if !brought {
+            return 0;
+        }
+        if self.continued_pages + 1 >= MAX_CONTINUE_ROUNDS {
+            if !self.long_burst_logged {
+                self.long_burst_logged = true;
+                tracing::warn!(
+                    pages = MAX_CONTINUE_ROUNDS,
+                    "webwxsync still says more is waiting (ContinueFlag) after {MAX_CONTINUE_ROUNDS} pages; asking synccheck in between"
+                );
+            }
+            return 0;
+        }
+        self.continued_pages + 1
     }
 
     async fn sync_check(&mut self) -> Result<protocol::SyncCheck, SessionError> {

@@ -131,6 +131,51 @@ impl Running {
         })
     }
 
+    /// Waits for the first round after a login (the status notification) and acknowledges
+    /// it, so that the next round reads what comes next.
+    pub async fn status_notify_round(&mut self) {
+        let SessionEvent::Messages { batch, ack, .. } = self
+            .wait_for(|e| matches!(e, SessionEvent::Messages { .. }))
+            .await
+        else {
+            unreachable!("wait_for returns a batch")
+        };
+        assert!(
+            batch
+                .iter()
+                .all(|m| m.message.msg_type == msg_type::STATUS_NOTIFY)
+        );
+        let _ = ack.send(Ack::Recorded);
+    }
+
+    /// Collects `n` messages other than status notifications, acknowledging each batch,
+    /// while the phone confirms whatever login the session asks for on the way.
+    pub async fn messages_across_relogin(&mut self, sim: &Simulator, n: usize) -> Vec<Incoming> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let event = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out with {} of {n} messages", got.len()))
+                .expect("session task ended");
+            match event {
+                SessionEvent::Messages { batch, ack, .. } => {
+                    got.extend(
+                        batch
+                            .into_iter()
+                            .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY),
+                    );
+                    let _ = ack.send(Ack::Recorded);
+                }
+                SessionEvent::PushLoginSent | SessionEvent::QrCode { .. } => {
+                    sim.scan();
+                    sim.confirm();
+                }
+                _ => {}
+            }
+        }
+        got
+    }
+
     /// Collects `n` messages other than status notifications, acknowledging each batch.
     pub async fn messages(&mut self, n: usize) -> Vec<Incoming> {
         let mut got = Vec::new();

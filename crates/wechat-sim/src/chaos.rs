@@ -3,6 +3,8 @@
 //! that failed can be replayed with its seed; the faults drawn are the same kinds
 //! [`Simulator::inject`](super::Simulator::inject) queues, answered by the same code.
 
+use std::collections::HashMap;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -62,6 +64,14 @@ pub struct SimStats {
     pub empty_bodies: u64,
     /// Delays and garbage bodies.
     pub other_faults: u64,
+    /// Faults of every kind, by the endpoint that answered them.
+    pub faults_by_endpoint: HashMap<Endpoint, u64>,
+    /// QR codes issued by jslogin (a push login issues none the owner sees).
+    pub qr_codes: u64,
+    /// New QR uuids (jslogin or push login) issued while the current one, which the client
+    /// had polled, was scanned or confirmed and not yet used: a login that asked the owner
+    /// to scan again for nothing.
+    pub valid_qrs_replaced: u64,
 }
 
 impl SimStats {
@@ -70,9 +80,17 @@ impl SimStats {
         self.status_faults + self.drops + self.lost + self.empty_bodies + self.other_faults
     }
 
+    /// Faults answered by `endpoint`.
+    pub fn faults_at(&self, endpoint: Endpoint) -> u64 {
+        self.faults_by_endpoint.get(&endpoint).copied().unwrap_or(0)
+    }
+
     /// Counts one answered request and its fault.
-    pub(crate) fn count(&mut self, fault: Option<&Fault>) {
+    pub(crate) fn count(&mut self, endpoint: Option<Endpoint>, fault: Option<&Fault>) {
         self.requests += 1;
+        if let (Some(endpoint), Some(_)) = (endpoint, fault) {
+            *self.faults_by_endpoint.entry(endpoint).or_default() += 1;
+        }
         match fault {
             None => {}
             Some(Fault::Status(_)) => self.status_faults += 1,

@@ -39,7 +39,10 @@ fn jslogin(shared: &Arc<Shared>, req: &SimRequest) -> Reply {
             Verdict::Refused(400),
         );
     }
-    let uuid = shared.update(World::issue_qr);
+    let uuid = shared.update(|w| {
+        w.stats.qr_codes += 1;
+        w.issue_qr()
+    });
     auto_login(shared, &uuid, true);
     Reply::js(
         format!("window.QRLogin.code = 200; window.QRLogin.uuid = \"{uuid}\";"),
@@ -131,6 +134,7 @@ fn poll_answer(w: &mut World, uuid: &str) -> Option<PollAnswer> {
     let Some(qr) = w.qrs.get_mut(uuid) else {
         return Some(PollAnswer::Gone);
     };
+    qr.polled = true;
     match qr.status {
         QrStatus::Waiting => None,
         QrStatus::Scanned if qr.scan_reported => None,

@@ -102,6 +102,8 @@ pub struct Qr {
     pub status: QrStatus,
     /// A poll has already answered 201, so later polls hold instead of repeating it.
     pub scan_reported: bool,
+    /// The client has polled it, so it knows the uuid (and could show the QR code).
+    pub polled: bool,
     pub ticket: String,
     /// Unix time of the scan, for the redirect's `scan=`.
     pub scanned_at: i64,
@@ -267,12 +269,20 @@ impl World {
 
     /// A new QR uuid, made current, with any phone action asked for in advance applied.
     pub fn issue_qr(&mut self) -> String {
+        // A uuid the client never polled (its answer was lost) it cannot have shown.
+        let current = self.current_qr.as_ref().and_then(|u| self.qrs.get(u));
+        if current.is_some_and(|q| {
+            q.polled && matches!(q.status, QrStatus::Scanned | QrStatus::Confirmed)
+        }) {
+            self.stats.valid_qrs_replaced += 1;
+        }
         let uuid = ids::uuid();
         self.qrs.insert(
             uuid.clone(),
             Qr {
                 status: QrStatus::Waiting,
                 scan_reported: false,
+                polled: false,
                 ticket: ids::ticket(),
                 scanned_at: 0,
             },
@@ -492,7 +502,7 @@ impl World {
     }
 
     pub fn record(&mut self, request: RecordedRequest) {
-        self.stats.count(request.fault.as_ref());
+        self.stats.count(request.endpoint, request.fault.as_ref());
         if self.requests.len() >= MAX_RECORDED {
             self.requests.pop_front();
         }

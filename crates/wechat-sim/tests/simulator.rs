@@ -1053,3 +1053,33 @@ async fn a_clerk_notice_comes_from_the_cashier_assistant() {
     assert_eq!(msg["FromUserName"], assistant.user_name.as_str());
     assert_eq!(assistant.verify_flag, 24);
 }
+
+/// The counts a storm soak reads: faults by endpoint, QR codes, and a new QR issued while
+/// the one before was scanned and still valid (what the owner must never be asked for).
+#[tokio::test]
+async fn stats_count_faults_by_endpoint_and_a_scanned_qr_replaced() {
+    let sim = sim().await;
+    let b = Browser::new(&sim);
+    sim.inject(Endpoint::JsLogin, Fault::Status(503));
+    let path = format!("{}/jslogin?appid={}&fun=new", b.base, protocol::APP_ID);
+    assert_eq!(b.send(b.http.get(&path)).await.unwrap().status, 503);
+    b.jslogin().await;
+    sim.expire_qr();
+    b.jslogin().await;
+    let stats = sim.stats();
+    assert_eq!(stats.faults_at(Endpoint::JsLogin), 1);
+    assert_eq!(stats.faults_at(Endpoint::Sync), 0);
+    assert_eq!(stats.qr_codes, 2, "the faulted jslogin issued none");
+    assert_eq!(stats.valid_qrs_replaced, 0, "an expired QR may be replaced");
+    sim.scan();
+    let uuid = b.jslogin().await;
+    assert_eq!(
+        sim.stats().valid_qrs_replaced,
+        0,
+        "one the client never polled (a lost jslogin answer) may be replaced"
+    );
+    sim.scan();
+    assert_eq!(b.poll(&uuid, 1).await.0, LoginPoll::Scanned);
+    b.jslogin().await;
+    assert_eq!(sim.stats().valid_qrs_replaced, 1, "a scanned one may not");
+}
