@@ -192,6 +192,20 @@ impl Session {
     }
 }
 
+/// A text the client sent with webwxsendmsg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The `ToUserName`, as sent (`filehelper`, or this login's user name of a contact).
+    pub to: String,
+    /// That contact's nickname (文件传输助手 for `filehelper`).
+    pub to_nick: String,
+    pub content: String,
+    /// `LocalID` (= `ClientMsgId`): 17 digits.
+    pub local_id: String,
+    /// When it was sent, on the simulator's clock (unix seconds).
+    pub at: i64,
+}
+
 /// Today's collections, for the 汇总 line of the next notice (China time).
 #[derive(Debug, Clone, Default)]
 pub struct Daily {
@@ -231,6 +245,10 @@ pub(crate) struct World {
     pub recent_chats: usize,
     /// A persistent misbehaviour the tests switched on.
     pub misbehaviour: Misbehaviour,
+    /// The texts sent with webwxsendmsg.
+    pub sent: Vec<SentMessage>,
+    /// While set, webwxsendmsg refuses with this `Ret`.
+    pub send_refusal: Option<i64>,
 }
 
 impl World {
@@ -262,6 +280,8 @@ impl World {
             sync_page_size: config.sync_page_size,
             recent_chats: config.recent_chats,
             misbehaviour: Misbehaviour::None,
+            sent: Vec::new(),
+            send_refusal: None,
         }
     }
 
