@@ -481,11 +481,12 @@ impl Simulator {
         self.shared.with(|w| w.sent.clone())
     }
 
-    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`,
-    /// counted into today's running total like [`Simulator::pay`].
+    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`.
+    /// Its 今日第N笔 is the clerk line's own count, apart from [`Simulator::pay`]'s: an
+    /// account gets clerk copies of another shop's collections.
     pub fn pay_clerk_notice(&self, amount_fen: u64) -> String {
         self.shared.update(|w| {
-            let today = w.count_collection(amount_fen);
+            let today = w.count_clerk_copy(amount_fen);
             let msg = messages::clerk_notice(amount_fen, today, w.now());
             let sender = w.official(CASHIER_ASSISTANT);
             deliver_into(w, msg, Some(sender), Vec::new())
