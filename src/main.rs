@@ -434,8 +434,8 @@ async fn notify_test(config: &Config, paths: &Paths) -> anyhow::Result<()> {
         })?;
     println!(
         "Sent a test text to {} as {}",
-        notify.to,
-        session.nick_name()
+        paysay::text::Escaped(&notify.to),
+        paysay::text::Escaped(session.nick_name())
     );
     Ok(())
 }

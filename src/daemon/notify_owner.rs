@@ -431,7 +431,7 @@ mod tests {
     fn yuan_is_grouped_by_thousands() {
         assert_eq!(grouped_yuan(123_450), "1,234.50");
         assert_eq!(grouped_yuan(5), "0.05");
-        assert_eq!(grouped_yuan(100_000_000_00), "100,000,000.00");
+        assert_eq!(grouped_yuan(10_000_000_000), "100,000,000.00");
         assert_eq!(grouped_yuan(99_999), "999.99");
     }
 
