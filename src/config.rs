@@ -44,6 +44,55 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[vmq]`: a V免签 server told of each payment, with a heartbeat.
     pub vmq: VmqConfig,
+    /// `[notify]`: absent, paysay sends nothing in WeChat (sending from a web client may
+    /// raise the risk of a ban, so it is opt-in and sparse).
+    pub notify: Option<NotifyConfig>,
+}
+
+/// `[notify]`: texts to the owner in WeChat (webwxsendmsg), at most one a minute and
+/// `max_per_day` a day.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Who gets them: `filehelper` (the own 文件传输助手) or a contact's remark or nickname.
+    pub to: String,
+    /// Local time `HH:MM` of the day's summary (count, total, per kind, and what WeChat
+    /// counted that the ledger lacks); `""` sends none.
+    pub daily_summary: String,
+    /// After a re-login, one text saying how long paysay was away.
+    pub back_online: bool,
+    /// The most texts (tries included) a day (1-50).
+    pub max_per_day: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            to: "filehelper".into(),
+            daily_summary: "22:00".into(),
+            back_online: true,
+            max_per_day: 10,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// `daily_summary` as a time of day; `None` when off (or unreadable: load refuses it).
+    pub fn summary_at(&self) -> Option<time::Time> {
+        parse_time_of_day(&self.daily_summary).ok().flatten()
+    }
+}
+
+/// `"22:00"` → 22:00; `""` → `None` (off).
+fn parse_time_of_day(s: &str) -> Result<Option<time::Time>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[hour padding:none]:[minute]");
+    time::Time::parse(s, &format)
+        .map(Some)
+        .map_err(|_| format!("must be a local time like \"22:00\" (or \"\" for none), not {s:?}"))
 }
 
 /// `[wechat]`: the web session.
@@ -142,6 +191,8 @@ pub struct SpeechConfig {
     /// Said once when a payment cannot be written to the ledger (it is still announced,
     /// and recorded once the ledger can be written again).
     pub ledger_alert: String,
+    /// Said once when WeChat's 今日第N笔 count shows a payment paysay never saw.
+    pub gap_alert: String,
     pub baidu: BaiduConfig,
     pub system: SystemVoiceConfig,
 }
@@ -154,6 +205,7 @@ impl Default for SpeechConfig {
             cache_max_mb: 64,
             login_alert: "微信需要重新登录，请扫描二维码".into(),
             ledger_alert: "账本无法写入，收款仍会播报，请检查电脑".into(),
+            gap_alert: "可能漏掉了一笔收款，请在手机上核对".into(),
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }
@@ -632,6 +684,13 @@ impl Config {
                 .map_err(|(key, problem)| invalid(key, &problem))?;
         }
         self.validate_sinks(path)?;
+        if let Some(notify) = &self.notify {
+            if notify.to.trim().is_empty() {
+                return Err(invalid("notify.to", "must name filehelper or a contact"));
+            }
+            parse_time_of_day(&notify.daily_summary)
+                .map_err(|problem| invalid("notify.daily_summary", &problem))?;
+        }
         let wechat = &self.wechat;
         if wechat.min_backoff_ms > wechat.max_backoff_secs.saturating_mul(1000) {
             return Err(invalid(
@@ -715,6 +774,14 @@ impl Config {
                 "milliseconds",
             ),
         ];
+        if let Some(n) = &self.notify {
+            bounds.push(Bound::new(
+                "notify.max_per_day",
+                n.max_per_day,
+                1..=50,
+                "texts",
+            ));
+        }
         if let Some(m) = &self.mqtt {
             bounds.push(Bound::new(
                 "mqtt.ack_timeout_secs",

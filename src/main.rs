@@ -1,6 +1,6 @@
 //! The `paysay` command: the edge where errors become messages for the shop owner.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -97,6 +97,14 @@ enum Command {
     /// Check the config, the state dir, the WeChat session, the ledger, the speaker and each
     /// voice, one line each with a fix for each failure. Exits non-zero when a check failed.
     Doctor,
+    /// Texts to the owner in WeChat (`[notify]`). `--test` sends one test text to
+    /// `[notify] to` through the saved session (`paysay login` first), for setting it up.
+    /// Run it while the daemon is stopped: two clients on one session make WeChat end one.
+    Notify {
+        /// Send one test text and exit.
+        #[arg(long)]
+        test: bool,
+    },
     /// Run paysay as a service of your user (systemd on Linux, launchd on macOS): started at
     /// login, or at boot with linger, and restarted after a failure.
     Service {
@@ -248,6 +256,12 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
         Command::Resend { since, until, sink } => resend(&config, &paths, since, until, sink),
+        Command::Notify { test } => {
+            if !test {
+                anyhow::bail!("nothing to do: `paysay notify --test` sends a test text");
+            }
+            runtime()?.block_on(notify_test(&config, &paths))
+        }
         Command::Service { action } => service(cli.config.as_deref(), &paths, action),
     }
 }
@@ -384,6 +398,54 @@ async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
         session.nick_name(),
         session.contact_count(),
         files.session.display()
+    );
+    Ok(())
+}
+
+/// The text `paysay notify --test` sends.
+const TEST_TEXT: &str = "paysay 测试消息：每日汇总和重新登录的提醒会发到这里";
+
+/// `paysay notify --test`: resumes the saved session, sends one text, saves the session
+/// (webwxinit gave it a new skey) and stops.
+async fn notify_test(config: &Config, paths: &Paths) -> anyhow::Result<()> {
+    use paysay::session::{ErrorKind, Session, store};
+    let Some(notify) = &config.notify else {
+        anyhow::bail!(
+            "[notify] is off: add a [notify] section to {} (see config.example.toml)",
+            paths.config_file.display()
+        );
+    };
+    let files = paysay::session::SessionFiles::from_paths(paths);
+    let Some(saved) = store::load(&files.session).context("reading the saved session")? else {
+        anyhow::bail!("not logged in to WeChat: run `paysay login` first");
+    };
+    let mut session = match Session::resume(&config.wechat, saved).await {
+        Ok(session) => session,
+        Err(e) if e.kind() == ErrorKind::LoggedOut => {
+            store::discard(&files.session).context("removing the ended session")?;
+            anyhow::bail!(
+                "the saved WeChat session has ended ({}): run `paysay login` first",
+                paysay::text::Escaped(&e)
+            );
+        }
+        Err(e) => return Err(e).context("resuming the saved WeChat session"),
+    };
+    session
+        .save(&files.session)
+        .context("saving the WeChat session")?;
+    session
+        .send_text(&notify.to, TEST_TEXT)
+        .await
+        .with_context(|| {
+            format!(
+                "sending the test text to {}",
+                paysay::text::Escaped(&notify.to)
+            )
+        })?;
+    println!(
+        "Sent a test text to {} as {}",
+        paysay::text::Escaped(&notify.to),
+        paysay::text::Escaped(session.nick_name())
     );
     Ok(())
 }
@@ -554,7 +616,21 @@ fn print_ledger(
         Vec::new()
     };
     let mut out = std::io::stdout().lock();
-    print_entries(&mut out, &entries, format, &offset_at).context("writing the ledger to stdout")
+    print_entries(&mut out, &entries, format, &offset_at)
+        .context("writing the ledger to stdout")?;
+    // The table is for people: it says what WeChat counted that the ledger lacks. CSV and
+    // JSON lines stay rows only; their `daily_count` fields carry the same facts.
+    if let Format::Table = format {
+        for gap in paysay::ledger::reconcile::gaps(&entries, &offset_at) {
+            writeln!(
+                out,
+                "{}",
+                paysay::ledger::reconcile::report_line(&gap, &offset_at)
+            )
+            .context("writing the ledger to stdout")?;
+        }
+    }
+    Ok(())
 }
 
 fn print_entries(

@@ -58,4 +58,7 @@ fn every_commented_key_parses_when_uncommented() {
         Some("pay.example.com/0123456789abcdef")
     );
     assert_eq!(config.sink_names(), ["shop", "vmq", "mqtt"]);
+    let notify = config.notify.expect("[notify] uncommented");
+    assert_eq!(notify.to, "filehelper");
+    assert_eq!(notify.summary_at(), Some(time::macros::time!(22:00)));
 }

@@ -497,3 +497,74 @@ async fn a_logout_after_an_unrecorded_batch_loses_none_of_it() {
     assert_eq!(h.sim.stats().logins, 2, "after a re-login");
     running.stop().await.unwrap();
 }
+
+/// webwxsendmsg as the web client sends it: raw UTF-8, a 17-digit LocalID equal to
+/// ClientMsgId, to `filehelper` or to a contact found by its name.
+#[tokio::test]
+async fn a_text_goes_to_the_file_helper_or_a_contact_by_name_as_the_web_client_sends_it() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    running
+        .send("filehelper", "今日收款 2 笔，共计 ￥1,234.50")
+        .await
+        .unwrap();
+    running.send("张伟", "paysay 测试").await.unwrap();
+    let sent = h.sim.sent_messages();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].to, "filehelper");
+    assert_eq!(sent[0].to_nick, "文件传输助手");
+    assert_eq!(sent[0].content, "今日收款 2 笔，共计 ￥1,234.50");
+    assert_eq!(sent[1].to_nick, "张伟");
+    assert_eq!(
+        sent[1].to,
+        h.sim.contact_by_nickname("张伟").unwrap().user_name
+    );
+    for s in &sent {
+        assert_eq!(s.local_id.len(), 17);
+        assert!(s.local_id.bytes().all(|b| b.is_ascii_digit()));
+    }
+    let requests = h.sim.requests_to(Endpoint::SendMsg);
+    assert!(
+        requests[0].body.contains("今日收款"),
+        "Chinese is sent as raw UTF-8, not \\u escapes: {}",
+        requests[0].body
+    );
+    assert!(requests.iter().all(|r| r.verdict == Verdict::Ok));
+    // Nobody of that name: said so, and nothing is sent.
+    let unknown = running.send("没有这个人", "x").await;
+    assert!(
+        matches!(unknown, Err(SessionError::UnknownRecipient { .. })),
+        "{unknown:?}"
+    );
+    assert_eq!(h.sim.requests_to(Endpoint::SendMsg).len(), 2);
+    running.stop().await.unwrap();
+}
+
+/// 1205 (sending too much) is one request, an error of its own, and no logout: the
+/// session goes on and delivers payments.
+#[tokio::test]
+async fn a_refused_text_is_one_request_and_the_session_goes_on() {
+    let h = Harness::new(SimConfig::for_tests()).await;
+    let mut running = h.start_logged_in().await;
+    h.sim.refuse_sends(Some(1205));
+    let refused = running.send("filehelper", "今日收款").await;
+    assert!(
+        matches!(refused, Err(SessionError::SendRefused { ret: 1205, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.sim.requests_to(Endpoint::SendMsg).len(),
+        1,
+        "never retried at once"
+    );
+    assert!(h.sim.sent_messages().is_empty());
+    let paid = h.sim.pay(1250);
+    let got = running.messages_until(&paid).await;
+    assert!(got.iter().any(|m| m.message.msg_id == paid));
+    assert!(
+        !running.seen.iter().any(|e| e == "LoggedOut"),
+        "a refusal is no logout: {:?}",
+        running.seen
+    );
+    running.stop().await.unwrap();
+}

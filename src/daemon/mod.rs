@@ -5,6 +5,7 @@
 mod announcer;
 mod login_alert;
 pub(crate) mod notify;
+pub mod notify_owner;
 mod unrecorded;
 
 use std::path::PathBuf;
@@ -18,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 pub use announcer::Announcement;
 use announcer::Announcer;
 use login_alert::LoginAlerts;
+use notify_owner::{OwnerEvent, OwnerNotifier, WallClock};
 use unrecorded::{Resolved, Unrecorded};
 
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError, Recorded};
+use crate::ledger::{Ledger, LedgerError, Recorded, reconcile, report};
 use crate::money::Yuan;
 use crate::outbox::{Outbox, Wakers};
 use crate::paths::Paths;
@@ -91,8 +93,10 @@ pub struct Daemon {
     paths: Paths,
     player: Option<PlayerHandle>,
     speech: Option<Speech>,
-    /// The offset payment events' times are written with.
+    /// The offset payment events' times are written with, and local days are read in.
     offset: time::UtcOffset,
+    /// What `[notify]`'s times of day are read from.
+    clock: WallClock,
 }
 
 impl Daemon {
@@ -109,7 +113,15 @@ impl Daemon {
             player: None,
             speech: None,
             offset,
+            clock: notify_owner::system_clock(),
         }
+    }
+
+    /// Reads the time of day for `[notify]` (the daily summary, how long paysay was away)
+    /// from `clock` (unix seconds) instead of the system's: for tests.
+    pub fn clock(mut self, clock: WallClock) -> Daemon {
+        self.clock = clock;
+        self
     }
 
     /// Plays through `player` instead (tests and `--dry-run` use a null output).
@@ -135,6 +147,7 @@ impl Daemon {
             player,
             speech,
             offset,
+            clock,
         } = self;
         let player = match player {
             Some(player) => player,
@@ -151,11 +164,12 @@ impl Daemon {
         let (queue, queue_rx) = mpsc::unbounded_channel();
         queue_backlog(&ledger, &queue).await?;
         let (events, events_rx) = Events::channel();
+        let (outgoing, outgoing_rx) = session::outgoing_channel();
         let wechat = config.wechat.clone();
         let files = SessionFiles::from_paths(&paths);
         let token = shutdown.clone();
         let mut tasks = Tasks::spawn(
-            async move { session::run(&wechat, &files, events, token).await },
+            async move { session::run(&wechat, &files, events, outgoing_rx, token).await },
             Announcer {
                 speech: speech_rx,
                 player: player.clone(),
@@ -168,7 +182,26 @@ impl Daemon {
         );
         let (logged_in, logged_in_rx) = watch::channel(false);
         let wakers = tasks.spawn_outbox(&config, &paths, offset, sinks, logged_in_rx, &shutdown)?;
+        let owner = config.notify.clone().map(|notify| {
+            let (tx, events) = mpsc::unbounded_channel();
+            tracing::info!(to = %crate::text::Escaped(&notify.to), daily_summary = %notify.daily_summary, "[notify]: texts go to the owner in WeChat");
+            tasks.outbox.push(tokio::spawn(
+                OwnerNotifier {
+                    config: notify,
+                    outgoing,
+                    ledger: ledger.clone(),
+                    offset,
+                    clock,
+                    events,
+                    shutdown: shutdown.clone(),
+                }
+                .run(),
+            ));
+            tx
+        });
         let mut supervisor = Supervisor {
+            owner,
+            offset,
             detector: Detector::new(&config.payments),
             config,
             paths,
@@ -219,7 +252,8 @@ struct Tasks {
     /// `None` once its end has been seen (a `JoinHandle` yields only once).
     session: Option<JoinHandle<Result<(), SessionError>>>,
     announcer: Option<JoinHandle<()>>,
-    /// They end on shutdown; a crash there is logged when they are awaited.
+    /// They end on shutdown; a crash there is logged when they are awaited. The
+    /// `[notify]` task is among them.
     outbox: Vec<JoinHandle<()>>,
     /// Told to say `offline` once the delivery tasks have ended.
     mqtt: Option<Arc<crate::mqtt::MqttSink>>,
@@ -314,6 +348,10 @@ async fn queue_backlog(
 }
 
 struct Supervisor {
+    /// Told of logins and logouts, for `[notify]`'s back-online text; `None` without it.
+    owner: Option<mpsc::UnboundedSender<OwnerEvent>>,
+    /// The local offset days are read in (reconciliation).
+    offset: time::UtcOffset,
     config: Config,
     paths: Paths,
     /// Built from `config.payments`; rebuilt on reload.
@@ -389,6 +427,7 @@ impl Supervisor {
             }
             SessionEvent::QrCode { path, .. } => {
                 self.logged_in.send_replace(false);
+                self.tell_owner(OwnerEvent::Away);
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
                 if self.login_alerts.should_speak(tokio::time::Instant::now()) {
                     let _ = self
@@ -398,12 +437,14 @@ impl Supervisor {
             }
             SessionEvent::LoggedIn { nick_name, resumed } => {
                 self.logged_in.send_replace(true);
+                self.tell_owner(OwnerEvent::LoggedIn);
                 self.login_alerts.logged_in(tokio::time::Instant::now());
                 let how = if resumed { "resumed" } else { "logged in" };
                 notify::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
                 self.logged_in.send_replace(false);
+                self.tell_owner(OwnerEvent::Away);
                 self.login_alerts.logged_out(tokio::time::Instant::now());
                 tracing::info!(
                     retcode,
@@ -442,7 +483,11 @@ impl Supervisor {
                         // Its events are in the outbox now.
                         self.wakers.wake_all();
                     }
+                    let counted = payment.clone();
                     self.recorded(payment, recorded).await;
+                    if recorded == Recorded::New {
+                        self.reconcile(counted).await;
+                    }
                 }
                 // Not a ledger fault, and no retry would store it: say so, go on.
                 Err(e @ LedgerError::AmountTooLarge { .. }) => {
@@ -509,6 +554,59 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    fn tell_owner(&self, event: OwnerEvent) {
+        if let Some(owner) = &self.owner {
+            let _ = owner.send(event);
+        }
+    }
+
+    /// Compares a newly recorded notice's 今日第N笔 with the previous notice of its account
+    /// and local day in the ledger (see [`reconcile`]): a jump is said out loud, once, and
+    /// logged; `paysay ledger` and the daily summary show it from the ledger.
+    async fn reconcile(&self, payment: Payment) {
+        if payment.daily_count.is_none() {
+            return;
+        }
+        let offset = self.offset;
+        let day = reconcile::local_date(payment.time, &|_| offset);
+        let day_start = report::start_of_day(day, &|_| offset);
+        let p = payment.clone();
+        let previous = match self
+            .ledger
+            .call(move |l| l.previous_notice(&p, day_start))
+            .await
+        {
+            Ok(previous) => previous,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot compare the notice with the previous one");
+                return;
+            }
+        };
+        match reconcile::check(previous.as_ref(), &payment) {
+            reconcile::Check::Gap(gap) => {
+                tracing::error!(
+                    missed = gap.missed,
+                    missed_amount = %gap.missed_fen.map_or_else(|| "?".to_string(), |fen| Yuan(fen).to_string()),
+                    account = %crate::text::Escaped(&gap.account),
+                    daily_count = payment.daily_count,
+                    msg_id = %crate::text::Escaped(&payment.msg_id),
+                    "WeChat counted payments today that paysay never saw: check the phone"
+                );
+                let _ = self
+                    .queue
+                    .send(Announcement::Alert(self.config.speech.gap_alert.clone()));
+            }
+            reconcile::Check::Odd(why) => tracing::info!(
+                why,
+                daily_count = payment.daily_count,
+                previous = previous.as_ref().and_then(|p| p.daily_count),
+                account = %crate::text::Escaped(&payment.account),
+                "WeChat's day count does not follow on from the previous notice (a new day, a clerk copy, a refund?)"
+            ),
+            reconcile::Check::Nothing | reconcile::Check::Consistent => {}
         }
     }
 
@@ -613,6 +711,9 @@ impl Supervisor {
         }
         if config.webhooks != self.config.webhooks || config.vmq != self.config.vmq {
             tracing::warn!("[[webhook]] and [vmq] settings change only on restart");
+        }
+        if config.notify != self.config.notify {
+            tracing::warn!("[notify] settings change only on restart");
         }
         self.config = config;
         tracing::info!("config reloaded");

@@ -16,6 +16,7 @@
 //! A file that fails SQLite's quick check is refused at open, never written into: paysay
 //! would otherwise start, fail every write, and the owner would learn it only from the log.
 
+pub mod reconcile;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -507,6 +508,25 @@ impl Ledger {
             params![],
         )?;
         Ok(entries.into_iter().map(|e| e.payment).collect())
+    }
+
+    /// The notice before `p` of the same account carrying WeChat's day count, no earlier
+    /// than `day_start` (the local midnight of `p`'s day): what [`reconcile::check`]
+    /// compares `p` with. Across restarts too, as it is read from the file.
+    pub fn previous_notice(
+        &self,
+        p: &Payment,
+        day_start: i64,
+    ) -> Result<Option<Payment>, LedgerError> {
+        let found = self.query(
+            "reading the previous notice",
+            &format!(
+                "SELECT {COLUMNS} FROM payments WHERE account = ?1 AND time >= ?2 AND time <= ?3
+                 AND msg_id != ?4 AND daily_count IS NOT NULL ORDER BY time DESC, id DESC LIMIT 1"
+            ),
+            params![p.account, day_start, p.time, p.msg_id],
+        )?;
+        Ok(found.into_iter().next().map(|e| e.payment))
     }
 
     /// Payments whose time (the message's `CreateTime`) is in `from_unix..to_unix`

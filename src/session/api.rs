@@ -265,6 +265,66 @@ impl Session {
         http::json::<protocol::RetOnly>(&reply).map(|_| ())
     }
 
+    /// The UserName to send to for `to` as the owner wrote it in `[notify]`: `filehelper`
+    /// (the own 文件传输助手) as is, else the contact whose remark name, or failing that
+    /// whose nickname, is `to`. User names change at every login, so this is asked anew.
+    pub fn recipient(&self, to: &str) -> Option<String> {
+        if to == FILEHELPER {
+            return Some(FILEHELPER.to_string());
+        }
+        let people = || {
+            self.contacts
+                .values()
+                .filter(|c| !c.user_name.starts_with("@@"))
+        };
+        people()
+            .find(|c| c.remark_name == to)
+            .or_else(|| people().find(|c| c.nick_name == to))
+            .map(|c| c.user_name.clone())
+    }
+
+    /// Sends `text` to `to` (as [`Session::recipient`] reads it) with webwxsendmsg: one
+    /// request, never retried here. WeChat's refusals for sending too much (1204, 1205) come
+    /// back as [`SessionError::SendRefused`]: the caller waits minutes before the next try.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<(), SessionError> {
+        let to_user = self
+            .recipient(to)
+            .ok_or_else(|| SessionError::UnknownRecipient {
+                name: to.to_string(),
+            })?;
+        let id = client_msg_id();
+        let reply = self
+            .post(
+                "webwxsendmsg",
+                format!(
+                    "{API}/webwxsendmsg?lang=zh_CN&pass_ticket={}",
+                    self.pass_ticket()
+                ),
+                json!({
+                    "BaseRequest": self.base_request(),
+                    "Scene": 0,
+                    "Msg": {
+                        "Type": 1,
+                        "Content": text,
+                        "FromUserName": self.state.user_name,
+                        "ToUserName": to_user,
+                        "LocalID": id,
+                        "ClientMsgId": id,
+                    },
+                }),
+            )
+            .await?;
+        match http::json::<protocol::RetOnly>(&reply) {
+            Err(SessionError::Ret {
+                ret: ret @ (1204 | 1205),
+                err_msg,
+                host,
+                ..
+            }) => Err(SessionError::SendRefused { host, ret, err_msg }),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// All contacts, page by page (`Seq` until 0).
     async fn fetch_contacts(&mut self) -> Result<(), SessionError> {
         let mut seq = 0u64;
@@ -661,6 +721,17 @@ fn state_after_login(creds: login::Credentials) -> Result<SavedSession, SessionE
         nick_name: String::new(),
         saved_at: 0,
     })
+}
+
+/// The own 文件传输助手: a fixed user name, the same at every login.
+pub const FILEHELPER: &str = "filehelper";
+
+/// `LocalID`/`ClientMsgId` as the web client makes them: the time in ms and 4 random
+/// digits, 17 digits in all.
+fn client_msg_id() -> String {
+    use rand::Rng;
+    let suffix: u32 = rand::rng().random_range(0..10_000);
+    format!("{:013}{suffix:04}", now_ms().max(0))
 }
 
 /// Whether a page brought anything at all: messages (read or not) or contact changes.

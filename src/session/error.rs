@@ -90,6 +90,18 @@ pub enum SessionError {
     },
     #[error("cannot make the login QR code: {0}")]
     Qr(String),
+    #[error(
+        "webwxsendmsg to {host}: WeChat refused the message (Ret {ret} {err_msg:?}: sending too much or too fast); paysay waits minutes before trying again"
+    )]
+    SendRefused {
+        host: String,
+        ret: i64,
+        err_msg: String,
+    },
+    #[error(
+        "no contact named {name:?} (remark or nickname) to send to; `[notify] to` must be \"filehelper\" or a contact's name"
+    )]
+    UnknownRecipient { name: String },
     #[error("the HTTP client cannot be built: {0}")]
     Client(#[source] reqwest::Error),
 }
@@ -118,7 +130,8 @@ impl SessionError {
             SessionError::LoginRefused { .. }
             | SessionError::Client(_)
             | SessionError::File { .. }
-            | SessionError::Qr(_) => ErrorKind::Fatal,
+            | SessionError::Qr(_)
+            | SessionError::UnknownRecipient { .. } => ErrorKind::Fatal,
             _ => ErrorKind::Transient,
         }
     }

@@ -69,6 +69,25 @@ pub enum SessionEvent {
     },
 }
 
+/// A text for the session to send (webwxsendmsg), from the daemon: the session task owns
+/// the session, so sending goes through it, between two sync rounds.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// `filehelper`, or a contact's remark or nickname (see [`Session::recipient`]).
+    pub to: String,
+    pub text: String,
+    /// How it went. A sender that stopped waiting (dropped the receiver) is not sent for.
+    pub reply: oneshot::Sender<Result<(), SessionError>>,
+}
+
+/// How many texts may wait for the session: the daemon sends a few a day.
+pub const OUTGOING_CAPACITY: usize = 4;
+
+/// Where texts for the session go, and where the session takes them from.
+pub fn outgoing_channel() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
+    mpsc::channel(OUTGOING_CAPACITY)
+}
+
 /// The daemon's answer to a batch of messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
@@ -170,10 +189,14 @@ pub async fn connect(
 /// A session that ended soon after its login makes the next login wait, longer each time
 /// in a row (see [`pace::Relogins`]): a server that ends every session at once must not
 /// drive paysay into logging in several times a second.
+///
+/// Texts on `outgoing` are sent while logged in, between two rounds (so up to a long poll
+/// later); they wait while the session logs in again.
 pub async fn run(
     config: &WechatConfig,
     files: &SessionFiles,
     events: Events,
+    mut outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::from_config(config);
@@ -203,7 +226,12 @@ pub async fn run(
         let began = tokio::time::Instant::now();
         let span =
             tracing::info_span!("session", user = %crate::text::Escaped(session.nick_name()));
-        let ended = sync_until_logout(session, files, &events, &shutdown, &mut backoff)
+        let link = Link {
+            events: &events,
+            outgoing: &mut outgoing,
+            shutdown: &shutdown,
+        };
+        let ended = sync_until_logout(session, files, link, &mut backoff)
             .instrument(span)
             .await?;
         match ended {
@@ -267,15 +295,29 @@ async fn retry_or_fail(
     Ok(())
 }
 
+/// What a logged-in session talks to: the daemon's events, its texts to send, shutdown.
+struct Link<'a> {
+    events: &'a Events,
+    outgoing: &'a mut mpsc::Receiver<Outgoing>,
+    shutdown: &'a CancellationToken,
+}
+
 async fn sync_until_logout(
     mut session: Session,
     files: &SessionFiles,
-    events: &Events,
-    shutdown: &CancellationToken,
+    link: Link<'_>,
     backoff: &mut Backoff,
 ) -> Result<Ended, SessionError> {
+    let Link {
+        events,
+        outgoing,
+        shutdown,
+    } = link;
     let mut unrecorded = Backoff::new(UNRECORDED_RETRY_MIN, UNRECORDED_RETRY_MAX);
     loop {
+        if send_waiting(&session, outgoing, shutdown).await {
+            return Ok(Ended::Shutdown);
+        }
         let round_start = session.sync_position();
         // Cancelling mid-request is safe: the SyncKey is saved only after a batch is
         // acknowledged, so an interrupted sync is delivered again next time.
@@ -308,6 +350,26 @@ async fn sync_until_logout(
             Err(e) => retry_or_fail(e, backoff, shutdown).await?,
         }
     }
+}
+
+/// Sends the texts that wait, each once, and answers each sender. True on shutdown.
+async fn send_waiting(
+    session: &Session,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+    shutdown: &CancellationToken,
+) -> bool {
+    while let Ok(out) = outgoing.try_recv() {
+        if out.reply.is_closed() {
+            // The sender gave up waiting; sending now could make it a second copy.
+            continue;
+        }
+        let sent = tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            r = session.send_text(&out.to, &out.text) => r,
+        };
+        let _ = out.reply.send(sent);
+    }
+    false
 }
 
 /// What became of a batch handed to the daemon.

@@ -38,6 +38,17 @@ pub fn start(
     voice: Box<dyn Synthesizer>,
     output: impl AudioOutput + Send + 'static,
 ) -> Running {
+    start_with(config, dir, voice, output, None)
+}
+
+/// [`start`], the daemon reading the time of day from `clock` (unix seconds) when given.
+pub fn start_with(
+    config: Config,
+    dir: &Path,
+    voice: Box<dyn Synthesizer>,
+    output: impl AudioOutput + Send + 'static,
+    clock: Option<paysay::daemon::notify_owner::WallClock>,
+) -> Running {
     let mut paths = Paths::new(&dir.join("config.toml"), &config)
         .unwrap()
         .with_state_dir(&dir.join("state"));
@@ -49,12 +60,13 @@ pub fn start(
     );
     let player = Player::spawn_with(&config.audio, move || Box::new(output)).unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(
-        Daemon::new(config, paths.clone())
-            .player(player)
-            .speech(speech)
-            .run(shutdown.clone()),
-    );
+    let mut daemon = Daemon::new(config, paths.clone())
+        .player(player)
+        .speech(speech);
+    if let Some(clock) = clock {
+        daemon = daemon.clock(clock);
+    }
+    let task = tokio::spawn(daemon.run(shutdown.clone()));
     Running {
         paths,
         shutdown,

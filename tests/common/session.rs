@@ -62,11 +62,16 @@ impl Harness {
     /// Starts the client (`session::run`) as a task of its own.
     pub fn start(&self) -> Running {
         let (events, rx) = Events::channel();
+        let (outgoing, outgoing_rx) = session::outgoing_channel();
         let shutdown = CancellationToken::new();
         let (config, files, token) = (self.config.clone(), self.files.clone(), shutdown.clone());
-        let task = tokio::spawn(async move { session::run(&config, &files, events, token).await });
+        let task =
+            tokio::spawn(
+                async move { session::run(&config, &files, events, outgoing_rx, token).await },
+            );
         Running {
             rx,
+            outgoing,
             seen: Vec::new(),
             wait: self.wait,
             shutdown,
@@ -98,6 +103,8 @@ impl Harness {
 /// A client started by [`Harness::start`].
 pub struct Running {
     pub rx: UnboundedReceiver<SessionEvent>,
+    /// Texts for the session to send (webwxsendmsg).
+    pub outgoing: tokio::sync::mpsc::Sender<session::Outgoing>,
     /// The name of every event received so far, for the message of a test that times out.
     pub seen: Vec<String>,
     wait: Duration,
@@ -209,6 +216,34 @@ impl Running {
             .into_iter()
             .filter(|m| m.message.msg_type != msg_type::STATUS_NOTIFY)
             .collect()
+    }
+
+    /// Has the session send `text` to `to` and waits for how it went, acknowledging the
+    /// batches that come meanwhile (the session sends between rounds).
+    pub async fn send(&mut self, to: &str, text: &str) -> Result<(), SessionError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let out = session::Outgoing {
+            to: to.to_string(),
+            text: text.to_string(),
+            reply,
+        };
+        self.outgoing.send(out).await.expect("session task ended");
+        let mut answer = std::pin::pin!(answer);
+        let waited = tokio::time::timeout(self.wait, async {
+            loop {
+                tokio::select! {
+                    r = &mut answer => return r.expect("the session dropped the text"),
+                    Some(event) = self.rx.recv() => {
+                        self.seen.push(event_name(&event));
+                        if let SessionEvent::Messages { ack, .. } = event {
+                            let _ = ack.send(Ack::Recorded);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        waited.expect("timed out waiting for the session to send")
     }
 
     /// Cancels the client and returns how `run` ended.

@@ -27,6 +27,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, endpoint: Endpoint, req: &SimRe
         Endpoint::Sync => json_call(shared, req, sync),
         Endpoint::PushLogin => push_login(shared, req),
         Endpoint::Logout => logout(shared, req),
+        Endpoint::SendMsg => json_call(shared, req, send_msg),
     }
 }
 
@@ -420,6 +421,43 @@ fn status_notify(w: &mut World, _req: &SimRequest, body: &Value) -> Result<Value
         return Err(1);
     }
     Ok(json!({"BaseResponse": ok(), "MsgID": super::ids::msg_id().to_string()}))
+}
+
+/// webwxsendmsg: a text to a contact of this login (or the own 文件传输助手), kept for
+/// [`Simulator::sent_messages`](super::Simulator::sent_messages). The shape is checked as
+/// the web client builds it; anything else is the simulator's reading: `Ret` 1.
+fn send_msg(w: &mut World, _req: &SimRequest, body: &Value) -> Result<Value, i64> {
+    let msg = body.get("Msg").ok_or(1)?;
+    let field = |name: &str| msg.get(name).and_then(Value::as_str).unwrap_or_default();
+    let local_id = field("LocalID");
+    let well_formed = body.get("Scene").and_then(Value::as_i64) == Some(0)
+        && msg.get("Type").and_then(Value::as_i64) == Some(1)
+        && field("FromUserName") == w.me.user_name
+        && local_id.len() == 17
+        && local_id.bytes().all(|b| b.is_ascii_digit())
+        && field("ClientMsgId") == local_id
+        && !field("Content").is_empty();
+    if !well_formed {
+        return Err(1);
+    }
+    let to = field("ToUserName");
+    let to_nick = match w.contact_by_user_name(to) {
+        Some(c) if to != w.me.user_name => c.nick_name.clone(),
+        _ => return Err(1),
+    };
+    if let Some(ret) = w.send_refusal {
+        return Err(ret);
+    }
+    let sent = state::SentMessage {
+        to: to.to_string(),
+        to_nick,
+        content: field("Content").to_string(),
+        local_id: local_id.to_string(),
+        at: w.now(),
+    };
+    w.sent.push(sent);
+    let msg_id = super::ids::msg_id().to_string();
+    Ok(json!({"BaseResponse": ok(), "MsgID": msg_id, "LocalID": local_id}))
 }
 
 /// webwxbatchgetcontact: records for up to 50 user names; unknown names are left out.

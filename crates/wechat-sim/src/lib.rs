@@ -32,6 +32,12 @@
 //! - webwxpushloginurl: disabled, no earlier login, or `uin` not the account's →
 //!   `{"ret":"1","msg":"param error"}`.
 //! - webwxstatusnotify: `FromUserName` not this login's own user name → `Ret` 1.
+//! - webwxsendmsg: besides the JSON checks, `Scene` 0, `Msg.Type` 1, `FromUserName` this
+//!   login's own, `ToUserName` a contact of this login (or `filehelper`), `LocalID` equal to
+//!   `ClientMsgId` and 17 digits, a non-empty `Content`: else `Ret` 1 (the simulator's
+//!   reading). While [`Simulator::refuse_sends`] is on, every send is refused with that `Ret`
+//!   (1204/1205: sending too much) and nothing is sent. What was sent:
+//!   [`Simulator::sent_messages`].
 //!
 //! # Sessions and the message stream
 //! The account's session lasts until [`Simulator::logout`], webwxlogout, or a new ticket
@@ -100,6 +106,7 @@ pub use chaos::SimStats;
 pub use clock::SimClock;
 pub use contacts::{CASHIER_ASSISTANT, WXPAY};
 pub use messages::escape_app_content;
+pub use state::SentMessage;
 
 /// How the simulated server behaves. `Default` is what WeChat does; tests shorten
 /// `long_poll`.
@@ -207,6 +214,8 @@ pub enum Endpoint {
     Logout,
     /// `GET /l/<uuid>`: the QR's own URL; opening it scans and confirms (a phone stand-in).
     QrPage,
+    /// `POST webwxsendmsg`: a text from the web client.
+    SendMsg,
 }
 
 /// A one-shot fault, queued per endpoint with [`Simulator::inject`]; the next request to
@@ -452,11 +461,32 @@ impl Simulator {
             .update(|w| amounts_fen.iter().map(|&fen| pay_into(w, fen)).collect())
     }
 
-    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`,
-    /// counted into today's running total like [`Simulator::pay`].
+    /// A collection WeChat counts into today's running count and total without the notice
+    /// ever reaching the web client: a notice paysay never saw (lost, or sent while nobody
+    /// listened). The next [`Simulator::pay`] says 今日第N笔 with the skip.
+    pub fn pay_unseen(&self, amount_fen: u64) {
+        self.shared.update(|w| {
+            w.count_collection(amount_fen);
+        });
+    }
+
+    /// While `Some(ret)`, webwxsendmsg refuses every send with `Ret` = `ret` (1204 or 1205:
+    /// sending too much or too fast); `None` sends again.
+    pub fn refuse_sends(&self, ret: Option<i64>) {
+        self.shared.update(|w| w.send_refusal = ret);
+    }
+
+    /// The texts the client sent (webwxsendmsg), in order.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.shared.with(|w| w.sent.clone())
+    }
+
+    /// A 微信收款助手 clerk copy (`[店员消息]收款到账…元`) of a collection for `amount_fen`.
+    /// Its 今日第N笔 is the clerk line's own count, apart from [`Simulator::pay`]'s: an
+    /// account gets clerk copies of another shop's collections.
     pub fn pay_clerk_notice(&self, amount_fen: u64) -> String {
         self.shared.update(|w| {
-            let today = w.count_collection(amount_fen);
+            let today = w.count_clerk_copy(amount_fen);
             let msg = messages::clerk_notice(amount_fen, today, w.now());
             let sender = w.official(CASHIER_ASSISTANT);
             deliver_into(w, msg, Some(sender), Vec::new())

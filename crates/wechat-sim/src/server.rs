@@ -155,6 +155,7 @@ fn router(shared: Arc<Shared>) -> Router {
         (format!("{CGI}/webwxsync"), Endpoint::Sync),
         (format!("{CGI}/webwxpushloginurl"), Endpoint::PushLogin),
         (format!("{CGI}/webwxlogout"), Endpoint::Logout),
+        (format!("{CGI}/webwxsendmsg"), Endpoint::SendMsg),
     ];
     let mut app = Router::new();
     for (path, endpoint) in routes {

@@ -194,6 +194,20 @@ impl Session {
     }
 }
 
+/// A text the client sent with webwxsendmsg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The `ToUserName`, as sent (`filehelper`, or this login's user name of a contact).
+    pub to: String,
+    /// That contact's nickname (文件传输助手 for `filehelper`).
+    pub to_nick: String,
+    pub content: String,
+    /// `LocalID` (= `ClientMsgId`): 17 digits.
+    pub local_id: String,
+    /// When it was sent, on the simulator's clock (unix seconds).
+    pub at: i64,
+}
+
 /// Today's collections, for the 汇总 line of the next notice (China time).
 #[derive(Debug, Clone, Default)]
 pub struct Daily {
@@ -227,12 +241,18 @@ pub(crate) struct World {
     pub clock: Clock,
     pub requests: VecDeque<RecordedRequest>,
     pub daily: Daily,
+    /// The clerk copies' own running total (see [`World::count_clerk_copy`]).
+    pub clerk_daily: Daily,
     /// Messages per webwxsync (from the config).
     pub sync_page_size: usize,
     /// Chats webwxinit lists as recent (from the config).
     pub recent_chats: usize,
     /// A persistent misbehaviour the tests switched on.
     pub misbehaviour: Misbehaviour,
+    /// The texts sent with webwxsendmsg.
+    pub sent: Vec<SentMessage>,
+    /// While set, webwxsendmsg refuses with this `Ret`.
+    pub send_refusal: Option<i64>,
 }
 
 impl World {
@@ -261,9 +281,12 @@ impl World {
             clock: Clock::new(config.clock),
             requests: VecDeque::new(),
             daily: Daily::default(),
+            clerk_daily: Daily::default(),
             sync_page_size: config.sync_page_size,
             recent_chats: config.recent_chats,
             misbehaviour: Misbehaviour::None,
+            sent: Vec::new(),
+            send_refusal: None,
         }
     }
 
@@ -447,23 +470,24 @@ impl World {
     /// Counts a collection into today's running total (China time, as the phone shows, on
     /// the simulator's clock).
     pub fn count_collection(&mut self, amount_fen: u64) -> RunningTotal {
+        let today = self.china_date();
+        count_into(&mut self.daily, today, amount_fen)
+    }
+
+    /// Counts a clerk's copy into the clerk line's own running total: the copies an
+    /// account gets as a clerk are another shop's collections, counted apart from the
+    /// account's own 微信支付 notices.
+    pub fn count_clerk_copy(&mut self, amount_fen: u64) -> RunningTotal {
+        let today = self.china_date();
+        count_into(&mut self.clerk_daily, today, amount_fen)
+    }
+
+    fn china_date(&self) -> time::Date {
         let china = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
-        let today = time::OffsetDateTime::from_unix_timestamp(self.now())
+        time::OffsetDateTime::from_unix_timestamp(self.now())
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
             .to_offset(china)
-            .date();
-        if self.daily.date != Some(today) {
-            self.daily = Daily {
-                date: Some(today),
-                ..Daily::default()
-            };
-        }
-        self.daily.count += 1;
-        self.daily.total_fen += amount_fen;
-        RunningTotal {
-            count: self.daily.count,
-            total_fen: self.daily.total_fen,
-        }
+            .date()
     }
 
     /// The message as served: sender and receiver named with this login's user names.
@@ -507,6 +531,22 @@ impl World {
             self.requests.pop_front();
         }
         self.requests.push_back(request);
+    }
+}
+
+/// Adds a collection to `daily`, starting it anew on a new day.
+fn count_into(daily: &mut Daily, today: time::Date, amount_fen: u64) -> RunningTotal {
+    if daily.date != Some(today) {
+        *daily = Daily {
+            date: Some(today),
+            ..Daily::default()
+        };
+    }
+    daily.count += 1;
+    daily.total_fen += amount_fen;
+    RunningTotal {
+        count: daily.count,
+        total_fen: daily.total_fen,
     }
 }
 
