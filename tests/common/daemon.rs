@@ -18,6 +18,8 @@ pub fn config_for(sim: &Simulator) -> Config {
     let mut config = Config::default();
     config.wechat.base_url = Some(sim.base_url());
     config.wechat.long_poll_timeout_secs = 3;
+    // Tests run side by side: each page on a port of its own.
+    config.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 
