@@ -40,6 +40,45 @@ pub fn start(
     voice: Box<dyn Synthesizer>,
     output: impl AudioOutput + Send + 'static,
 ) -> Running {
+    start_daemon(config, dir, voice, output, |d| d)
+}
+
+/// [`start`] with a beep for a voice onto a null output, the daemon changed by `customize`
+/// before it runs (`|d| d.on_web_listening(tx)`).
+pub fn start_with(config: Config, dir: &Path, customize: impl FnOnce(Daemon) -> Daemon) -> Running {
+    let output = paysay::audio::NullOutput::default();
+    start_daemon(config, dir, Box::new(Beep), output, customize)
+}
+
+/// A voice that says everything as a short beep, at once.
+pub struct Beep;
+
+impl Synthesizer for Beep {
+    fn name(&self) -> &'static str {
+        "beep"
+    }
+
+    fn voice(&self) -> String {
+        "beep".into()
+    }
+
+    fn synthesize<'a>(&'a self, _text: &'a str) -> paysay::speech::SynthFuture<'a> {
+        Box::pin(async move {
+            Ok(paysay::speech::Audio {
+                bytes: super::wav::beep(8_000, 400),
+                format: paysay::speech::AudioFormat::Wav,
+            })
+        })
+    }
+}
+
+fn start_daemon(
+    config: Config,
+    dir: &Path,
+    voice: Box<dyn Synthesizer>,
+    output: impl AudioOutput + Send + 'static,
+    customize: impl FnOnce(Daemon) -> Daemon,
+) -> Running {
     let mut paths = Paths::new(&dir.join("config.toml"), &config)
         .unwrap()
         .with_state_dir(&dir.join("state"));
@@ -51,12 +90,10 @@ pub fn start(
     );
     let player = Player::spawn_with(&config.audio, move || Box::new(output)).unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(
-        Daemon::new(config, paths.clone())
-            .player(player)
-            .speech(speech)
-            .run(shutdown.clone()),
-    );
+    let daemon = customize(Daemon::new(config, paths.clone()))
+        .player(player)
+        .speech(speech);
+    let task = tokio::spawn(daemon.run(shutdown.clone()));
     Running {
         paths,
         shutdown,
