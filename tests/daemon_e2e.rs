@@ -290,7 +290,11 @@ fn make_executable(path: &Path) {
 fn demo_is_heard_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    std::fs::write(root.join("paysay.toml"), "[audio]\nidle_close_ms = 50\n\n[web]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        root.join("paysay.toml"),
+        "[audio]\nidle_close_ms = 50\n\n[web]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let out = paysay(root, &["demo"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

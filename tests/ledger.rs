@@ -331,11 +331,7 @@ fn each_sink_is_summed_by_delivery_state() {
         .collect();
     assert_eq!(
         counts,
-        [
-            ("shop", 0, 1, 1),
-            ("vmq", 2, 0, 0),
-            ("never-used", 0, 0, 0)
-        ]
+        [("shop", 0, 1, 1), ("vmq", 2, 0, 0), ("never-used", 0, 0, 0)]
     );
     assert!(summary[0].last_delivered_at.is_some());
     assert_eq!(summary[1].last_delivered_at, None);

@@ -116,10 +116,19 @@ async fn the_page_is_chinese_unless_the_browser_prefers_english() {
     let page = Page::start().await;
     let zh = page.get("/").await;
     assert_eq!(zh.status(), 200);
-    assert!(zh.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        zh.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let body = zh.text().await.unwrap();
     assert!(body.contains("<html lang=\"zh-CN\">"));
-    assert!(body.len() < 50 * 1024, "the page weighs {} bytes", body.len());
+    assert!(
+        body.len() < 50 * 1024,
+        "the page weighs {} bytes",
+        body.len()
+    );
     let client = reqwest::Client::new();
     let en = client
         .get(page.url("/"))
@@ -186,7 +195,12 @@ async fn today_history_and_csv_add_up() {
     page.record(&payment("a", 1250, t, PaymentKind::Collection));
     page.record(&payment("b", 1, t, PaymentKind::Collection));
     page.record(&payment("c", 20000, t, PaymentKind::Transfer));
-    page.record(&payment("old", 999, t - 3 * 86_400, PaymentKind::Collection));
+    page.record(&payment(
+        "old",
+        999,
+        t - 3 * 86_400,
+        PaymentKind::Collection,
+    ));
 
     let today = page.json("/api/today").await;
     assert_eq!(today["total_fen"], 21251);
@@ -213,19 +227,42 @@ async fn today_history_and_csv_add_up() {
     assert_eq!(days[26]["total_fen"], 999);
     assert_eq!(days[26]["count"], 1);
     assert_eq!(days[0]["total_fen"], 0);
-    assert_eq!(page.json("/api/history?days=7").await.as_array().unwrap().len(), 7);
+    assert_eq!(
+        page.json("/api/history?days=7")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
 
     let csv = page.get("/ledger.csv").await;
     assert_eq!(csv.status(), 200);
-    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert!(csv.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
     let body = csv.text().await.unwrap();
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines[0], paysay::ledger::report::CSV_HEADER);
     assert_eq!(lines.len(), 5, "{body}");
-    assert!(lines.iter().any(|l| l.contains(",200.00,20000,transfer,张三,")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(",200.00,20000,transfer,张三,"))
+    );
     let date = today["date"].as_str().unwrap();
-    let one_day = page.get(&format!("/ledger.csv?since={date}&until={date}")).await;
+    let one_day = page
+        .get(&format!("/ledger.csv?since={date}&until={date}"))
+        .await;
     assert_eq!(one_day.text().await.unwrap().lines().count(), 4);
     assert_eq!(page.get("/ledger.csv?since=yesterday").await.status(), 400);
 }
@@ -272,7 +309,8 @@ async fn a_recorded_payment_arrives_on_the_event_stream() {
     assert_eq!(paid["kind"], "collection");
 
     // A payment the stream already sent in `today` is not sent again.
-    page.live.recorded(&payment("before", 500, now(), PaymentKind::Collection));
+    page.live
+        .recorded(&payment("before", 500, now(), PaymentKind::Collection));
     page.live.update(|s| s.session = SessionState::Scanned);
     let (name, status) = events.next().await;
     assert_eq!(name, "status");
@@ -289,7 +327,10 @@ async fn the_page_stops_on_shutdown_even_with_a_stream_open() {
         .await
         .expect("the page's server did not stop")
         .unwrap();
-    assert!(events.ended().await, "the stream stayed open after shutdown");
+    assert!(
+        events.ended().await,
+        "the stream stayed open after shutdown"
+    );
 }
 
 /// The daemon, the simulator and the page together: the QR code of the real login, then a
@@ -299,11 +340,9 @@ async fn the_daemon_serves_its_login_and_payments_on_the_page() {
     let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (listening, addr) = tokio::sync::oneshot::channel();
-    let daemon = common::daemon::start_with(
-        common::daemon::config_for(&sim),
-        dir.path(),
-        |d| d.on_web_listening(listening),
-    );
+    let daemon = common::daemon::start_with(common::daemon::config_for(&sim), dir.path(), |d| {
+        d.on_web_listening(listening)
+    });
     let addr = tokio::time::timeout(WAIT, addr).await.unwrap().unwrap();
     let base = format!("http://{addr}");
     let mut events = EventReader::open(&format!("{base}/events")).await;
@@ -311,10 +350,17 @@ async fn the_daemon_serves_its_login_and_payments_on_the_page() {
         .until(|name, data| name == "status" && data["session"]["state"] == "waiting_for_scan")
         .await;
     assert!(qr["session"]["qr"].is_u64());
-    let png = reqwest::get(format!("{base}/qr.png")).await.unwrap().bytes().await.unwrap();
+    let png = reqwest::get(format!("{base}/qr.png"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let url = common::decode_qr(&png);
     assert!(url.starts_with("https://login.weixin.qq.com/l/"), "{url}");
-    let uuid = sim.current_uuid().expect("the simulator handed out a QR code");
+    let uuid = sim
+        .current_uuid()
+        .expect("the simulator handed out a QR code");
     assert_eq!(url, paysay::session::qr::login_url(&uuid));
 
     sim.scan();
@@ -382,7 +428,12 @@ impl EventReader {
                     }
                     return (name, serde_json::from_str(&data).unwrap());
                 }
-                let chunk = self.response.chunk().await.unwrap().expect("the stream ended");
+                let chunk = self
+                    .response
+                    .chunk()
+                    .await
+                    .unwrap()
+                    .expect("the stream ended");
                 self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
             }
         })
@@ -391,7 +442,10 @@ impl EventReader {
     }
 
     /// The data of the first event for which `pred` holds.
-    async fn until(&mut self, pred: impl Fn(&str, &serde_json::Value) -> bool) -> serde_json::Value {
+    async fn until(
+        &mut self,
+        pred: impl Fn(&str, &serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         loop {
             let (name, data) = self.next().await;
             if pred(&name, &data) {

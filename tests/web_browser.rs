@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Headless Chromium, driven over its DevTools pipe, with one page attached.
 struct Chromium {
     child: Child,
-    commands: std::io::PipeWriter,
+    commands: std::fs::File,
     replies: mpsc::Receiver<Value>,
     next_id: u64,
     session: Option<String>,
@@ -50,8 +50,8 @@ impl Chromium {
     fn launch() -> Chromium {
         let exe = chromium_exe();
         let profile = tempfile::tempdir().unwrap();
-        let (to_browser, commands) = std::io::pipe().unwrap();
-        let (replies_pipe, from_browser) = std::io::pipe().unwrap();
+        let (to_browser, commands) = pipe();
+        let (replies_pipe, from_browser) = pipe();
         let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
         let mut cmd = Command::new(exe);
         cmd.args([
@@ -203,6 +203,20 @@ impl Drop for Chromium {
     }
 }
 
+/// A pipe's read and write ends, closed on exec (std's own `pipe` is newer than the MSRV).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both fds on success; each is owned by one File from here on.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 /// Puts `to_browser` on the child's fd 3 and `from_browser` on its fd 4, where
 /// `--remote-debugging-pipe` looks.
 fn hand_over_pipe(cmd: &mut Command, to_browser: &impl AsRawFd, from_browser: &impl AsRawFd) {
@@ -233,11 +247,9 @@ async fn the_page_shows_the_login_and_a_payment_live_in_chromium() {
     let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (listening, addr) = tokio::sync::oneshot::channel();
-    let daemon = common::daemon::start_with(
-        common::daemon::config_for(&sim),
-        dir.path(),
-        |d| d.on_web_listening(listening),
-    );
+    let daemon = common::daemon::start_with(common::daemon::config_for(&sim), dir.path(), |d| {
+        d.on_web_listening(listening)
+    });
     let addr = tokio::time::timeout(WAIT, addr).await.unwrap().unwrap();
     let login_url = |sim: &Simulator| {
         paysay::session::qr::login_url(&sim.current_uuid().expect("a QR code handed out"))
@@ -255,7 +267,8 @@ async fn the_page_shows_the_login_and_a_payment_live_in_chromium() {
     });
 
     // The code expires: the page shows the new one by itself.
-    let first_src = tokio::task::block_in_place(|| browser.eval("document.getElementById('qr').src"));
+    let first_src =
+        tokio::task::block_in_place(|| browser.eval("document.getElementById('qr').src"));
     sim.expire_qr();
     tokio::task::block_in_place(|| {
         let replaced = format!(
@@ -279,7 +292,10 @@ async fn the_page_shows_the_login_and_a_payment_live_in_chromium() {
             "document.getElementById('session').textContent.startsWith('已登录') && \
              document.getElementById('login').hidden",
         );
-        assert_eq!(browser.eval("document.getElementById('total').textContent"), "0.00");
+        assert_eq!(
+            browser.eval("document.getElementById('total').textContent"),
+            "0.00"
+        );
     });
 
     sim.pay(4321);
@@ -292,7 +308,10 @@ async fn the_page_shows_the_login_and_a_payment_live_in_chromium() {
         );
         let newest = browser.eval("document.querySelector('#payments li').textContent");
         assert!(newest.as_str().unwrap().contains("¥12.50"), "{newest}");
-        assert_eq!(browser.eval("document.getElementById('count').textContent"), "2 笔");
+        assert_eq!(
+            browser.eval("document.getElementById('count').textContent"),
+            "2 笔"
+        );
         assert_eq!(
             browser.eval("window.notReloaded === true"),
             true,

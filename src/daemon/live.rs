@@ -45,7 +45,10 @@ pub enum SpeakerState {
     Speaking,
     /// The last announcement failed and is being retried: `what` is `audio` (the sound
     /// device) or `speech` (every voice).
-    Failing { what: &'static str, error: String },
+    Failing {
+        what: &'static str,
+        error: String,
+    },
 }
 
 /// The daemon's state as a whole.

@@ -130,7 +130,10 @@ impl Daemon {
     /// Sends the address the shop's page listens on (`[web] listen` with port 0 picks a
     /// free one) down `tx` once it listens: `paysay demo` prints it, tests open it.
     #[cfg(feature = "web")]
-    pub fn on_web_listening(mut self, tx: tokio::sync::oneshot::Sender<std::net::SocketAddr>) -> Daemon {
+    pub fn on_web_listening(
+        mut self,
+        tx: tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+    ) -> Daemon {
         self.web_listening = Some(tx);
         self
     }
@@ -499,9 +502,7 @@ impl Supervisor {
             SessionEvent::PushLoginSent => self
                 .live
                 .update(|s| s.session = SessionState::ConfirmOnPhone),
-            SessionEvent::Synced => self
-                .live
-                .update(|s| s.last_sync = Some(crate::now_unix())),
+            SessionEvent::Synced => self.live.update(|s| s.last_sync = Some(crate::now_unix())),
         }
     }
 

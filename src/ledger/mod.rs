@@ -614,7 +614,8 @@ impl Ledger {
                 })
             })
             .map_err(self.sql(action))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql(action))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql(action))
     }
 
     fn query(

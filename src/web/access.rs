@@ -78,7 +78,9 @@ impl Access {
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -93,10 +95,7 @@ fn is_loopback_host(host: &str) -> bool {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<IpAddr>()
-            .is_ok_and(is_loopback)
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(is_loopback)
 }
 
 /// Compares in time that does not depend on where the strings first differ.
@@ -155,7 +154,11 @@ mod tests {
             ("::ffff:127.0.0.1", Some("127.0.0.1")),
             ("127.0.0.1", None),
         ] {
-            assert_eq!(access.check(ip(peer), host, None), Ok(()), "{peer} {host:?}");
+            assert_eq!(
+                access.check(ip(peer), host, None),
+                Ok(()),
+                "{peer} {host:?}"
+            );
         }
         assert_eq!(
             Access::loopback_only().check(ip("127.0.0.1"), Some("localhost"), None),
@@ -173,7 +176,10 @@ mod tests {
             access.check(tablet, host, Some("0123456789abcdef0123456789abcdee")),
             Err(Refusal::NeedsToken)
         );
-        assert_eq!(access.check(tablet, host, Some("")), Err(Refusal::NeedsToken));
+        assert_eq!(
+            access.check(tablet, host, Some("")),
+            Err(Refusal::NeedsToken)
+        );
         assert_eq!(access.check(tablet, host, Some(TOKEN)), Ok(()));
         // IPv6 on the LAN, and an IPv4-mapped LAN address, are elsewhere too.
         assert_eq!(
@@ -203,7 +209,11 @@ mod tests {
     fn a_rebound_name_on_loopback_needs_the_token() {
         let access = Access::with_token(TOKEN.into());
         let me = ip("127.0.0.1");
-        for host in ["evil.example:8151", "localhost.evil.example", "127.0.0.1.nip.io"] {
+        for host in [
+            "evil.example:8151",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+        ] {
             assert_eq!(
                 access.check(me, Some(host), None),
                 Err(Refusal::ForeignHost),
@@ -236,6 +246,8 @@ mod tests {
         assert!(!reachable_from_elsewhere("127.0.0.1:8151".parse().unwrap()));
         assert!(!reachable_from_elsewhere("[::1]:0".parse().unwrap()));
         assert!(reachable_from_elsewhere("0.0.0.0:8151".parse().unwrap()));
-        assert!(reachable_from_elsewhere("192.168.1.10:8151".parse().unwrap()));
+        assert!(reachable_from_elsewhere(
+            "192.168.1.10:8151".parse().unwrap()
+        ));
     }
 }

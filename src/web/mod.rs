@@ -648,7 +648,13 @@ fn bad_date(key: &str) -> Response {
 async fn qr_png(State(app): State<Arc<App>>) -> Response {
     let url = match &app.live.watch_status().borrow().session {
         SessionState::WaitingForScan { url, .. } => url.clone(),
-        _ => return (StatusCode::NOT_FOUND, "no QR code is waiting to be scanned\n").into_response(),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "no QR code is waiting to be scanned\n",
+            )
+                .into_response();
+        }
     };
     match crate::session::qr::png(&url) {
         Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
@@ -771,10 +777,16 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_query_a_bearer_header_or_the_cookie() {
-        assert_eq!(query_token(Some("lang=en&token=abc")).as_deref(), Some("abc"));
+        assert_eq!(
+            query_token(Some("lang=en&token=abc")).as_deref(),
+            Some("abc")
+        );
         assert_eq!(query_token(Some("lang=en")), None);
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer xyz"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer xyz"),
+        );
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("a=1; paysay_token=def; b=2"),
@@ -839,7 +851,9 @@ mod tests {
         headers: &[(header::HeaderName, &str)],
     ) -> (StatusCode, HeaderMap) {
         use tower::ServiceExt;
-        let mut request = Request::builder().uri(uri).header(header::HOST, "192.168.1.10:8151");
+        let mut request = Request::builder()
+            .uri(uri)
+            .header(header::HOST, "192.168.1.10:8151");
         for (name, value) in headers {
             request = request.header(name, *value);
         }
@@ -858,7 +872,15 @@ mod tests {
         let (router, live) = app(&dir, Access::with_token(TOKEN.into()));
         live.new_qr("https://login.weixin.qq.com/l/x".into());
         let tablet = "192.168.1.23";
-        for path in ["/", "/api/status", "/api/today", "/api/history", "/ledger.csv", "/qr.png", "/events"] {
+        for path in [
+            "/",
+            "/api/status",
+            "/api/today",
+            "/api/history",
+            "/ledger.csv",
+            "/qr.png",
+            "/events",
+        ] {
             let (code, _) = get_from(&router, tablet, path, &[]).await;
             assert_eq!(code, StatusCode::FORBIDDEN, "{path} without a token");
             let wrong = format!("{path}?token=00112233445566778899aabbccddeefe");
@@ -885,13 +907,21 @@ mod tests {
         assert_eq!(code, StatusCode::OK);
         let set = headers[header::SET_COOKIE].to_str().unwrap();
         assert!(set.starts_with(&format!("paysay_token={TOKEN};")), "{set}");
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         let cookie = format!("paysay_token={TOKEN}");
         let (code, _) = get_from(&router, tablet, "/api/today", &[(header::COOKIE, &cookie)]).await;
         assert_eq!(code, StatusCode::OK);
         let bearer = format!("Bearer {TOKEN}");
-        let (code, _) =
-            get_from(&router, tablet, "/api/today", &[(header::AUTHORIZATION, &bearer)]).await;
+        let (code, _) = get_from(
+            &router,
+            tablet,
+            "/api/today",
+            &[(header::AUTHORIZATION, &bearer)],
+        )
+        .await;
         assert_eq!(code, StatusCode::OK);
         let (code, _) = get_from(
             &router,
