@@ -47,6 +47,8 @@ pub struct Config {
     /// `[notify]`: absent, paysay sends nothing in WeChat (sending from a web client may
     /// raise the risk of a ban, so it is opt-in and sparse).
     pub notify: Option<NotifyConfig>,
+    /// `[web]`: the shop's page (status, login QR code, today's payments).
+    pub web: WebConfig,
 }
 
 /// `[notify]`: texts to the owner in WeChat (webwxsendmsg), at most one a minute and
@@ -93,6 +95,31 @@ fn parse_time_of_day(s: &str) -> Result<Option<time::Time>, String> {
     time::Time::parse(s, &format)
         .map(Some)
         .map_err(|_| format!("must be a local time like \"22:00\" (or \"\" for none), not {s:?}"))
+}
+
+/// The port of the shop's page when `[web] listen` does not say.
+pub const DEFAULT_WEB_PORT: u16 = 8151;
+
+/// `[web]`: the shop's page, served by `paysay run` (in builds with the `web` feature).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the page at all. `false`: no port is opened.
+    pub enabled: bool,
+    /// Address and port, `IP:PORT`. The default answers this computer alone; an address
+    /// other devices reach (`0.0.0.0:8151`, the LAN address) makes every request from
+    /// elsewhere need the token paysay prints at start. Port 0 picks a free port (the log
+    /// says which).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_WEB_PORT)),
+        }
+    }
 }
 
 /// `[wechat]`: the web session.
@@ -1199,6 +1226,20 @@ mod tests {
         assert!(err.contains("secrett") && err.contains("line 3"), "{err}");
         parse("[[webhook]]\nurl = \"http://shop.example.com/h\"\nallow_insecure_http = true\n")
             .unwrap();
+    }
+
+    #[test]
+    fn web_page_listens_on_loopback_unless_told() {
+        let c = parse("").unwrap();
+        assert!(c.web.enabled);
+        assert_eq!(c.web.listen.to_string(), "127.0.0.1:8151");
+        let c = parse("[web]\nlisten = \"0.0.0.0:0\"\nenabled = false\n").unwrap();
+        assert!(!c.web.enabled);
+        assert_eq!(c.web.listen.port(), 0);
+        let err = parse("[web]\nlisten = \"shop-pc:8151\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("listen"), "{err}");
     }
 
     #[test]

@@ -67,12 +67,22 @@ pub async fn run(
         sim.base_url()
     );
 
+    // The demo's page on a free port of this computer: never the shop's port or the LAN.
+    config.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(
-        daemon::Daemon::new(config, paths.clone())
-            .player(player)
-            .run(shutdown.clone()),
-    );
+    let daemon = daemon::Daemon::new(config, paths.clone()).player(player);
+    #[cfg(feature = "web")]
+    let daemon = {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok(addr) = rx.await {
+                println!("  watch it on the shop's page: http://{addr}/");
+            }
+        });
+        daemon.on_web_listening(tx)
+    };
+    let daemon = tokio::spawn(daemon.run(shutdown.clone()));
     let expected = play_customers(&sim).await;
     let result = wait_until_heard(&paths, expected, &daemon).await;
     shutdown.cancel();

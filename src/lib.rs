@@ -28,6 +28,8 @@ pub mod sinks;
 pub mod speaker;
 pub mod speech;
 pub mod text;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use wechat_web as protocol;
 pub use wechat_web::money;

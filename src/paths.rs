@@ -86,6 +86,11 @@ impl Paths {
             .unwrap_or_else(|| self.state_dir.join("ledger.sqlite3"))
     }
 
+    /// The token other devices open the shop's page with (`[web]` on a LAN address).
+    pub fn web_token(&self) -> PathBuf {
+        self.state_dir.join("web-token")
+    }
+
     /// Synthesized announcements, keyed by backend, voice, rate and text.
     pub fn tts_cache_dir(&self) -> PathBuf {
         self.cache_dir.join("tts")

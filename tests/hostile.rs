@@ -112,7 +112,7 @@ fn a_chime_path_to_a_device_or_a_huge_file_is_refused_without_reading_it() {
 /// `paysay run` with its dirs under `root`, logging at info level to `log`.
 fn start_paysay(root: &Path, sim: &Simulator, log: &Path) -> Child {
     let config = format!(
-        "[wechat]\nbase_url = \"{}\"\nlong_poll_timeout_secs = 3\nmin_backoff_ms = 50\n\n[audio]\nidle_close_ms = 50\n",
+        "[wechat]\nbase_url = \"{}\"\nlong_poll_timeout_secs = 3\nmin_backoff_ms = 50\n\n[audio]\nidle_close_ms = 50\n\n[web]\nlisten = \"127.0.0.1:0\"\n",
         sim.base_url()
     );
     std::fs::write(root.join("paysay.toml"), config).unwrap();

@@ -1,7 +1,7 @@
 //! The ledger as the daemon's memory: each payment counts once, across restarts, and what
 //! was detected but not announced before a crash is still there.
 
-use paysay::ledger::{Ledger, LedgerError, Recorded};
+use paysay::ledger::{DeliveryState, Ledger, LedgerError, Recorded};
 use paysay::payment::{Payment, PaymentKind};
 
 fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
@@ -277,4 +277,62 @@ fn a_payment_is_recorded_with_its_events_or_not_at_all() {
     let pending = ledger.next_pending("shop").unwrap().unwrap();
     ledger.note_delivery(pending.row, "shop", Ok(())).unwrap();
     assert_eq!(ledger.next_pending("shop").unwrap(), None);
+}
+
+#[test]
+fn days_are_summed_from_local_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    // 2024-05-01T15:59:59Z is still 1 May at +08:00; 16:00:00Z is 2 May there.
+    ledger.record(&payment("a", 100, 1_714_579_199)).unwrap();
+    ledger.record(&payment("b", 250, 1_714_579_200)).unwrap();
+    ledger.record(&payment("c", 50, 1_714_579_300)).unwrap();
+    let east8 = 8 * 3600;
+    let days = ledger.daily_totals(0, i64::MAX, east8).unwrap();
+    let may_1 = 19_844; // days from 1970-01-01 to 2024-05-01
+    assert_eq!(
+        days.iter()
+            .map(|d| (d.day, d.total_fen, d.count))
+            .collect::<Vec<_>>(),
+        [(may_1, 100, 1), (may_1 + 1, 300, 2)]
+    );
+    // The range bounds by payment time.
+    assert_eq!(
+        ledger
+            .daily_totals(1_714_579_200, i64::MAX, east8)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn each_sink_is_summed_by_delivery_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = open(&dir);
+    ledger.set_sinks(vec!["shop".into(), "vmq".into()]);
+    ledger.record(&payment("a", 100, 1_000)).unwrap();
+    ledger.record(&payment("b", 200, 2_000)).unwrap();
+    let first = ledger.next_pending("shop").unwrap().unwrap();
+    ledger.note_delivery(first.row, "shop", Ok(())).unwrap();
+    let next = ledger.next_pending("shop").unwrap().unwrap();
+    ledger
+        .note_delivery(
+            next.row,
+            "shop",
+            Err(("400 Bad Request", DeliveryState::Rejected)),
+        )
+        .unwrap();
+    let sinks = ["shop", "vmq", "never-used"].map(String::from);
+    let summary = ledger.sink_summary(&sinks).unwrap();
+    let counts: Vec<_> = summary
+        .iter()
+        .map(|s| (s.sink.as_str(), s.pending, s.delivered, s.rejected))
+        .collect();
+    assert_eq!(
+        counts,
+        [("shop", 0, 1, 1), ("vmq", 2, 0, 0), ("never-used", 0, 0, 0)]
+    );
+    assert!(summary[0].last_delivered_at.is_some());
+    assert_eq!(summary[1].last_delivered_at, None);
 }

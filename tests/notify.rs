@@ -167,7 +167,12 @@ fn start(
 ) -> (common::daemon::Running, Heard) {
     let heard = Heard::default();
     let running =
-        common::daemon::start_with(config, dir, Box::new(LengthVoice), heard.clone(), clock);
+        common::daemon::start_custom(config, dir, Box::new(LengthVoice), heard.clone(), |d| {
+            match clock {
+                Some(clock) => d.clock(clock),
+                None => d,
+            }
+        });
     (running, heard)
 }
 

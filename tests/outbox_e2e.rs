@@ -27,7 +27,7 @@ impl Shop {
         let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "[wechat]\nbase_url = \"{}\"\nlong_poll_timeout_secs = 3\nmin_backoff_ms = 50\n\n[audio]\nidle_close_ms = 50\n{extra_config}",
+            "[wechat]\nbase_url = \"{}\"\nlong_poll_timeout_secs = 3\nmin_backoff_ms = 50\n\n[audio]\nidle_close_ms = 50\n\n[web]\nlisten = \"127.0.0.1:0\"\n{extra_config}",
             sim.base_url()
         );
         std::fs::write(dir.path().join("paysay.toml"), config).unwrap();

@@ -240,6 +240,7 @@ fn daemon_setup(sim: &Simulator, dir: &Path) -> (Config, Paths) {
     config.wechat.base_url = Some(sim.base_url());
     config.wechat.long_poll_timeout_secs = 3;
     config.wechat.request_timeout_secs = 3;
+    config.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.wechat.min_backoff_ms = 20;
     config.wechat.max_backoff_secs = 1;
     // A simulated day passes in about a second of real time: paced at the default 300 ms

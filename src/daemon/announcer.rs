@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::SharedLedger;
+use super::live::{Live, SpeakerState};
 use super::unrecorded::Unrecorded;
 use crate::audio::{AudioError, PlayerHandle};
 use crate::money::Yuan;
@@ -42,6 +43,8 @@ pub struct Announcer {
     pub unrecorded: Unrecorded,
     pub queue: mpsc::UnboundedReceiver<Announcement>,
     pub shutdown: CancellationToken,
+    /// Told whether the speaker is speaking, idle or failing.
+    pub live: Live,
 }
 
 impl Announcer {
@@ -76,12 +79,16 @@ impl Announcer {
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
         loop {
             let speech = self.speech.borrow().clone();
+            self.live.update(|s| s.speaker = SpeakerState::Speaking);
             match say(&speech, &self.player, &announcement).await {
                 Ok(clip) => {
+                    self.live.update(|s| s.speaker = SpeakerState::Idle);
                     self.done(&announcement, &clip).await;
                     return;
                 }
                 Err(e) => {
+                    let failing = e.as_speaker_state();
+                    self.live.update(|s| s.speaker = failing);
                     let delay = backoff.next_delay();
                     tracing::error!(error = %e, retry_in_s = delay.as_secs(), "announcement not heard yet; retrying");
                     tokio::select! {
@@ -125,6 +132,19 @@ impl Announcer {
             Err(e) => {
                 tracing::error!(error = %e, "payment announced, but the ledger could not record it")
             }
+        }
+    }
+}
+
+impl SayError {
+    fn as_speaker_state(&self) -> SpeakerState {
+        let what = match self {
+            SayError::Speech(_) => "speech",
+            SayError::Audio(_) => "audio",
+        };
+        SpeakerState::Failing {
+            what,
+            error: crate::text::Escaped(self).to_string(),
         }
     }
 }

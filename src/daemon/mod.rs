@@ -3,6 +3,7 @@
 //! the watchdog; shutdown reaches every task through one `CancellationToken`.
 
 mod announcer;
+pub mod live;
 mod login_alert;
 pub(crate) mod notify;
 pub mod notify_owner;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use announcer::Announcement;
 use announcer::Announcer;
+use live::{Live, SessionState};
 use login_alert::LoginAlerts;
 use notify_owner::{OwnerEvent, OwnerNotifier, WallClock};
 use unrecorded::{Resolved, Unrecorded};
@@ -97,6 +99,11 @@ pub struct Daemon {
     offset: time::UtcOffset,
     /// What `[notify]`'s times of day are read from.
     clock: WallClock,
+    /// What the daemon is doing, for the shop's page.
+    live: Live,
+    /// Told where the shop's page listens, once it does.
+    #[cfg(feature = "web")]
+    web_listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 }
 
 impl Daemon {
@@ -114,6 +121,9 @@ impl Daemon {
             speech: None,
             offset,
             clock: notify_owner::system_clock(),
+            live: Live::new(),
+            #[cfg(feature = "web")]
+            web_listening: None,
         }
     }
 
@@ -121,6 +131,22 @@ impl Daemon {
     /// from `clock` (unix seconds) instead of the system's: for tests.
     pub fn clock(mut self, clock: WallClock) -> Daemon {
         self.clock = clock;
+        self
+    }
+
+    /// What the daemon is doing (session, speaker, payments recorded), as it runs.
+    pub fn live(&self) -> Live {
+        self.live.clone()
+    }
+
+    /// Sends the address the shop's page listens on (`[web] listen` with port 0 picks a
+    /// free one) down `tx` once it listens: `paysay demo` prints it, tests open it.
+    #[cfg(feature = "web")]
+    pub fn on_web_listening(
+        mut self,
+        tx: tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+    ) -> Daemon {
+        self.web_listening = Some(tx);
         self
     }
 
@@ -148,6 +174,9 @@ impl Daemon {
             speech,
             offset,
             clock,
+            live,
+            #[cfg(feature = "web")]
+            web_listening,
         } = self;
         let player = match player {
             Some(player) => player,
@@ -177,9 +206,20 @@ impl Daemon {
                 unrecorded: unrecorded.clone(),
                 queue: queue_rx,
                 shutdown: shutdown.clone(),
+                live: live.clone(),
             }
             .run(),
         );
+        // The page is a convenience; the speaker is what the shop needs: a port taken by
+        // another program is logged, and paysay speaks all the same.
+        #[cfg(feature = "web")]
+        if let Err(e) = tasks
+            .spawn_web(&config, &paths, offset, &live, web_listening, &shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the shop's page is not served; payments are still announced");
+            notify::status(&format!("the shop's page is not served: {e}"));
+        }
         let (logged_in, logged_in_rx) = watch::channel(false);
         let wakers = tasks.spawn_outbox(&config, &paths, offset, sinks, logged_in_rx, &shutdown)?;
         let owner = config.notify.clone().map(|notify| {
@@ -214,6 +254,7 @@ impl Daemon {
             login_alerts: LoginAlerts::default(),
             wakers,
             logged_in,
+            live,
         };
         let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
@@ -257,6 +298,8 @@ struct Tasks {
     outbox: Vec<JoinHandle<()>>,
     /// Told to say `offline` once the delivery tasks have ended.
     mqtt: Option<Arc<crate::mqtt::MqttSink>>,
+    /// The shop's page; it stops on shutdown.
+    web: Option<JoinHandle<()>>,
 }
 
 impl Tasks {
@@ -269,7 +312,31 @@ impl Tasks {
             announcer: Some(tokio::spawn(announcer)),
             outbox: Vec::new(),
             mqtt: None,
+            web: None,
         }
+    }
+
+    /// The shop's page, when `[web]` enables it, reading the ledger on its own connection.
+    #[cfg(feature = "web")]
+    async fn spawn_web(
+        &mut self,
+        config: &Config,
+        paths: &Paths,
+        offset: time::UtcOffset,
+        live: &Live,
+        listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), crate::web::WebError> {
+        if !config.web.enabled {
+            tracing::info!("the shop's page is off ([web] enabled = false)");
+            return Ok(());
+        }
+        let server = crate::web::Server::bind(config, paths, offset, live.clone()).await?;
+        if let Some(tx) = listening {
+            let _ = tx.send(server.local_addr());
+        }
+        self.web = Some(tokio::spawn(server.run(shutdown.clone())));
+        Ok(())
     }
 
     /// One delivery task per sink, on the outbox's own ledger connection, and V免签's
@@ -325,6 +392,11 @@ impl Tasks {
         if let Some(mqtt) = self.mqtt {
             mqtt.shutdown().await;
         }
+        if let Some(web) = self.web
+            && let Err(e) = web.await
+        {
+            tracing::error!(error = %e, "the shop's page failed while stopping");
+        }
     }
 }
 
@@ -370,6 +442,8 @@ struct Supervisor {
     wakers: Wakers,
     /// Whether WeChat is logged in: V免签's heartbeat beats only then.
     logged_in: watch::Sender<bool>,
+    /// The state and the new payments, for the shop's page.
+    live: Live,
 }
 
 impl Supervisor {
@@ -421,13 +495,15 @@ impl Supervisor {
                 ack,
             } => {
                 let recorded = self.record_payments(&own_user_name, batch).await;
+                self.live.update(|s| s.last_sync = Some(crate::now_unix()));
                 // Answered only now: the SyncKey moves past this batch once it is recorded,
                 // and stays before it (the server delivers it again) when it is not.
                 let _ = ack.send(recorded);
             }
-            SessionEvent::QrCode { path, .. } => {
+            SessionEvent::QrCode { path, url } => {
                 self.logged_in.send_replace(false);
                 self.tell_owner(OwnerEvent::Away);
+                self.live.new_qr(url);
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
                 if self.login_alerts.should_speak(tokio::time::Instant::now()) {
                     let _ = self
@@ -439,6 +515,13 @@ impl Supervisor {
                 self.logged_in.send_replace(true);
                 self.tell_owner(OwnerEvent::LoggedIn);
                 self.login_alerts.logged_in(tokio::time::Instant::now());
+                self.live.update(|s| {
+                    s.session = SessionState::LoggedIn {
+                        nick_name: nick_name.clone(),
+                        since: crate::now_unix(),
+                    };
+                    s.last_sync = Some(crate::now_unix());
+                });
                 let how = if resumed { "resumed" } else { "logged in" };
                 notify::status(&format!("{how} as {nick_name}"));
             }
@@ -446,6 +529,8 @@ impl Supervisor {
                 self.logged_in.send_replace(false);
                 self.tell_owner(OwnerEvent::Away);
                 self.login_alerts.logged_out(tokio::time::Instant::now());
+                self.live
+                    .update(|s| s.session = SessionState::LoggedOut { retcode });
                 tracing::info!(
                     retcode,
                     "logged out by WeChat; waiting for a new login (payment events wait too)"
@@ -454,7 +539,11 @@ impl Supervisor {
                     "logged out by WeChat (retcode {retcode}); waiting for a new login"
                 ));
             }
-            SessionEvent::Scanned | SessionEvent::PushLoginSent => {}
+            SessionEvent::Scanned => self.live.update(|s| s.session = SessionState::Scanned),
+            SessionEvent::PushLoginSent => self
+                .live
+                .update(|s| s.session = SessionState::ConfirmOnPhone),
+            SessionEvent::Synced => self.live.update(|s| s.last_sync = Some(crate::now_unix())),
         }
     }
 
@@ -482,6 +571,7 @@ impl Supervisor {
                     if recorded == Recorded::New {
                         // Its events are in the outbox now.
                         self.wakers.wake_all();
+                        self.live.recorded(&payment);
                     }
                     let counted = payment.clone();
                     self.recorded(payment, recorded).await;
@@ -636,6 +726,7 @@ impl Supervisor {
         notify::status(&format!(
             "cannot write the payment ledger: {advice}. Payments are still announced, and recorded once it works ({e})"
         ));
+        self.live.update(|s| s.ledger_ok = false);
         if self.ledger_down {
             return;
         }
@@ -648,6 +739,7 @@ impl Supervisor {
 
     /// A batch was recorded: after an outage, says the ledger works again.
     fn ledger_works(&mut self) {
+        self.live.update(|s| s.ledger_ok = true);
         if std::mem::take(&mut self.ledger_down) {
             tracing::info!(
                 "the ledger can be written again; the payments announced meanwhile are recorded"

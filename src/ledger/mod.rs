@@ -176,6 +176,28 @@ impl DeliveryState {
     }
 }
 
+/// How one sink stands: [`Ledger::sink_summary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkSummary {
+    pub sink: String,
+    /// Waiting to be sent (again).
+    pub pending: u64,
+    pub delivered: u64,
+    /// Refused for good by the receiver; `paysay resend` tries again.
+    pub rejected: u64,
+    /// Unix seconds of the last acknowledged delivery.
+    pub last_delivered_at: Option<i64>,
+}
+
+/// One local day's payments: [`Ledger::daily_totals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayTotal {
+    /// Days since 1970-01-01 (local).
+    pub day: i64,
+    pub total_fen: u64,
+    pub count: u64,
+}
+
 /// A payment whose event is waiting for one sink: [`Ledger::next_pending`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -539,6 +561,81 @@ impl Ledger {
             ),
             params![from_unix, to_unix],
         )
+    }
+
+    /// Each sink's deliveries counted by state, for the sinks named in `sinks` (in that
+    /// order, zeros for one with no rows yet), with the last time one was delivered.
+    pub fn sink_summary(&self, sinks: &[String]) -> Result<Vec<SinkSummary>, LedgerError> {
+        let action = "counting deliveries";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT state, COUNT(*), MAX(delivered_at) FROM deliveries WHERE sink = ?1 GROUP BY state",
+            )
+            .map_err(self.sql(action))?;
+        let mut summaries = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let mut summary = SinkSummary {
+                sink: sink.clone(),
+                ..SinkSummary::default()
+            };
+            let rows = stmt
+                .query_map(params![sink], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .map_err(self.sql(action))?;
+            for row in rows {
+                let (state, count, delivered_at) = row.map_err(self.sql(action))?;
+                let count = u64::try_from(count).unwrap_or(0);
+                match DeliveryState::parse(&state) {
+                    Some(DeliveryState::Delivered) => {
+                        summary.delivered += count;
+                        summary.last_delivered_at = delivered_at;
+                    }
+                    Some(DeliveryState::Rejected) => summary.rejected += count,
+                    // As in `deliveries_of`: an unknown word counts as pending.
+                    Some(DeliveryState::Pending) | None => summary.pending += count,
+                }
+            }
+            summaries.push(summary);
+        }
+        Ok(summaries)
+    }
+
+    /// The total and the count of the payments of each local day in `from_unix..to_unix`
+    /// that had any, oldest first; a day is counted from midnight at `offset_secs` east of
+    /// UTC, and named by its number of days since 1970-01-01.
+    pub fn daily_totals(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+        offset_secs: i32,
+    ) -> Result<Vec<DayTotal>, LedgerError> {
+        let action = "summing payments per day";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT (time + ?3) / 86400 AS day, SUM(amount_fen), COUNT(*) FROM payments
+                 WHERE time >= ?1 AND time < ?2 GROUP BY day ORDER BY day",
+            )
+            .map_err(self.sql(action))?;
+        let rows = stmt
+            .query_map(params![from_unix, to_unix, offset_secs], |r| {
+                Ok(DayTotal {
+                    day: r.get(0)?,
+                    // Amounts are checked non-negative on the way in; a sum past i64 is
+                    // SQLite's integer overflow error, not a wrong number.
+                    total_fen: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                })
+            })
+            .map_err(self.sql(action))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql(action))
     }
 
     fn query(

@@ -55,6 +55,8 @@ pub enum SessionEvent {
         nick_name: String,
         resumed: bool,
     },
+    /// A sync round ended: WeChat answered, the session is alive (last sync time).
+    Synced,
     /// The server ended the session; a new login follows.
     LoggedOut {
         retcode: i64,
@@ -341,6 +343,7 @@ async fn sync_until_logout(
                     }
                 }
                 session.commit(&files.session)?;
+                events.emit(SessionEvent::Synced);
             }
             Err(e) if e.kind() == ErrorKind::LoggedOut => {
                 return Ok(Ended::LoggedOut {

@@ -27,7 +27,14 @@ pub fn show(url: &str, path: &Path) -> Result<(), SessionError> {
     Ok(())
 }
 
-fn save_png(code: &QrCode, path: &Path) -> Result<(), SessionError> {
+/// `url` as a QR code in a PNG, at least 320 pixels square with its quiet zone: what the
+/// saved file and the shop's page show.
+pub fn png(url: &str) -> Result<Vec<u8>, SessionError> {
+    let code = QrCode::new(url.as_bytes()).map_err(|e| SessionError::Qr(e.to_string()))?;
+    encode_png(&code)
+}
+
+fn encode_png(code: &QrCode) -> Result<Vec<u8>, SessionError> {
     let image = code
         .render::<image::Luma<u8>>()
         .quiet_zone(true)
@@ -37,6 +44,11 @@ fn save_png(code: &QrCode, path: &Path) -> Result<(), SessionError> {
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| SessionError::Qr(e.to_string()))?;
+    Ok(png)
+}
+
+fn save_png(code: &QrCode, path: &Path) -> Result<(), SessionError> {
+    let png = encode_png(code)?;
     // The QR logs the account in for whoever scans it first: keep it private too.
     crate::fsutil::write_atomically(path, &png).map_err(|source| SessionError::File {
         what: "cannot save the login QR code to",

@@ -18,6 +18,8 @@ pub fn config_for(sim: &Simulator) -> Config {
     let mut config = Config::default();
     config.wechat.base_url = Some(sim.base_url());
     config.wechat.long_poll_timeout_secs = 3;
+    // Tests run side by side: each page on a port of its own.
+    config.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 
@@ -38,16 +40,45 @@ pub fn start(
     voice: Box<dyn Synthesizer>,
     output: impl AudioOutput + Send + 'static,
 ) -> Running {
-    start_with(config, dir, voice, output, None)
+    start_custom(config, dir, voice, output, |d| d)
 }
 
-/// [`start`], the daemon reading the time of day from `clock` (unix seconds) when given.
-pub fn start_with(
+/// [`start`] with a beep for a voice onto a null output, the daemon changed by `customize`
+/// before it runs (`|d| d.on_web_listening(tx)`).
+pub fn start_with(config: Config, dir: &Path, customize: impl FnOnce(Daemon) -> Daemon) -> Running {
+    let output = paysay::audio::NullOutput::default();
+    start_custom(config, dir, Box::new(Beep), output, customize)
+}
+
+/// A voice that says everything as a short beep, at once.
+pub struct Beep;
+
+impl Synthesizer for Beep {
+    fn name(&self) -> &'static str {
+        "beep"
+    }
+
+    fn voice(&self) -> String {
+        "beep".into()
+    }
+
+    fn synthesize<'a>(&'a self, _text: &'a str) -> paysay::speech::SynthFuture<'a> {
+        Box::pin(async move {
+            Ok(paysay::speech::Audio {
+                bytes: super::wav::beep(8_000, 400),
+                format: paysay::speech::AudioFormat::Wav,
+            })
+        })
+    }
+}
+
+/// [`start`], the daemon changed by `customize` before it runs (`|d| d.clock(clock)`).
+pub fn start_custom(
     config: Config,
     dir: &Path,
     voice: Box<dyn Synthesizer>,
     output: impl AudioOutput + Send + 'static,
-    clock: Option<paysay::daemon::notify_owner::WallClock>,
+    customize: impl FnOnce(Daemon) -> Daemon,
 ) -> Running {
     let mut paths = Paths::new(&dir.join("config.toml"), &config)
         .unwrap()
@@ -60,12 +91,9 @@ pub fn start_with(
     );
     let player = Player::spawn_with(&config.audio, move || Box::new(output)).unwrap();
     let shutdown = CancellationToken::new();
-    let mut daemon = Daemon::new(config, paths.clone())
+    let daemon = customize(Daemon::new(config, paths.clone()))
         .player(player)
         .speech(speech);
-    if let Some(clock) = clock {
-        daemon = daemon.clock(clock);
-    }
     let task = tokio::spawn(daemon.run(shutdown.clone()));
     Running {
         paths,

@@ -36,3 +36,16 @@ pub fn paysay_capturing(root: &Path, capture: &Path) -> Command {
 pub fn capture_conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/asound-capture.conf")
 }
+
+/// The text of the one QR code in an image (PNG bytes, a screenshot).
+pub fn decode_qr(image: &[u8]) -> String {
+    let img = image::load_from_memory(image).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(
+        img.width() as usize,
+        img.height() as usize,
+        |x, y| img.get_pixel(x as u32, y as u32)[0],
+    );
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
