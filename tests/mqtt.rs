@@ -1,5 +1,5 @@
 //! The `[mqtt]` sink and `paysay speaker` against a real mosquitto broker (Debian's
-//! `mosquitto`, installed by scripts/setup), started on a free 127.0.0.1 port per test and
+//! `mosquitto`, installed by scripts/setup --tests), started on a free 127.0.0.1 port per test and
 //! killed at the end.
 
 #![cfg(unix)]
@@ -63,7 +63,9 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); ./scripts/setup installs it"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run mosquitto ({e}); ./scripts/setup --tests installs it")
+            });
         self.child = Some(child);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -1,5 +1,5 @@
 //! The shop's page in a real browser: headless Chromium (Debian's `chromium`, installed by
-//! scripts/setup) opens it while the simulator logs the daemon in and a customer pays. The
+//! scripts/setup --tests) opens it while the simulator logs the daemon in and a customer pays. The
 //! test reads what the browser rendered, over the DevTools protocol on a pipe
 //! (`--remote-debugging-pipe`: fd 3 in, fd 4 out, one JSON message per NUL): the QR code
 //! as drawn on the screen decodes to the login URL, a new one replaces it when it
@@ -41,7 +41,7 @@ fn chromium_exe() -> PathBuf {
     });
     found.unwrap_or_else(|| {
         panic!(
-            "headless Chromium is needed for this test and is not installed: run ./scripts/setup (Debian package `chromium`)"
+            "headless Chromium is needed for this test and is not installed: run ./scripts/setup --tests (Debian package `chromium`)"
         )
     })
 }
