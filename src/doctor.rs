@@ -342,21 +342,26 @@ fn check_espeak(speech: &SpeechConfig) -> Check {
     }
 }
 
+/// A runtime for the checks that talk to something; the check `name` fails without one.
+fn check_runtime(name: &'static str) -> Result<tokio::runtime::Runtime, Check> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Check::fail(
+                name,
+                format!("cannot start the async runtime: {e}"),
+                "free some memory and file descriptors, then run paysay doctor again",
+            )
+        })
+}
+
 /// Each configured voice speaks the test announcement, into a throwaway cache so the check
 /// really synthesizes and never fills the shop's cache.
 fn check_voices(speech: &SpeechConfig) -> Vec<Check> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match check_runtime("voices") {
         Ok(runtime) => runtime,
-        Err(e) => {
-            return vec![Check::fail(
-                "voices",
-                format!("cannot start the async runtime: {e}"),
-                "free some memory and file descriptors, then run paysay doctor again",
-            )];
-        }
+        Err(failed) => return vec![failed],
     };
     speech
         .backends
@@ -452,18 +457,9 @@ fn check_sinks(config: &Config) -> Vec<Check> {
     if config.webhooks.is_empty() && config.vmq.server.is_none() {
         return Vec::new();
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match check_runtime("sinks") {
         Ok(runtime) => runtime,
-        Err(e) => {
-            return vec![Check::fail(
-                "sinks",
-                format!("cannot start the async runtime: {e}"),
-                "free some memory and file descriptors, then run paysay doctor again",
-            )];
-        }
+        Err(failed) => return vec![failed],
     };
     let mut checks: Vec<Check> = config
         .webhooks

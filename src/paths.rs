@@ -106,6 +106,23 @@ pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
+/// Makes the file at `path` owner-only (0600), creating it empty if it is missing, so that
+/// a database created in it afterwards is never readable by others even for a moment
+/// (SQLite gives its -wal and -shm files the database's mode). A failure to create is left
+/// to whoever opens the file next, which reports it with its path.
+pub fn create_private_file(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    restrict(path, 0o600)
+}
+
 /// Sets the permission bits of `path` to `mode` if they differ; a missing file is fine.
 /// A no-op where there are no Unix modes.
 pub fn restrict(path: &Path, mode: u32) -> io::Result<()> {

@@ -217,17 +217,7 @@ fn create_private(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = paths::create_private_dir_all(dir);
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Already there is fine; a failure to create is SQLite's to report, with its path.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-    }
-    if let Err(e) = paths::restrict(path, 0o600) {
+    if let Err(e) = paths::create_private_file(path) {
         tracing::warn!(path = %path.display(), error = %e, "cannot make the speaker ledger owner-only");
     }
 }

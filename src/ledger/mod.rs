@@ -764,17 +764,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// is missing, so that it is never readable by others even for a moment. Best effort: a
 /// file paysay may read but not change (another user's) stays as it is, with a warning.
 fn keep_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Already there is fine; a failure to create is SQLite's to report, with its path.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-    }
-    if let Err(e) = paths::restrict(path, 0o600) {
+    if let Err(e) = paths::create_private_file(path) {
         tracing::warn!(path = %path.display(), error = %e, "cannot make the ledger file owner-only");
     }
 }
