@@ -10,6 +10,7 @@
 //! a tool beside the daemon, not part of it: only the `demo` feature links it in.
 
 pub mod audio;
+mod body;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]

@@ -24,6 +24,8 @@ enum Reply {
     Audio,
     Error(i64, &'static str),
     Hang,
+    /// 9 MB of "audio", more than any announcement.
+    Huge,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ async fn text2audio(State(fake): State<Arc<Fake>>, body: String) -> Response {
             axum::Json(serde_json::json!({ "err_no": code, "err_msg": msg, "sn": "x" }))
                 .into_response()
         }
+        Reply::Huge => ([(CONTENT_TYPE, "audio/wav")], vec![0u8; 9 << 20]).into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(10)).await;
             ([(CONTENT_TYPE, "audio/wav")], FAKE_WAV).into_response()
@@ -176,6 +179,20 @@ async fn token_error_renews_the_token_and_retries_once() {
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 2);
     assert_eq!(fake.tts_requests.load(Ordering::SeqCst), 2);
     assert_eq!(fake.forms.lock().unwrap()[1]["tok"], "tok-2");
+}
+
+/// A server that answers more than any announcement could be is refused, not read whole.
+#[tokio::test]
+async fn an_answer_larger_than_any_announcement_is_refused() {
+    let (_fake, config) = fake_baidu(MONTH, &[Reply::Huge]).await;
+    let baidu = BaiduSynthesizer::new(&config).unwrap();
+    let err = baidu.synthesize("一").await.unwrap_err();
+    assert!(
+        matches!(&err, TtsError::BadResponse { detail, .. } if detail.contains("larger than")),
+        "{err:?}"
+    );
+    // The next answer is an ordinary one again.
+    assert_eq!(baidu.synthesize("一").await.unwrap().bytes, FAKE_WAV);
 }
 
 #[tokio::test]

@@ -119,10 +119,10 @@ impl Http {
             .map_err(network)?;
         let status = response.status().as_u16();
         self.store_cookies(response.headers());
-        let bytes = read_capped(response, MAX_BODY_BYTES)
+        let bytes = crate::body::read_capped(response, MAX_BODY_BYTES)
             .await
             .map_err(|e| match e {
-                BodyError::TooLarge => {
+                crate::body::BodyError::TooLarge => {
                     tracing::warn!(
                         request = req.name,
                         host = req.host,
@@ -136,7 +136,7 @@ impl Http {
                         limit: MAX_BODY_BYTES,
                     }
                 }
-                BodyError::Network(source) => network(source),
+                crate::body::BodyError::Network(source) => network(source),
             })?;
         // The server's Content-Type rarely names a charset: decode UTF-8 ourselves, or
         // Chinese in Content comes out garbled.
@@ -213,27 +213,6 @@ impl Http {
             }
         }
     }
-}
-
-enum BodyError {
-    TooLarge,
-    Network(reqwest::Error),
-}
-
-/// The body of `response`, read chunk by chunk and given up as soon as it passes `limit`
-/// bytes (decompressed): a declared `Content-Length` over the limit is refused unread.
-async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|len| len > limit) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Network)? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The web host a browser page would be on, for `Referer` (push and login hosts share it).

@@ -15,6 +15,10 @@ use crate::config::{Aue, BaiduConfig};
 /// err_no values that mean "get a new token": 502 token check failed (text2audio),
 /// 110 token invalid, 111 token expired (Baidu's platform-wide codes).
 const TOKEN_ERRORS: [i64; 3] = [502, 110, 111];
+/// A token answer is a few hundred bytes of JSON.
+const MAX_TOKEN_ANSWER_BYTES: u64 = 64 * 1024;
+/// An announcement is a few seconds of audio: tens of kB as mp3, a few hundred as wav.
+const MAX_AUDIO_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The Baidu backend; `api_key`/`secret_key`, URLs and voice come from `[speech.baidu]`.
 pub struct BaiduSynthesizer {
@@ -108,10 +112,9 @@ impl BaiduSynthesizer {
             .send()
             .await
             .map_err(|e| self.request_error(url, e))?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.request_error(url, e))?;
+        let body = self
+            .read_body(url, response, MAX_TOKEN_ANSWER_BYTES)
+            .await?;
         let answer: TokenAnswer =
             serde_json::from_slice(&body).map_err(|e| TtsError::BadResponse {
                 url: url.clone(),
@@ -176,13 +179,10 @@ impl BaiduSynthesizer {
             .unwrap_or("")
             .to_ascii_lowercase();
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.request_error(url, e))?;
+        let body = self.read_body(url, response, MAX_AUDIO_BYTES).await?;
         if content_type.starts_with("audio/") {
             return Ok(Audio {
-                bytes: body.to_vec(),
+                bytes: body,
                 format: self.format(&content_type),
             });
         }
@@ -217,6 +217,25 @@ impl BaiduSynthesizer {
                 Aue::Wav => AudioFormat::Wav,
             }
         }
+    }
+
+    /// The answer's body, refused past `limit` bytes: a broken or hostile server must not
+    /// fill the memory of the shop's computer.
+    async fn read_body(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, TtsError> {
+        crate::body::read_capped(response, limit)
+            .await
+            .map_err(|e| match e {
+                crate::body::BodyError::TooLarge => TtsError::BadResponse {
+                    url: url.to_string(),
+                    detail: format!("the answer is larger than {limit} bytes; not read"),
+                },
+                crate::body::BodyError::Network(e) => self.request_error(url, e),
+            })
     }
 
     fn request_error(&self, url: &str, e: reqwest::Error) -> TtsError {
