@@ -111,6 +111,12 @@ fn main() {
             mqtt.shutdown().await;
         }
     });
+    if let Some((i, slowest)) = latencies.iter().enumerate().max_by_key(|(_, d)| **d) {
+        println!(
+            "slowest: payment #{i} ({:.2} ms)",
+            slowest.as_secs_f64() * 1e3
+        );
+    }
     // The receiver goes before the broker, so the subscriber sees no broker vanish.
     receiver.shutdown_background();
     println!(
