@@ -8,18 +8,28 @@
 //!     cargo bench --bench footprint -- --secs 600      # the full run
 //!     cargo bench --bench footprint -- --bin PATH      # another paysay binary (an older
 //!                                                      # build, --no-default-features)
+//!     cargo bench --bench footprint -- --sinks true    # with every event sink configured
+//!
+//! `--sinks true` adds a `[[webhook]]`, `[vmq]` and `[mqtt]` to the config: the webhook and
+//! V免签 point at a small loopback stand-in the bench runs (it answers every request with
+//! V免签's `{"code":1}` and counts them by path: heartbeats come every 30 s, and nothing goes
+//! to the webhook while idle), the MQTT sink at a mosquitto broker the bench starts.
 //!
 //! At the end it prints where the resident memory is, from `/proc/<pid>/smaps`: the
 //! binary's own pages, shared libraries, the heap, and the threads' stacks.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wechat_sim::{Endpoint, SimConfig};
 
+use common::mosquitto::Mosquitto;
 use common::{SimServer, arg, arg_str};
 
 fn main() {
@@ -31,14 +41,16 @@ fn main() {
         ..SimConfig::default()
     });
     let config = scratch.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[wechat]\nbase_url = \"{}\"\n\n[audio]\nidle_close_ms = 1500\n",
-            server.sim.base_url()
-        ),
-    )
-    .expect("the config file");
+    let mut toml = format!(
+        "[wechat]\nbase_url = \"{}\"\n\n[audio]\nidle_close_ms = 1500\n",
+        server.sim.base_url()
+    );
+    let sinks = arg("--sinks", false).then(|| {
+        let sinks = Sinks::start();
+        toml.push_str(&sinks.config());
+        sinks
+    });
+    std::fs::write(&config, toml).expect("the config file");
     let bin = arg_str("--bin", env!("CARGO_BIN_EXE_paysay"));
     println!(
         "binary: {bin} ({} bytes)",
@@ -98,7 +110,87 @@ fn main() {
     print_where_rss_is(pid, &bin);
     stop(&mut child);
     report_log(scratch.path());
+    if let Some(sinks) = sinks {
+        sinks.report(scratch.path());
+    }
     server.stop();
+}
+
+/// What `--sinks` adds: a loopback stand-in for the webhook receiver and the V免签 server,
+/// and a mosquitto broker.
+struct Sinks {
+    stand_in: u16,
+    /// Requests the stand-in answered, by path (`/appHeart`, `/hook`, …).
+    requests: Arc<Mutex<Vec<String>>>,
+    broker: Mosquitto,
+}
+
+impl Sinks {
+    fn start() -> Sinks {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in");
+        let stand_in = listener.local_addr().expect("an address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(path) = answer(stream) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+                }
+            }
+        });
+        Sinks {
+            stand_in,
+            requests,
+            broker: Mosquitto::start(),
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "\n[[webhook]]\nurl = \"http://127.0.0.1:{0}/hook\"\nsecret = \"bench-secret\"\n\n[vmq]\nserver = \"127.0.0.1:{0}/benchkey\"\n\n[mqtt]\nurl = \"{1}\"\n",
+            self.stand_in,
+            self.broker.url()
+        )
+    }
+
+    /// What the sinks saw: requests to the stand-in by path, and the MQTT connection from
+    /// the daemon's log.
+    fn report(&self, scratch: &Path) {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let count = |path: &str| requests.iter().filter(|p| p.as_str() == path).count();
+        println!(
+            "sinks: {} V免签 heartbeats, {} webhook requests, {} other requests to the stand-in",
+            count("/appHeart"),
+            count("/hook"),
+            requests.len() - count("/appHeart") - count("/hook"),
+        );
+        let log = std::fs::read_to_string(scratch.join("paysay.log")).unwrap_or_default();
+        println!(
+            "sinks: the daemon's log says \"connected to the MQTT broker\" {} times",
+            log.matches("connected to the MQTT broker").count()
+        );
+    }
+}
+
+/// Answers one HTTP request as V免签 answers a good one; returns its path.
+fn answer(mut stream: TcpStream) -> Option<String> {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).ok().filter(|n| *n > 0)?;
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1)?;
+    let path = target.split('?').next().unwrap_or(target).to_string();
+    let body = r#"{"code":1,"msg":"成功","data":null}"#;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Some(path)
 }
 
 /// Resident memory by kind of mapping, from `/proc/<pid>/smaps`: the binary's own pages

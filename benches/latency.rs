@@ -29,14 +29,14 @@ mod common;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use paysay::audio::{AudioError, AudioOutput, OUTPUTS, Player, Sound};
+use paysay::audio::{OUTPUTS, Player};
 use paysay::config::Config;
 use paysay::daemon;
 use paysay::paths::Paths;
-use rodio::Source;
 use tokio_util::sync::CancellationToken;
 use wechat_sim::{Endpoint, SimConfig, Simulator};
 
+use common::stamping::Stamping;
 use common::{SimServer, arg, arg_str, summary_ms};
 
 /// How long a sound may take to come before the run is called broken.
@@ -231,60 +231,4 @@ fn report(label: &str, samples: Vec<Sample>) {
         "{}",
         summary_ms(&format!("{label}: pay() → sound"), &mut from_pay)
     );
-}
-
-/// An output that tells the bench when each sound's first sample is taken.
-struct Stamping {
-    inner: Box<dyn AudioOutput>,
-    stamps: mpsc::Sender<Instant>,
-}
-
-impl AudioOutput for Stamping {
-    fn start(&mut self) -> Result<(), AudioError> {
-        self.inner.start()
-    }
-
-    fn stop(&mut self) {
-        self.inner.stop()
-    }
-
-    fn write(&mut self, sound: Sound) -> Result<(), AudioError> {
-        self.inner.write(Box::new(Stamped {
-            sound,
-            stamps: Some(self.stamps.clone()),
-        }))
-    }
-}
-
-/// A sound that sends the time its first sample was taken.
-struct Stamped {
-    sound: Sound,
-    stamps: Option<mpsc::Sender<Instant>>,
-}
-
-impl Iterator for Stamped {
-    type Item = rodio::Sample;
-
-    fn next(&mut self) -> Option<rodio::Sample> {
-        let sample = self.sound.next();
-        if let Some(stamps) = self.stamps.take() {
-            let _ = stamps.send(Instant::now());
-        }
-        sample
-    }
-}
-
-impl Source for Stamped {
-    fn current_span_len(&self) -> Option<usize> {
-        self.sound.current_span_len()
-    }
-    fn channels(&self) -> rodio::ChannelCount {
-        self.sound.channels()
-    }
-    fn sample_rate(&self) -> rodio::SampleRate {
-        self.sound.sample_rate()
-    }
-    fn total_duration(&self) -> Option<Duration> {
-        self.sound.total_duration()
-    }
 }

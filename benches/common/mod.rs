@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod mosquitto;
+pub mod stamping;
+
 use std::time::Duration;
 
 use wechat_sim::{SimConfig, Simulator};
