@@ -541,6 +541,9 @@ async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result
         "  total {} yuan. The forged notice and the redelivery stayed silent.",
         Yuan(report::total_fen(&entries))
     );
+    println!(
+        "  each payment also went out as a signed webhook event; README, \"Payment events\", shows how to send them to your web shop, V免签 or MQTT."
+    );
     Ok(())
 }
 

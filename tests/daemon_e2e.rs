@@ -306,6 +306,40 @@ fn demo_is_heard_end_to_end() {
         !root.join("state/paysay/ledger.sqlite3").exists(),
         "the demo leaves the real ledger alone"
     );
+    assert_eq!(
+        count(&stdout, "signature checked"),
+        4,
+        "each payment goes out once to the demo's webhook: {stdout}"
+    );
+}
+
+/// The demo's payments are not money: a shop's own webhook, V免签 server (which would
+/// confirm an order) and broker (whose speakers would say them) must not hear of them.
+#[test]
+#[cfg(feature = "demo")]
+fn demo_sends_nothing_to_the_sinks_of_the_shop_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let shop = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    shop.set_nonblocking(true).unwrap();
+    let port = shop.local_addr().unwrap().port();
+    std::fs::write(
+        root.join("paysay.toml"),
+        format!(
+            "[[webhook]]\nurl = \"http://127.0.0.1:{port}/orders\"\n\n\
+             [vmq]\nserver = \"127.0.0.1:{port}/key\"\n\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = paysay(root, &["demo", "--dry-run"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(count(&stdout, "signature checked"), 4, "{stdout}");
+    assert!(
+        matches!(shop.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing connected to the shop's own sinks"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,9 @@
 //! `paysay demo`: the real daemon against the built-in WeChat simulator, which "scans" its
 //! own QR code and delivers a few payments (plus a forgery and a redelivery that must stay
-//! silent), so a newcomer hears paysay work with no account and no config.
+//! silent), so a newcomer hears paysay work with no account and no config. Each payment also
+//! goes out as a signed event to a webhook receiver the demo runs itself.
+
+mod receiver;
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,8 @@ use wechat_sim::{Endpoint, SimConfig, Simulator};
 pub enum DemoError {
     #[error("cannot start the WeChat simulator: {0}")]
     Simulator(std::io::Error),
+    #[error("cannot start the demo's webhook receiver: {0}")]
+    Receiver(std::io::Error),
     #[error("cannot make a scratch directory for the demo: {0}")]
     Scratch(std::io::Error),
     #[error(transparent)]
@@ -30,6 +35,14 @@ pub enum DemoError {
     )]
     NotHeard {
         heard: usize,
+        expected: usize,
+        secs: u64,
+    },
+    #[error(
+        "only {sent} of {expected} payment events reached the demo's webhook within {secs} s; the log above says why"
+    )]
+    NotSent {
+        sent: usize,
         expected: usize,
         secs: u64,
     },
@@ -62,6 +75,15 @@ pub async fn run(
     config.wechat.base_url = Some(sim.base_url());
     config.wechat.qr_path = None;
     config.ledger.path = None;
+    // The demo's payments are not real: they must never reach the shop's own webhook, V免签
+    // (which would confirm an order) or broker (whose speakers would say them). Its events go
+    // to a receiver of its own instead.
+    let receiver = receiver::Receiver::start()
+        .await
+        .map_err(DemoError::Receiver)?;
+    config.webhooks = vec![receiver.webhook()];
+    config.vmq = Default::default();
+    config.mqtt = None;
     println!(
         "paysay demo: a simulated WeChat at {} — the phone scans the QR code by itself.",
         sim.base_url()
@@ -85,6 +107,12 @@ pub async fn run(
     let daemon = tokio::spawn(daemon.run(shutdown.clone()));
     let expected = play_customers(&sim).await;
     let result = wait_until_heard(&paths, expected, &daemon).await;
+    let result = match result {
+        Ok(entries) => wait_until_sent(&receiver, expected, &daemon)
+            .await
+            .map(|()| entries),
+        Err(e) => Err(e),
+    };
     shutdown.cancel();
     match daemon.await {
         Ok(Err(e)) => return Err(e.into()),
@@ -151,5 +179,29 @@ async fn wait_until_heard(
         }
         drop(ledger);
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the demo's webhook has `expected` events: delivery follows the ledger's
+/// commit by milliseconds, so this is short.
+async fn wait_until_sent(
+    receiver: &receiver::Receiver,
+    expected: usize,
+    daemon: &tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+) -> Result<(), DemoError> {
+    let started = Instant::now();
+    loop {
+        let sent = receiver.events();
+        if sent >= expected {
+            return Ok(());
+        }
+        if daemon.is_finished() || started.elapsed() > PATIENCE {
+            return Err(DemoError::NotSent {
+                sent,
+                expected,
+                secs: PATIENCE.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
