@@ -29,14 +29,13 @@ use paysay::events::Sink;
 use paysay::ledger::Ledger;
 use paysay::mqtt::MqttSink;
 use paysay::outbox::Outbox;
-use paysay::payment::{Payment, PaymentKind};
 use paysay::sinks::Webhook;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-use common::mosquitto::Mosquitto;
-use common::{arg, arg_str, summary_ms};
+use common::mosquitto::Broker;
+use common::{arg, arg_str, payment, runtime, summary_ms};
 
 /// How long the broker connection and the subscription may take to be ready.
 const READY: Duration = Duration::from_secs(10);
@@ -50,17 +49,9 @@ fn main() {
 
     // The receiver, on a runtime of its own: each event's arrival goes down `arrived`.
     let (arrived, arrivals) = mpsc::channel::<Instant>();
-    let receiver = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the receiver");
+    let receiver = runtime(1);
     // paysay's side, on a runtime like `paysay run`'s.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime like paysay run's");
+    let runtime = runtime(2);
 
     let broker;
     let mut mqtt = None;
@@ -70,7 +61,7 @@ fn main() {
             "webhook on 127.0.0.1, signed",
         ),
         "mqtt" => {
-            broker = Mosquitto::start();
+            broker = Broker::start();
             let sink = mqtt_sink(&runtime, &receiver, &broker, arrived);
             mqtt = Some(sink.clone());
             (sink, "MQTT via mosquitto on 127.0.0.1, QoS 1")
@@ -93,7 +84,13 @@ fn main() {
     );
     let mut latencies = Vec::with_capacity(payments);
     for i in 0..payments {
-        ledger.record(&payment(i)).expect("recorded");
+        ledger
+            .record(&payment(
+                &format!("bench-{i}"),
+                1250 + i as u64,
+                1_714_528_800 + i as i64,
+            ))
+            .expect("recorded");
         let committed = Instant::now();
         wakers.wake_all();
         let at = arrivals
@@ -161,7 +158,7 @@ async fn take(
 fn mqtt_sink(
     runtime: &Runtime,
     receiver: &Runtime,
-    broker: &Mosquitto,
+    broker: &Broker,
     arrived: mpsc::Sender<Instant>,
 ) -> Arc<MqttSink> {
     let config = MqttConfig {
@@ -205,19 +202,4 @@ fn mqtt_sink(
     }
     assert_eq!(sink.name(), MQTT_SINK);
     sink
-}
-
-fn payment(i: usize) -> Payment {
-    Payment {
-        msg_id: format!("bench-{i}"),
-        amount_fen: 1250 + i as u64,
-        kind: PaymentKind::Collection,
-        payer: Some("张三".into()),
-        remark: None,
-        daily_count: None,
-        daily_total_fen: None,
-        time: 1_714_528_800 + i as i64,
-        account: "微信支付".into(),
-        transfer_id: None,
-    }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use wechat_sim::{Endpoint, SimConfig};
 
-use common::mosquitto::Mosquitto;
+use common::mosquitto::Broker;
 use common::{SimServer, arg, arg_str};
 
 fn main() {
@@ -122,7 +122,7 @@ struct Sinks {
     stand_in: u16,
     /// Requests the stand-in answered, by path (`/appHeart`, `/hook`, …).
     requests: Arc<Mutex<Vec<String>>>,
-    broker: Mosquitto,
+    broker: Broker,
 }
 
 impl Sinks {
@@ -141,7 +141,7 @@ impl Sinks {
         Sinks {
             stand_in,
             requests,
-            broker: Mosquitto::start(),
+            broker: Broker::start(),
         }
     }
 

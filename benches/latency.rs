@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 use common::stamping::Stamping;
-use common::{SimServer, arg, arg_str, summary_ms};
+use common::{SimServer, arg, arg_str, init_log, runtime, summary_ms};
 
 /// How long a sound may take to come before the run is called broken.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -51,7 +51,7 @@ fn main() {
     config.audio.idle_close_ms = arg("--idle-close-ms", config.audio.idle_close_ms);
     let idle_close_ms = config.audio.idle_close_ms;
     let scratch = tempfile::tempdir().expect("a scratch dir");
-    init_log(scratch.path());
+    init_log(scratch.path(), "daemon.log");
     let cache_clips: usize = arg("--cache-clips", 0);
     prefill_cache(&scratch.path().join("cache/tts"), cache_clips);
 
@@ -63,7 +63,7 @@ fn main() {
     });
     let sim = server.sim.clone();
     let (stamps, first_samples) = mpsc::channel();
-    let runtime = daemon_runtime();
+    let runtime = runtime(2);
     let shutdown = CancellationToken::new();
     let daemon = runtime.spawn(start_daemon(
         config,
@@ -99,21 +99,6 @@ fn main() {
     }
 }
 
-/// Logs go to a file, as journald would take them: the daemon's log lines cost what they
-/// cost in production, without cluttering the figures.
-fn init_log(dir: &std::path::Path) {
-    let Ok(file) = std::fs::File::create(dir.join("daemon.log")) else {
-        return;
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("PAYSAY_LOG").unwrap_or_else(|_| "info".into()),
-        ))
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .init();
-}
-
 /// `n` clips of 16 kB in the speech cache, a day old, so none is the newest.
 fn prefill_cache(dir: &std::path::Path, n: usize) {
     std::fs::create_dir_all(dir).expect("the cache dir");
@@ -125,15 +110,6 @@ fn prefill_cache(dir: &std::path::Path, n: usize) {
         file.and_then(|f| f.set_modified(day_ago))
             .expect("the clip's time");
     }
-}
-
-/// The runtime `paysay run` builds (src/main.rs).
-fn daemon_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("the daemon's runtime")
 }
 
 /// The daemon as `paysay run` starts it, with the stamping output.

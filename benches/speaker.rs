@@ -26,15 +26,14 @@ use paysay::audio::{NullOutput, Player};
 use paysay::config::{Config, MqttConfig};
 use paysay::events::PaymentEvent;
 use paysay::paths::Paths;
-use paysay::payment::{Payment, PaymentKind};
 use paysay::speaker::Speaker;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-use common::mosquitto::Mosquitto;
+use common::mosquitto::Broker;
 use common::stamping::Stamping;
-use common::{arg, summary_ms};
+use common::{arg, init_log, payment, runtime, summary_ms};
 
 /// How long a sound may take to come before the run is called broken.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -44,8 +43,8 @@ fn main() {
     let amounts: u64 = arg("--amounts", 10);
     let pause = Duration::from_millis(arg("--pause-ms", 150));
     let scratch = tempfile::tempdir().expect("a scratch dir");
-    init_log(scratch.path());
-    let broker = Mosquitto::start();
+    init_log(scratch.path(), "speaker.log");
+    let broker = Broker::start();
     let config = Config {
         mqtt: Some(MqttConfig {
             url: broker.url(),
@@ -60,7 +59,7 @@ fn main() {
         .unwrap_or_default();
 
     let (stamps, first_samples) = mpsc::channel();
-    let runtime = build_runtime(2);
+    let runtime = runtime(2);
     let shutdown = CancellationToken::new();
     let speaker = {
         let _inside = runtime.enter();
@@ -68,7 +67,7 @@ fn main() {
     };
     let speaker = runtime.spawn(speaker);
 
-    let publisher = build_runtime(1);
+    let publisher = common::runtime(1);
     let client = publisher.block_on(connect(broker.port));
     wait_until_listening(&publisher, &client, &topic, &first_samples);
 
@@ -109,29 +108,6 @@ fn main() {
         other => eprintln!("the speaker ended badly: {other:?}"),
     }
     let _ = publisher.block_on(client.disconnect());
-}
-
-/// Logs go to a file, as journald would take them.
-fn init_log(dir: &std::path::Path) {
-    let Ok(file) = std::fs::File::create(dir.join("speaker.log")) else {
-        return;
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("PAYSAY_LOG").unwrap_or_else(|_| "info".into()),
-        ))
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .init();
-}
-
-/// A runtime of `workers` threads; 2 is what `paysay speaker` builds (src/main.rs).
-fn build_runtime(workers: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 /// The speaker as `paysay speaker` starts it, with the stamping output, its state and cache
@@ -195,18 +171,7 @@ fn wait_until_listening(
 
 /// The daemon's MQTT payload for payment `i` of `fen`.
 fn payload(i: u64, fen: u64) -> Vec<u8> {
-    let payment = Payment {
-        msg_id: format!("speaker-bench-{i}"),
-        amount_fen: fen,
-        kind: PaymentKind::Collection,
-        payer: Some("张三".into()),
-        remark: None,
-        daily_count: None,
-        daily_total_fen: None,
-        time: 1_714_528_800 + i as i64,
-        account: "微信支付".into(),
-        transfer_id: None,
-    };
+    let payment = payment(&format!("speaker-bench-{i}"), fen, 1_714_528_800 + i as i64);
     PaymentEvent::new(&payment, time::UtcOffset::UTC)
         .to_mqtt_json()
         .to_string()

@@ -19,11 +19,10 @@ use paysay::config::Config;
 use paysay::daemon::live::Live;
 use paysay::ledger::Ledger;
 use paysay::paths::Paths;
-use paysay::payment::{Payment, PaymentKind};
 use paysay::web::Server;
 use tokio_util::sync::CancellationToken;
 
-use common::{arg, summary_ms};
+use common::{arg, payment, runtime, summary_ms};
 
 fn main() {
     let requests: usize = arg("--requests", 200);
@@ -31,11 +30,7 @@ fn main() {
     let pause = Duration::from_millis(arg("--pause-ms", 20));
     let scratch = tempfile::tempdir().expect("a scratch dir");
 
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime like paysay run's");
+    let server_rt = runtime(2);
     let mut config = Config::default();
     config.web.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let paths = Paths::new(&scratch.path().join("config.toml"), &config)
@@ -62,11 +57,7 @@ fn main() {
             .expect("a payment");
     }
 
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the client");
+    let client_rt = runtime(1);
     let client = reqwest::Client::new();
 
     let weight = client_rt.block_on(async {
@@ -138,19 +129,4 @@ fn main() {
     shutdown.cancel();
     server_rt.shutdown_timeout(Duration::from_secs(3));
     client_rt.shutdown_timeout(Duration::from_secs(1));
-}
-
-fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
-    Payment {
-        msg_id: msg_id.into(),
-        amount_fen: fen,
-        kind: PaymentKind::Collection,
-        payer: None,
-        remark: None,
-        daily_count: None,
-        daily_total_fen: None,
-        time,
-        account: "微信支付".into(),
-        transfer_id: None,
-    }
 }

@@ -5,126 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use paysay::ledger::{Entry, Ledger};
-use wechat_sim::{Endpoint, SimConfig, Simulator};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A shop: a temp home with XDG dirs, a config, and the simulator it points at.
-struct Shop {
-    dir: tempfile::TempDir,
-    sim: Simulator,
-}
-
-impl Shop {
-    async fn new(extra_config: &str) -> Shop {
-        let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "[wechat]\nbase_url = \"{}\"\nlong_poll_timeout_secs = 3\nmin_backoff_ms = 50\n\n[audio]\nidle_close_ms = 50\n\n[web]\nlisten = \"127.0.0.1:0\"\n{extra_config}",
-            sim.base_url()
-        );
-        std::fs::write(dir.path().join("paysay.toml"), config).unwrap();
-        Shop { dir, sim }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        paysay(self.dir.path(), args)
-    }
-
-    /// Starts `paysay run`, its log going to `log`.
-    fn start(&self, log: &str) -> Child {
-        let log = std::fs::File::create(self.path(log)).unwrap();
-        self.command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    fn entries(&self) -> Vec<Entry> {
-        let db = self.path("state/paysay/ledger.sqlite3");
-        if !db.exists() {
-            return Vec::new();
-        }
-        Ledger::open(&db).unwrap().entries(0, i64::MAX).unwrap()
-    }
-
-    /// Waits until `n` payments are in the ledger and announced.
-    async fn wait_announced(&self, n: usize) -> Vec<Entry> {
-        wait_until(|| {
-            let entries = self.entries();
-            (entries.iter().filter(|e| e.announced_at.is_some()).count() >= n).then_some(entries)
-        })
-        .await
-    }
-
-    /// Plays the phone until the daemon is logged in and polling.
-    async fn log_in(&self) {
-        assert!(
-            self.sim
-                .wait_for_requests(Endpoint::LoginPoll, 1, WAIT)
-                .await
-        );
-        self.sim.scan();
-        self.sim.confirm();
-        self.wait_polling().await;
-    }
-
-    async fn wait_polling(&self) {
-        let before = self.sim.requests_to(Endpoint::SyncCheck).len();
-        assert!(
-            self.sim
-                .wait_for_requests(Endpoint::SyncCheck, before + 1, WAIT)
-                .await
-        );
-    }
-}
-
-/// `paysay --config ROOT/paysay.toml ARGS` with its dirs under `root` and ALSA capturing
-/// to `root/capture.wav`; the environment is the child's alone.
-fn paysay(root: &Path, args: &[&str]) -> Command {
-    let mut cmd = common::paysay_capturing(root, &root.join("capture.wav"));
-    cmd.arg("--config")
-        .arg(root.join("paysay.toml"))
-        .args(args)
-        .env("PAYSAY_LOG", "info");
-    cmd
-}
-
-async fn wait_until<T>(mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(started.elapsed() < WAIT, "timed out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    wait_until(|| child.try_wait().unwrap()).await
-}
+use common::shop::{Shop, paysay, signal, wait_exit, wait_for};
+use paysay::ledger::Ledger;
+use wechat_sim::{Endpoint, Simulator};
 
 fn count(log: &str, needle: &str) -> usize {
     log.matches(needle).count()
@@ -232,12 +117,13 @@ async fn sigterm_finishes_the_announcement_being_spoken() {
     let mut daemon = shop.start("run.log");
     shop.log_in().await;
     // The login alert is said first; the payment is the next announcement.
-    wait_until(|| shop.log("run.log").contains("alert spoken").then_some(())).await;
+    wait_for("alert spoken", || {
+        shop.log("run.log").contains("alert spoken")
+    })
+    .await;
     shop.sim.pay(888);
-    wait_until(|| {
-        shop.log("run.log")
-            .contains("payment received")
-            .then_some(())
+    wait_for("payment received", || {
+        shop.log("run.log").contains("payment received")
     })
     .await;
     signal(&daemon, "-TERM");
@@ -255,10 +141,8 @@ async fn sigkill_mid_announcement_loses_nothing_and_doubles_nothing() {
     let mut daemon = shop.start("run1.log");
     shop.log_in().await;
     let id = shop.sim.pay(777);
-    wait_until(|| {
-        shop.log("run1.log")
-            .contains("payment received")
-            .then_some(())
+    wait_for("payment received", || {
+        shop.log("run1.log").contains("payment received")
     })
     .await;
     signal(&daemon, "-KILL");
@@ -357,10 +241,8 @@ async fn sighup_reloads_speech_settings_without_a_new_login() {
     )
     .unwrap();
     signal(&daemon, "-HUP");
-    wait_until(|| {
-        shop.log("run.log")
-            .contains("config reloaded")
-            .then_some(())
+    wait_for("config reloaded", || {
+        shop.log("run.log").contains("config reloaded")
     })
     .await;
     shop.sim.pay(200);
@@ -424,15 +306,18 @@ async fn a_locked_ledger_still_announces_at_once_and_records_once_the_lock_is_go
     let mut daemon = shop.start("run.log");
     shop.log_in().await;
     // The login alert is said first, so it is not counted below.
-    wait_until(|| shop.log("run.log").contains("alert spoken").then_some(())).await;
+    wait_for("alert spoken", || {
+        shop.log("run.log").contains("alert spoken")
+    })
+    .await;
 
     let lock = rusqlite::Connection::open(ledger_path(shop.dir.path())).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let id = shop.sim.pay(1250);
     // Heard while the lock is held; the batch is refused and asked for again, twice more.
-    wait_until(|| {
+    wait_for("heard, and the batch asked for twice more", || {
         let heard = count(&shop.log("run.log"), "payment announced") == 1;
-        (heard && syncs_delivering(&shop.sim, &id).len() >= 3).then_some(())
+        heard && syncs_delivering(&shop.sim, &id).len() >= 3
     })
     .await;
     lock.execute_batch("ROLLBACK").unwrap();
@@ -583,10 +468,8 @@ async fn the_ledger_and_state_dir_are_owner_only_whatever_the_umask() {
     shop.log_in().await;
     shop.sim.pay(100);
     // Not through `shop.entries()`: opening the ledger here would tighten it too.
-    wait_until(|| {
-        shop.log("run.log")
-            .contains("payment announced")
-            .then_some(())
+    wait_for("payment announced", || {
+        shop.log("run.log").contains("payment announced")
     })
     .await;
     let wal = PathBuf::from(format!("{}-wal", db.display()));

@@ -1,13 +1,17 @@
-//! What the bench binaries share: their arguments, a simulator on a runtime of its own, and
-//! percentiles.
+//! What the bench binaries share: their arguments, runtimes, a simulator on a runtime of
+//! its own, a payment, the log file, and percentiles.
 
 #![allow(dead_code)] // each bench uses a different part
 
+#[path = "../../tests/common/mosquitto.rs"]
 pub mod mosquitto;
 pub mod stamping;
 
+use std::path::Path;
 use std::time::Duration;
 
+use paysay::payment::{Payment, PaymentKind};
+use tokio::runtime::Runtime;
 use wechat_sim::{SimConfig, Simulator};
 
 /// `--name value` from the command line; `cargo bench` adds `--bench`, which is ignored.
@@ -24,6 +28,47 @@ pub fn arg_str(name: &str, default: &str) -> String {
     arg(name, default.to_string())
 }
 
+/// A runtime of `workers` threads; 2 is what `paysay run` and `paysay speaker` build
+/// (src/main.rs), 1 for a server or client beside them whose work is not counted.
+pub fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Logs go to `dir/name`, as journald would take them: the daemon's log lines cost what
+/// they cost in production, without cluttering the figures.
+pub fn init_log(dir: &Path, name: &str) {
+    let Ok(file) = std::fs::File::create(dir.join(name)) else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("PAYSAY_LOG").unwrap_or_else(|_| "info".into()),
+        ))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .init();
+}
+
+/// A QR-code payment from 张三 of `fen`, paid at unix second `time`.
+pub fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
+    Payment {
+        msg_id: msg_id.into(),
+        amount_fen: fen,
+        kind: PaymentKind::Collection,
+        payer: Some("张三".into()),
+        remark: None,
+        daily_count: None,
+        daily_total_fen: None,
+        time,
+        account: "微信支付".into(),
+        transfer_id: None,
+    }
+}
+
 /// The simulator on a one-worker runtime of its own, so the code under test gets a runtime
 /// configured as `paysay run`'s and the server's work is not counted against it.
 pub struct SimServer {
@@ -33,12 +78,7 @@ pub struct SimServer {
 
 impl SimServer {
     pub fn start(config: SimConfig) -> SimServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("simulator")
-            .enable_all()
-            .build()
-            .expect("a runtime for the simulator");
+        let runtime = runtime(1);
         let sim = runtime
             .block_on(Simulator::start(config))
             .expect("the simulator starts");

@@ -1,11 +1,12 @@
-//! Shared by the tests: running the real `paysay` binary (here), the client against the
-//! simulator ([`session`]), the daemon in the test's process ([`daemon`]), and sounds for
-//! test voices ([`wav`]).
+//! Shared by the tests: running the real `paysay` binary (here, and against the simulator
+//! in [`shop`]), the client against the simulator ([`session`]), the daemon in the test's
+//! process ([`daemon`]), and sounds for test voices ([`wav`]).
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
 pub mod daemon;
 pub mod session;
+pub mod shop;
 pub mod wav;
 
 use std::path::{Path, PathBuf};
