@@ -14,7 +14,6 @@ use common::session::{Harness, Running, WAIT};
 use paysay::audio::NullOutput;
 use paysay::protocol::msg_type;
 use paysay::session::{Ack, SessionEvent};
-use paysay::speech::{Audio, AudioFormat, SynthFuture, Synthesizer};
 use serde_json::json;
 use wechat_sim::{Endpoint, Fault, Misbehaviour, SimConfig, Simulator, Verdict};
 
@@ -271,29 +270,6 @@ async fn a_logout_during_a_sender_lookup_loses_none_of_the_round() {
 
 // ---- the daemon in a login storm ----
 
-/// A beep for every text: the output counts sounds, and no payment is paid during the
-/// storm, so every sound then is a login alert.
-struct Beep;
-
-impl Synthesizer for Beep {
-    fn name(&self) -> &'static str {
-        "beep"
-    }
-
-    fn voice(&self) -> String {
-        "beep".into()
-    }
-
-    fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
-        Box::pin(async move {
-            Ok(Audio {
-                bytes: common::wav::beep(8_000, 400),
-                format: AudioFormat::Wav,
-            })
-        })
-    }
-}
-
 /// Every session ends at its first synccheck (1101) and every re-login is confirmed at
 /// once, by QR code: 4.8 logins a second and 145 spoken login alerts in 25 s, before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,9 +287,10 @@ async fn a_login_storm_is_paced_and_alerted_once() {
     // Re-logins wait 50–100 ms, then twice as long each time: several in the window.
     config.wechat.min_backoff_ms = 100;
     config.audio.chime = false;
+    // Nobody pays during the storm, so every sound the output counts is a login alert.
     let output = NullOutput::default();
     let sounds = output.stats();
-    let daemon = common::daemon::start(config, dir.path(), Box::new(Beep), output);
+    let daemon = common::daemon::start(config, dir.path(), Box::new(common::daemon::Beep), output);
     assert!(
         sim.wait_for_requests(Endpoint::SyncCheck, 1, WAIT).await,
         "the first login"

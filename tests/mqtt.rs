@@ -384,28 +384,6 @@ async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restar
 
 // ---- the daemon's outbox publishing to the broker ----
 
-/// A beep for every text: the daemon needs a voice, the test only its events.
-struct Beep;
-
-impl paysay::speech::Synthesizer for Beep {
-    fn name(&self) -> &'static str {
-        "beep"
-    }
-
-    fn voice(&self) -> String {
-        "beep".into()
-    }
-
-    fn synthesize<'a>(&'a self, _text: &'a str) -> paysay::speech::SynthFuture<'a> {
-        Box::pin(async move {
-            Ok(paysay::speech::Audio {
-                bytes: common::wav::beep(8_000, 400),
-                format: paysay::speech::AudioFormat::Wav,
-            })
-        })
-    }
-}
-
 /// Each payment's MQTT delivery state in the ledger, oldest first.
 fn mqtt_states(paths: &paysay::paths::Paths) -> Vec<paysay::ledger::DeliveryState> {
     let ledger = paysay::ledger::Ledger::open(&paths.ledger_db()).unwrap();
@@ -461,7 +439,7 @@ async fn the_daemon_publishes_each_payment_through_the_outbox_even_across_a_brok
     let daemon = common::daemon::start(
         config,
         dir.path(),
-        Box::new(Beep),
+        Box::new(common::daemon::Beep),
         paysay::audio::NullOutput::default(),
     );
     assert!(sim.wait_for_requests(Endpoint::SyncCheck, 1, WAIT).await);
