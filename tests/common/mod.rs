@@ -12,12 +12,16 @@ pub mod wav;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `paysay` living in `root`: HOME and the XDG config, state and cache dirs are under it, so
-/// a test never touches the machine's own session, ledger or cache, and `PAYSAY_LOG` is
+/// `paysay` living in `root`: HOME, TMPDIR and the XDG config, state and cache dirs are
+/// under it, so a test never touches the machine's own session, ledger or cache (nor leaves
+/// a speech program's temporary file in /tmp when it kills paysay), and `PAYSAY_LOG` is
 /// the test's own. The environment is the child's alone, so tests can run in parallel.
 pub fn paysay_in(root: &Path) -> Command {
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_paysay"));
     cmd.env("HOME", root)
+        .env("TMPDIR", tmp)
         .env("XDG_CONFIG_HOME", root.join("config"))
         .env("XDG_STATE_HOME", root.join("state"))
         .env("XDG_CACHE_HOME", root.join("cache"))
