@@ -9,6 +9,8 @@
 //!     cargo bench --bench footprint -- --bin PATH      # another paysay binary (an older
 //!                                                      # build, --no-default-features)
 //!     cargo bench --bench footprint -- --sinks true    # with every event sink configured
+//!     cargo bench --bench footprint -- --web false     # no `[web]` in the config, for a
+//!                                                      # build from before the shop's page
 //!
 //! `--sinks true` adds a `[[webhook]]`, `[vmq]` and `[mqtt]` to the config: the webhook and
 //! V免签 point at a small loopback stand-in the bench runs (it answers every request with
@@ -45,6 +47,11 @@ fn main() {
         "[wechat]\nbase_url = \"{}\"\n\n[audio]\nidle_close_ms = 1500\n",
         server.sim.base_url()
     );
+    if arg("--web", true) {
+        // The shop's page on a free port: served, as by default, and two runs side by side
+        // do not fight over 8151.
+        toml.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    }
     let sinks = arg("--sinks", false).then(|| {
         let sinks = Sinks::start();
         toml.push_str(&sinks.config());
