@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::audio::OUTPUTS;
 use crate::config::{Backend, Config, ConfigError, SpeechConfig, VmqConfig, WebhookConfig};
 use crate::events::{DeliveryError, PaymentEvent};
-use crate::ledger::{Ledger, report};
+use crate::ledger::{Ledger, LedgerError, report};
 use crate::money::Yuan;
 use crate::paths::Paths;
 use crate::service::{Manager, Role};
@@ -248,7 +248,7 @@ fn check_session(paths: &Paths) -> Check {
     }
 }
 
-/// The ledger opens and can be read; today's payments are counted. A ledger not created
+/// The ledger opens, can be written and read; today's payments are counted. A ledger not created
 /// yet is fine (the daemon creates it) and is not created here.
 fn check_ledger(path: &Path) -> Check {
     if !path.exists() {
@@ -260,7 +260,16 @@ fn check_ledger(path: &Path) -> Check {
     let offset_at = |unix| report::local_offset_at(unix).unwrap_or(time::UtcOffset::UTC);
     let today = report::today(&offset_at);
     let (from, to) = report::day_range(today, today, &offset_at);
-    match Ledger::open(path).and_then(|l| l.entries(from, to)) {
+    let writable = |l: Ledger| match l.is_writable() {
+        true => Ok(l),
+        false => Err(LedgerError::ReadOnly {
+            path: path.to_path_buf(),
+        }),
+    };
+    match Ledger::open(path)
+        .and_then(writable)
+        .and_then(|l| l.entries(from, to))
+    {
         Ok(entries) => {
             let total = report::total_fen(&entries);
             let count = match entries.len() {

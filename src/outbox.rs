@@ -115,7 +115,14 @@ impl Outbox {
         let ledger = self.ledger.clone();
         tokio::task::spawn_blocking(move || {
             // A panic mid-call cannot leave SQLite inconsistent: its transactions see to that.
-            f(&ledger.lock().unwrap_or_else(|e| e.into_inner()))
+            let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let result = f(&ledger);
+            if result.as_ref().is_err_and(LedgerError::is_read_only) {
+                // Opened read-only when the file was not writable: once the owner has fixed
+                // it, only a new connection can write. The next call sees which it is.
+                let _ = ledger.reopen_if_read_only();
+            }
+            result
         })
         .await
         .unwrap_or_else(|e| Err(LedgerError::Task(e.to_string())))

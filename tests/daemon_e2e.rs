@@ -364,6 +364,57 @@ async fn a_locked_ledger_still_announces_at_once_and_records_once_the_lock_is_go
     );
 }
 
+/// Issue 10: with the ledger file not writable when paysay started, every payment was
+/// lost. Now a payment is heard at once, the owner hears once that the ledger cannot be
+/// written and the log says what to do, and nothing is acknowledged; once the file can be
+/// written again the payment is recorded, and not said a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_unwritable_at_start_loses_nothing_once_it_is_writable() {
+    let shop = Shop::new("\n[ledger]\nbusy_timeout_ms = 100\n").await;
+    let db = ledger_path(shop.dir.path());
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    drop(Ledger::open(&db).unwrap());
+    let Some(unwritable) = common::Unwritable::make(&db) else {
+        eprintln!("skipped: root, and chattr +i is not allowed here: nothing is unwritable");
+        return;
+    };
+
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    wait_for("alert spoken", || {
+        shop.log("run.log").contains("alert spoken")
+    })
+    .await;
+    let id = shop.sim.pay(1250);
+    wait_for("heard, and the batch asked for twice more", || {
+        let heard = count(&shop.log("run.log"), "payment announced") == 1;
+        heard && syncs_delivering(&shop.sim, &id).len() >= 3
+    })
+    .await;
+    assert!(
+        shop.entries().is_empty(),
+        "nothing recorded while unwritable"
+    );
+
+    drop(unwritable);
+    shop.sim.pay(300);
+    let entries = shop.wait_announced(2).await;
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+
+    let ids: Vec<&str> = entries.iter().map(|e| e.payment.msg_id.as_str()).collect();
+    assert_eq!(ids[0], id, "the first payment recorded once writable");
+    assert_eq!(entries.len(), 2);
+    let log = shop.log("run.log");
+    assert_eq!(
+        count(&log, "payment announced"),
+        2,
+        "each heard once: {log}"
+    );
+    assert_eq!(count(&log, "text=账本无法写入"), 1, "said once: {log}");
+    assert!(log.contains("cannot be written"), "{log}");
+}
+
 /// Issue 10: a ledger with one damaged page (header intact) let paysay start and lose
 /// every payment. It is refused at start, by `paysay ledger` and by the doctor, with the
 /// file named and what to do, and left as it was.

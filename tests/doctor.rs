@@ -182,6 +182,26 @@ fn the_ledger_check_counts_todays_payments() {
     assert!(ledger.contains("1 payment today, 12.50 yuan"), "{ledger}");
 }
 
+/// Issue 10: a ledger SQLite can only open read-only loses every payment's record; the
+/// doctor says so, with what to do.
+#[test]
+fn an_unwritable_ledger_fails_the_ledger_check() {
+    let shop = Shop::new(SYSTEM_VOICE);
+    let db = shop.root().join("state/paysay/ledger.sqlite3");
+    drop(Ledger::open(&db).unwrap());
+    let Some(_unwritable) = common::Unwritable::make(&db) else {
+        eprintln!("skipped: root, and chattr +i is not allowed here: nothing is unwritable");
+        return;
+    };
+    let out = shop.doctor(Alsa::Capture);
+    let report = stdout(&out);
+    let ledger = line(&report, "ledger");
+    assert!(ledger.starts_with('✗'), "{report}");
+    assert!(ledger.contains("cannot be written"), "{ledger}");
+    assert!(ledger.contains("belong to the shop owner"), "{ledger}");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_sink_is_checked_with_a_signed_test_event_or_a_heartbeat() {
     let any = "127.0.0.1:0".parse().unwrap();

@@ -78,10 +78,10 @@ impl SharedLedger {
 
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
+        f: impl FnOnce(&mut Ledger) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let ledger = self.clone();
-        tokio::task::spawn_blocking(move || f(&ledger.lock()))
+        tokio::task::spawn_blocking(move || f(&mut ledger.lock()))
             .await
             .unwrap_or_else(|e| Err(LedgerError::Task(e.to_string())))
     }
@@ -256,6 +256,13 @@ impl Daemon {
             logged_in,
             live,
         };
+        // A ledger SQLite could only open read-only: the owner learns now, not at the first
+        // payment.
+        let writable = supervisor.ledger.lock().is_writable();
+        if !writable {
+            let path = supervisor.paths.ledger_db();
+            supervisor.ledger_fails(&LedgerError::ReadOnly { path });
+        }
         let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
         notify::stopping();
@@ -555,6 +562,11 @@ impl Supervisor {
     /// then. After one failure the rest of the batch is not tried (each try would wait for
     /// the busy timeout again), only announced.
     async fn record_payments(&mut self, own_user_name: &str, batch: Vec<Incoming>) -> Ack {
+        if self.ledger_down {
+            // Fixed meanwhile? A read-only connection does not notice by itself; when it is
+            // still not writable, the first record below says so.
+            let _ = self.ledger.call(|l| l.reopen_if_read_only()).await;
+        }
         let mut failed: Option<LedgerError> = None;
         for incoming in batch {
             log_message(&incoming);

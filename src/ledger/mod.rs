@@ -105,6 +105,10 @@ pub enum LedgerError {
         action: &'static str,
         source: rusqlite::Error,
     },
+    #[error(
+        "the ledger {path} cannot be written (SQLite opened it read-only: the file, its -wal or -shm, or its directory is not writable)"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("payment {msg_id}: {amount_fen} fen is more than the ledger can store")]
     AmountTooLarge { msg_id: String, amount_fen: u64 },
     #[error("payment {msg_id} is not in the ledger, so it cannot be marked announced")]
@@ -214,6 +218,8 @@ pub struct Pending {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// Kept to open the file again: [`Ledger::reopen_if_read_only`].
+    busy_timeout: Duration,
     /// The sinks a newly recorded payment is queued for: [`Ledger::set_sinks`].
     sinks: Vec<String>,
 }
@@ -299,8 +305,33 @@ impl Ledger {
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
+            busy_timeout,
             sinks: Vec::new(),
         })
+    }
+
+    /// Whether SQLite can write the file. When it was not writable at open, SQLite opened
+    /// it read-only without a word, and every write fails until it is opened again.
+    pub fn is_writable(&self) -> bool {
+        !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+    }
+
+    /// A connection opened read-only stays read-only after the owner has fixed the file:
+    /// opens it again, and keeps the new connection if it can write. Errors with
+    /// [`LedgerError::ReadOnly`] while it still cannot.
+    pub fn reopen_if_read_only(&mut self) -> Result<(), LedgerError> {
+        if self.is_writable() {
+            return Ok(());
+        }
+        let mut fresh = Ledger::open_with(&self.path, self.busy_timeout)?;
+        if !fresh.is_writable() {
+            return Err(LedgerError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        fresh.sinks = std::mem::take(&mut self.sinks);
+        *self = fresh;
+        Ok(())
     }
 
     /// From now on, [`Ledger::record`] queues each new payment's event for these sinks, in
@@ -684,18 +715,30 @@ impl Ledger {
 }
 
 impl LedgerError {
-    /// What the owner can do about it, in a few words for the log and `systemctl status`.
-    pub fn advice(&self) -> &'static str {
+    /// Whether the file could not be written: a connection opened read-only, or a file
+    /// made read-only since.
+    pub fn is_read_only(&self) -> bool {
+        self.code() == Some(rusqlite::ErrorCode::ReadOnly)
+    }
+
+    /// SQLite's kind of failure, where there is one.
+    fn code(&self) -> Option<rusqlite::ErrorCode> {
         use rusqlite::ErrorCode as Code;
-        let code = match self {
+        match self {
             LedgerError::Sql { source, .. } | LedgerError::Open { source, .. } => {
                 source.sqlite_error_code()
             }
             LedgerError::Corrupt { .. } => Some(Code::DatabaseCorrupt),
             LedgerError::CreateDir { .. } => Some(Code::CannotOpen),
+            LedgerError::ReadOnly { .. } => Some(Code::ReadOnly),
             _ => None,
-        };
-        match code {
+        }
+    }
+
+    /// What the owner can do about it, in a few words for the log and `systemctl status`.
+    pub fn advice(&self) -> &'static str {
+        use rusqlite::ErrorCode as Code;
+        match self.code() {
             Some(Code::DatabaseBusy | Code::DatabaseLocked) => {
                 "another program holds the ledger's lock (an open sqlite3 shell, a backup tool, a second paysay?): close it"
             }

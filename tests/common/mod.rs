@@ -54,3 +54,39 @@ pub fn decode_qr(image: &[u8]) -> String {
     assert_eq!(grids.len(), 1, "one QR code in the image");
     grids[0].decode().unwrap().1
 }
+
+/// A file made unwritable until dropped: mode 0400, and `chattr +i` as well for root, who
+/// ignores modes. Made writable again whatever the test's outcome, so its temp dir goes.
+pub struct Unwritable(PathBuf);
+
+impl Unwritable {
+    /// `None` as root where `chattr +i` is not allowed (no CAP_LINUX_IMMUTABLE, a
+    /// filesystem without it): nothing can be made unwritable there.
+    pub fn make(path: &Path) -> Option<Unwritable> {
+        set_mode(path, 0o400);
+        let guard = Unwritable(path.to_path_buf());
+        let still_writable = std::fs::OpenOptions::new().append(true).open(path).is_ok();
+        (!still_writable || chattr("+i", path)).then_some(guard)
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        chattr("-i", &self.0);
+        set_mode(&self.0, 0o600);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+fn chattr(flag: &str, path: &Path) -> bool {
+    Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
