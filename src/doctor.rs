@@ -248,8 +248,8 @@ fn check_session(paths: &Paths) -> Check {
     }
 }
 
-/// The ledger opens, can be written and read; today's payments are counted. A ledger not created
-/// yet is fine (the daemon creates it) and is not created here.
+/// The ledger opens, can be written and read; today's payments are counted. A ledger not
+/// created yet is fine (the daemon creates it) and is not created here.
 fn check_ledger(path: &Path) -> Check {
     if !path.exists() {
         return Check::ok(
@@ -260,11 +260,14 @@ fn check_ledger(path: &Path) -> Check {
     let offset_at = |unix| report::local_offset_at(unix).unwrap_or(time::UtcOffset::UTC);
     let today = report::today(&offset_at);
     let (from, to) = report::day_range(today, today, &offset_at);
-    let writable = |l: Ledger| match l.is_writable() {
-        true => Ok(l),
-        false => Err(LedgerError::ReadOnly {
-            path: path.to_path_buf(),
-        }),
+    let writable = |l: Ledger| {
+        if l.is_writable() {
+            Ok(l)
+        } else {
+            Err(LedgerError::ReadOnly {
+                path: path.to_path_buf(),
+            })
+        }
     };
     match Ledger::open(path)
         .and_then(writable)
