@@ -40,12 +40,16 @@ pub const OFFLINE: &str = "offline";
 
 /// Requests the client may hold before the event loop takes them: a full channel means the
 /// connection is stuck, and a delivery then fails fast rather than queueing without end.
-const REQUEST_CAPACITY: usize = 64;
+pub(crate) const REQUEST_CAPACITY: usize = 64;
 /// First wait before reconnecting; doubles per failed attempt.
-const MIN_RECONNECT: Duration = Duration::from_millis(200);
+pub(crate) const MIN_RECONNECT: Duration = Duration::from_millis(200);
 /// Longest wait between attempts while the broker is down.
-const MAX_RECONNECT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_RECONNECT: Duration = Duration::from_secs(30);
 /// How long a clean stop waits for the broker to take `offline`.
+/// A connection the broker ends soon after accepting it (another client with the same id,
+/// an ACL that drops it) must not reset the wait before the next try, or the two would
+/// knock each other off several times a second: only one that stayed up this long does.
+pub(crate) const STABLE: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why an MQTT client could not be set up.
@@ -386,17 +390,23 @@ impl Connection {
         outage: &mut Outage,
     ) -> Ended {
         let mut client = Some(client);
+        let mut up_since: Option<tokio::time::Instant> = None;
         loop {
             let event = match events.poll().await {
                 Ok(event) => event,
-                Err(e) => return Ended::Failed(e),
+                Err(e) => {
+                    if up_since.is_some_and(|t| t.elapsed() >= STABLE) {
+                        backoff.reset();
+                    }
+                    return Ended::Failed(e);
+                }
             };
             match event {
                 Event::Incoming(Incoming::ConnAck(_)) => {
                     let Some(client) = client.take() else {
                         continue;
                     };
-                    backoff.reset();
+                    up_since = Some(tokio::time::Instant::now());
                     outage.connected(&self.broker);
                     self.online(client);
                 }

@@ -24,15 +24,14 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::daemon::notify;
+use crate::ledger::Recorded;
 use crate::money::{Yuan, parse_yuan};
-use crate::mqtt::{MqttError, Outage};
+use crate::mqtt::{self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY};
 use crate::paths::{self, Paths};
 use crate::session::Backoff;
 use crate::speech::{Speech, TtsError};
 use crate::text::Escaped;
 
-/// Requests the MQTT client may hold (subscribes and acknowledgements).
-const REQUEST_CAPACITY: usize = 64;
 /// Longest event id accepted: paysay's are 32 hex digits; a cloud system's may be longer.
 const MAX_ID_LEN: usize = 128;
 
@@ -71,13 +70,6 @@ pub struct HeardError {
 pub struct Heard {
     conn: Connection,
     path: PathBuf,
-}
-
-/// Whether [`Heard::record`] had seen the id before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    New,
-    Duplicate,
 }
 
 const HEARD_SCHEMA: &str = "
@@ -406,7 +398,7 @@ struct Subscriber {
 
 impl Subscriber {
     async fn run(&self, shutdown: &CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut backoff = Backoff::new(MIN_RECONNECT, MAX_RECONNECT);
         let mut outage = Outage::default();
         loop {
             // A fresh client per connection: nothing of a dead connection is sent on the new.
@@ -434,10 +426,11 @@ impl Subscriber {
         backoff: &mut Backoff,
         outage: &mut Outage,
     ) -> rumqttc::ConnectionError {
+        let mut up_since: Option<tokio::time::Instant> = None;
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                    backoff.reset();
+                    up_since = Some(tokio::time::Instant::now());
                     outage.connected(&self.broker);
                     notify::status(&format!("listening on {} at {}", self.topic, self.broker));
                     if let Err(e) = client.try_subscribe(&self.topic, QoS::AtLeastOnce) {
@@ -454,7 +447,12 @@ impl Subscriber {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => return e,
+                Err(e) => {
+                    if up_since.is_some_and(|t| t.elapsed() >= mqtt::STABLE) {
+                        backoff.reset();
+                    }
+                    return e;
+                }
             }
         }
     }
