@@ -265,6 +265,11 @@ async fn today_history_and_csv_add_up() {
         .await;
     assert_eq!(one_day.text().await.unwrap().lines().count(), 4);
     assert_eq!(page.get("/ledger.csv?since=yesterday").await.status(), 400);
+    assert_eq!(
+        page.get("/ledger.csv?since=0001-01-01").await.status(),
+        400,
+        "a span from the query is bounded"
+    );
 }
 
 #[tokio::test]

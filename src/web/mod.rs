@@ -614,6 +614,18 @@ async fn csv(State(app): State<Arc<App>>, Query(q): Query<CsvQuery>) -> Response
             None => return bad_date("since"),
         },
     };
+    // The whole answer is built in memory: a span from the query is bounded like
+    // /api/history's, so `since=0001-01-01` cannot ask for the whole ledger at once.
+    let days = (until - since).whole_days() + 1;
+    if !(1..=i64::from(HISTORY_DAYS_MAX)).contains(&days) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "since must be on or before until, and at most {HISTORY_DAYS_MAX} days before it\n"
+            ),
+        )
+            .into_response();
+    }
     let offset = app.offset;
     let (from, to) = report::day_range(since, until, &|_| offset);
     let entries = match app.read(move |l| l.entries(from, to)).await {
