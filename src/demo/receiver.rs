@@ -24,7 +24,6 @@ const NAME: &str = "demo-webhook";
 /// A webhook endpoint on a free port of 127.0.0.1 that prints each event it is sent.
 pub struct Receiver {
     addr: SocketAddr,
-    secret: String,
     got: Arc<Got>,
     stop: CancellationToken,
 }
@@ -43,7 +42,7 @@ impl Receiver {
         // A fresh secret each run: nothing to configure, nothing a stale config could match.
         let secret = format!("{:032x}", rand::random::<u128>());
         let got = Arc::new(Got {
-            secret: secret.clone(),
+            secret,
             events: AtomicUsize::new(0),
         });
         let app = Router::new()
@@ -58,12 +57,7 @@ impl Receiver {
                 tracing::warn!(error = %e, "the demo's webhook receiver stopped");
             }
         });
-        Ok(Receiver {
-            addr,
-            secret,
-            got,
-            stop,
-        })
+        Ok(Receiver { addr, got, stop })
     }
 
     /// The `[[webhook]]` that sends the daemon's events here, signed.
@@ -71,7 +65,7 @@ impl Receiver {
         WebhookConfig {
             url: format!("http://{}/paysay", self.addr),
             name: Some(NAME.into()),
-            secret: Some(self.secret.clone()),
+            secret: Some(self.got.secret.clone()),
             timeout_ms: 5000,
             allow_insecure_http: false,
         }
