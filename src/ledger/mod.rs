@@ -19,6 +19,7 @@
 pub mod reconcile;
 pub mod report;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -489,30 +490,40 @@ impl Ledger {
         Ok(queued)
     }
 
-    /// Each sink's state for the payment in `row`, by sink name.
-    fn deliveries_of(&self, row: i64) -> Result<Vec<(String, DeliveryState)>, LedgerError> {
+    /// Each sink's state for the payments whose time is in `from_unix..to_unix`, by
+    /// payment row and then sink name: one query for a whole listing.
+    fn deliveries_between(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+    ) -> Result<HashMap<i64, Vec<(String, DeliveryState)>>, LedgerError> {
         let action = "reading delivery states";
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT sink, state FROM deliveries WHERE payment_id = ?1 ORDER BY sink",
+                "SELECT d.payment_id, d.sink, d.state FROM deliveries d
+                 JOIN payments p ON p.id = d.payment_id
+                 WHERE p.time >= ?1 AND p.time < ?2 ORDER BY d.payment_id, d.sink",
             )
             .map_err(self.sql(action))?;
         let rows = stmt
-            .query_map(params![row], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            .query_map(params![from_unix, to_unix], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
-            .map_err(self.sql(action))?
-            .collect::<Result<Vec<_>, _>>()
             .map_err(self.sql(action))?;
-        // The CHECK constraint keeps other words out; should one get in, it shows as pending.
-        Ok(rows
-            .into_iter()
-            .map(|(sink, state)| {
-                let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
-                (sink, state)
-            })
-            .collect())
+        let mut by_payment: HashMap<i64, Vec<(String, DeliveryState)>> = HashMap::new();
+        for row in rows {
+            let (payment, sink, state) = row.map_err(self.sql(action))?;
+            // The CHECK constraint keeps other words out; should one get in, it shows as
+            // pending.
+            let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
+            by_payment.entry(payment).or_default().push((sink, state));
+        }
+        Ok(by_payment)
     }
 
     /// Notes that the payment was spoken. Marking twice keeps the first time.
@@ -555,12 +566,11 @@ impl Ledger {
     /// Payments recorded but not yet announced, in the order they were recorded. After a
     /// crash, these are what the daemon announces on start.
     pub fn unannounced(&self) -> Result<Vec<Payment>, LedgerError> {
-        let entries = self.query(
+        self.payments(
             "listing unannounced payments",
             &format!("SELECT {COLUMNS} FROM payments WHERE announced_at IS NULL ORDER BY id"),
             params![],
-        )?;
-        Ok(entries.into_iter().map(|e| e.payment).collect())
+        )
     }
 
     /// The notice before `p` of the same account carrying WeChat's day count, no earlier
@@ -571,7 +581,7 @@ impl Ledger {
         p: &Payment,
         day_start: i64,
     ) -> Result<Option<Payment>, LedgerError> {
-        let found = self.query(
+        let found = self.payments(
             "reading the previous notice",
             &format!(
                 "SELECT {COLUMNS} FROM payments WHERE account = ?1 AND time >= ?2 AND time <= ?3
@@ -579,19 +589,28 @@ impl Ledger {
             ),
             params![p.account, day_start, p.time, p.msg_id],
         )?;
-        Ok(found.into_iter().next().map(|e| e.payment))
+        Ok(found.into_iter().next())
     }
 
     /// Payments whose time (the message's `CreateTime`) is in `from_unix..to_unix`
     /// (`to_unix` excluded), oldest first.
     pub fn entries(&self, from_unix: i64, to_unix: i64) -> Result<Vec<Entry>, LedgerError> {
-        self.query(
+        let rows = self.rows(
             "listing payments",
             &format!(
                 "SELECT {COLUMNS} FROM payments WHERE time >= ?1 AND time < ?2 ORDER BY time, id"
             ),
             params![from_unix, to_unix],
-        )
+        )?;
+        let mut deliveries = self.deliveries_between(from_unix, to_unix)?;
+        rows.into_iter()
+            .map(|row| {
+                let of_row = deliveries.remove(&row.id).unwrap_or_default();
+                let mut entry = self.entry(row)?;
+                entry.deliveries = of_row;
+                Ok(entry)
+            })
+            .collect()
     }
 
     /// Each sink's deliveries counted by state, for the sinks named in `sinks` (in that
@@ -669,19 +688,30 @@ impl Ledger {
             .map_err(self.sql(action))
     }
 
-    fn query(
+    fn rows(
         &self,
         action: &'static str,
         sql: &str,
         params: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<Entry>, LedgerError> {
+    ) -> Result<Vec<RawRow>, LedgerError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(self.sql(action))?;
-        let rows = stmt
-            .query_map(params, RawRow::read)
+        stmt.query_map(params, RawRow::read)
             .map_err(self.sql(action))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql(action))?;
-        rows.into_iter().map(|row| self.entry(row)).collect()
+            .map_err(self.sql(action))
+    }
+
+    /// The payments a query finds, without their delivery states.
+    fn payments(
+        &self,
+        action: &'static str,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Payment>, LedgerError> {
+        self.rows(action, sql, params)?
+            .into_iter()
+            .map(|row| Ok(self.entry(row)?.payment))
+            .collect()
     }
 
     fn entry(&self, row: RawRow) -> Result<Entry, LedgerError> {
@@ -709,7 +739,8 @@ impl Ledger {
             payment,
             detected_at: row.detected_at,
             announced_at: row.announced_at,
-            deliveries: self.deliveries_of(row.id)?,
+            // Filled where they are wanted: [`Ledger::entries`].
+            deliveries: Vec::new(),
         })
     }
 }
