@@ -146,11 +146,15 @@ impl Delivery {
             let sink = name.clone();
             let wait = match self.outbox.call(move |l| l.next_pending(&sink)).await {
                 Ok(Some(pending)) => match self.deliver(&pending).await {
-                    Some(Ok(())) => {
+                    Some(Step::Delivered) => {
                         backoff.reset();
                         None
                     }
-                    Some(Err(())) => Some(backoff.next_delay()),
+                    // Refused for good: on to the next event, but not at once, so that a
+                    // receiver refusing everything (a wrong V免签 key) does not get the
+                    // whole backlog back to back.
+                    Some(Step::Rejected) => Some(self.outbox.min_backoff),
+                    Some(Step::Retry) => Some(backoff.next_delay()),
                     // Shut down mid-request: the event stays pending for the next start.
                     None => return,
                 },
@@ -177,9 +181,8 @@ impl Delivery {
         }
     }
 
-    /// One try: `Some(Ok)` acknowledged or refused for good (the queue moves on),
-    /// `Some(Err)` to be tried again after a wait, `None` on shutdown.
-    async fn deliver(&self, pending: &Pending) -> Option<Result<(), ()>> {
+    /// One try: how it ended, `None` on shutdown.
+    async fn deliver(&self, pending: &Pending) -> Option<Step> {
         let event = PaymentEvent::new(&pending.payment, self.outbox.offset);
         let name = self.sink.name().to_string();
         let sent = tokio::select! {
@@ -190,15 +193,15 @@ impl Delivery {
         let (outcome, step) = match &sent {
             Ok(()) => {
                 tracing::info!(sink = %name, id = %event.id, %amount, "event delivered");
-                (Ok(()), Ok(()))
+                (Ok(()), Step::Delivered)
             }
             Err(DeliveryError::Rejected(why)) => {
                 tracing::error!(sink = %name, id = %event.id, %amount, error = %Escaped(why), "the receiver REFUSED the payment event; it is not sent again by itself (fix the receiver, then `paysay resend --sink {name}`)");
-                (Err((why.clone(), DeliveryState::Rejected)), Ok(()))
+                (Err((why.clone(), DeliveryState::Rejected)), Step::Rejected)
             }
             Err(DeliveryError::Transient(why)) => {
                 tracing::warn!(sink = %name, id = %event.id, %amount, attempt = pending.attempts + 1, error = %Escaped(why), "payment event not delivered; trying again");
-                (Err((why.clone(), DeliveryState::Pending)), Err(()))
+                (Err((why.clone(), DeliveryState::Pending)), Step::Retry)
             }
         };
         let row = pending.row;
@@ -215,8 +218,18 @@ impl Delivery {
         if let Err(e) = noted {
             // Delivered but not noted: sent again later, which the id makes harmless.
             tracing::error!(sink = %self.sink.name(), id = %event.id, error = %Escaped(&e), "cannot note the delivery in the ledger; the event may be sent again");
-            return Some(Err(()));
+            return Some(Step::Retry);
         }
         Some(step)
     }
+}
+
+/// How one try to deliver an event ended.
+enum Step {
+    /// Acknowledged: the next event, at once.
+    Delivered,
+    /// Refused for good: the next event, after a pause.
+    Rejected,
+    /// To be tried again after the backoff.
+    Retry,
 }
