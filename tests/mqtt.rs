@@ -263,6 +263,15 @@ impl Speaker {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
+    /// The log's lines that say a payment was announced.
+    fn announced(&self, name: &str) -> Vec<String> {
+        self.log(name)
+            .lines()
+            .filter(|l| l.contains("payment announced"))
+            .map(String::from)
+            .collect()
+    }
+
     async fn wait_log(&self, name: &str, needle: &str, count: usize) -> String {
         let started = Instant::now();
         loop {
@@ -380,6 +389,44 @@ async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restar
         .matches("payment announced")
         .count();
     assert_eq!(total, 2);
+}
+
+/// Anyone who can publish to the broker once made the counter say 十亿元, and u64::MAX fen
+/// was said as one amount and recorded as another. What no payment can be (more than the
+/// detector's bound) is now neither said nor recorded, and the payment after it is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaker_refuses_amounts_no_payment_can_be() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("speaker.log");
+    speaker
+        .wait_log("speaker.log", "subscribed to the payment topic", 1)
+        .await;
+    for forged in [
+        r#"{"id":"huge","amount_fen":100000000000}"#,
+        r#"{"id":"max","amount_fen":18446744073709551615}"#,
+        r#"{"id":"yuan","money":"100000000.00"}"#,
+    ] {
+        publish_raw(broker.port, forged.as_bytes()).await;
+    }
+    publish_raw(broker.port, br#"{"id":"real","amount_fen":1250}"#).await;
+    let log = speaker
+        .wait_log("speaker.log", "payment announced", 1)
+        .await;
+    let announced = speaker.announced("speaker.log");
+    assert_eq!(announced.len(), 1, "{log}");
+    assert!(announced[0].contains("id=real"), "{log}");
+    assert_eq!(log.matches("MQTT payment refused").count(), 3, "{log}");
+    assert!(stop(&mut child).success());
+    let heard = rusqlite::Connection::open(speaker.path("state/paysay/speaker.sqlite3")).unwrap();
+    let ids: Vec<String> = heard
+        .prepare("SELECT id FROM heard")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, ["real"]);
 }
 
 // ---- the daemon's outbox publishing to the broker ----
