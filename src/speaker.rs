@@ -13,7 +13,8 @@
 //!
 //! Whoever may publish to the broker can put anything on the topic, so a message is said
 //! only if it can be a payment: an amount no larger than the detector's bound
-//! ([`MAX_PAYMENT_FEN`]). Anything else is acknowledged and skipped with one
+//! ([`MAX_PAYMENT_FEN`]) and, with `[mqtt] secret`, signed with it
+//! ([`crate::mqtt::verify_payload`]). Anything else is acknowledged and skipped with one
 //! log line.
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,9 @@ use crate::config::Config;
 use crate::daemon::notify;
 use crate::ledger::Recorded;
 use crate::money::{MAX_PAYMENT_FEN, Yuan, parse_yuan};
-use crate::mqtt::{self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY};
+use crate::mqtt::{
+    self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY, SignatureError,
+};
 use crate::paths::{self, Paths};
 use crate::session::Backoff;
 use crate::speech::{Speech, TtsError};
@@ -237,6 +240,8 @@ struct Payload {
 /// Why a message on the topic is not a payment the speaker can say.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     #[error("not a payment event: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the id is empty or longer than {MAX_ID_LEN} characters")]
@@ -257,9 +262,18 @@ impl PayloadError {
     fn is_refusal(&self) -> bool {
         matches!(
             self,
-            PayloadError::Disagree { .. } | PayloadError::Amount(_)
+            PayloadError::Signature(_) | PayloadError::Disagree { .. } | PayloadError::Amount(_)
         )
     }
+}
+
+/// Reads a payment out of a message on the topic: with `secret`, first its signature, then
+/// the payment ([`parse_payload`]).
+pub fn read_message(bytes: &[u8], secret: Option<&[u8]>) -> Result<Payment, PayloadError> {
+    if let Some(secret) = secret {
+        mqtt::verify_payload(secret, bytes)?;
+    }
+    parse_payload(bytes)
 }
 
 /// Reads a payment out of an MQTT payload: paysay's event, or anything with an `id` and
@@ -387,6 +401,7 @@ impl Speaker {
             options,
             broker: mqtt.url.clone(),
             topic: mqtt.topic.clone(),
+            secret: mqtt.secret.clone(),
             heard,
             queue,
         };
@@ -421,6 +436,8 @@ struct Subscriber {
     options: rumqttc::MqttOptions,
     broker: String,
     topic: String,
+    /// `[mqtt] secret`: only payments signed with it are said.
+    secret: Option<String>,
     heard: SharedHeard,
     queue: mpsc::UnboundedSender<Payment>,
 }
@@ -489,7 +506,8 @@ impl Subscriber {
     /// One message: a new payment is recorded and queued; a known one, or a message that
     /// is no payment, is logged and dropped.
     async fn receive(&self, publish: &Publish) {
-        let payment = match parse_payload(&publish.payload) {
+        let secret = self.secret.as_deref().map(str::as_bytes);
+        let payment = match read_message(&publish.payload, secret) {
             Ok(payment) => payment,
             Err(e) => return skipped(publish, &e),
         };
@@ -636,6 +654,26 @@ mod tests {
             Err(PayloadError::Disagree { .. })
         ));
         assert!(parse_payload(br#"{"id":"a","amount_fen":1250,"money":"12.5"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_message_is_checked_for_its_signature_before_it_is_read() {
+        let event = br#"{"id":"a","amount_fen":100}"#;
+        let signed = mqtt::sign_payload(b"s", event);
+        assert!(read_message(event, None).is_ok());
+        assert!(
+            read_message(&signed, None).is_ok(),
+            "a signature is one more field"
+        );
+        assert!(read_message(&signed, Some(b"s")).is_ok());
+        assert!(matches!(
+            read_message(event, Some(b"s")),
+            Err(PayloadError::Signature(SignatureError::Unsigned))
+        ));
+        assert!(matches!(
+            read_message(&signed, Some(b"t")),
+            Err(PayloadError::Signature(SignatureError::Wrong))
+        ));
     }
 
     #[test]
