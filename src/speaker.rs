@@ -12,10 +12,10 @@
 //! speaker reconnects.
 //!
 //! Whoever may publish to the broker can put anything on the topic, so a message is said
-//! only if it can be a payment: an amount no larger than the detector's bound
-//! ([`MAX_PAYMENT_FEN`]) and, with `[mqtt] secret`, signed with it
+//! only if it can be a payment: at most [`MAX_PAYLOAD_BYTES`], an amount no larger than
+//! the detector's bound ([`MAX_PAYMENT_FEN`]) and, with `[mqtt] secret`, signed with it
 //! ([`crate::mqtt::verify_payload`]). Anything else is acknowledged and skipped with one
-//! log line.
+//! log line, so that it neither ends the connection nor comes back.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +42,20 @@ use crate::text::Escaped;
 
 /// Longest event id accepted: paysay's are 32 hex digits; a cloud system's may be longer.
 const MAX_ID_LEN: usize = 128;
+
+/// The largest message that can be a payment: rumqttc's default packet limit, which every
+/// message the speaker said so far fitted, and some twenty times a signed paysay event.
+pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024;
+
+/// The client takes any packet the broker may send (the largest an MQTT remaining length
+/// encodes). A packet over the client's limit ends the connection before it can be
+/// acknowledged, and the broker sends it again on every reconnect, so one oversized
+/// message would silence every payment behind it; the speaker instead skips it
+/// ([`MAX_PAYLOAD_BYTES`]) and acknowledges it. The broker's own limit bounds the memory
+/// one takes (mosquitto's `message_size_limit`).
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+/// The speaker itself sends only CONNECT, SUBSCRIBE, PUBACK and PINGREQ: rumqttc's default.
+const MAX_OUTGOING_PACKET: usize = 10 * 1024;
 
 /// Why the speaker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +254,8 @@ struct Payload {
 /// Why a message on the topic is not a payment the speaker can say.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
+    #[error("{0} bytes, more than any payment event ({MAX_PAYLOAD_BYTES})")]
+    TooLarge(usize),
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("not a payment event: {0}")]
@@ -267,9 +283,12 @@ impl PayloadError {
     }
 }
 
-/// Reads a payment out of a message on the topic: with `secret`, first its signature, then
-/// the payment ([`parse_payload`]).
+/// Reads a payment out of a message on the topic: first its size, then, with `secret`, its
+/// signature, then the payment ([`parse_payload`]).
 pub fn read_message(bytes: &[u8], secret: Option<&[u8]>) -> Result<Payment, PayloadError> {
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(PayloadError::TooLarge(bytes.len()));
+    }
     if let Some(secret) = secret {
         mqtt::verify_payload(secret, bytes)?;
     }
@@ -374,7 +393,9 @@ impl Speaker {
         };
         let mut options = crate::mqtt::options(&mqtt, &client_id, false)?;
         // Acknowledged only once recorded: a crash before that gets the message again.
-        options.set_manual_acks(true);
+        options
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         let (queue, queue_rx) = mpsc::unbounded_channel();
         if !backlog.is_empty() {
             tracing::warn!(
@@ -529,10 +550,14 @@ impl Subscriber {
     }
 }
 
-/// One log line for a message that is not said, with the start of what it says (escaped:
-/// it comes from whoever published it).
+/// One log line for a message that is not said: its size alone when it is too large, the
+/// start of what it says otherwise (escaped: it comes from whoever published it).
 fn skipped(publish: &Publish, e: &PayloadError) {
     let topic = Escaped(&publish.topic);
+    if let PayloadError::TooLarge(bytes) = e {
+        tracing::warn!(%topic, bytes, limit = MAX_PAYLOAD_BYTES, "oversized MQTT message skipped");
+        return;
+    }
     let shown = String::from_utf8_lossy(&publish.payload);
     let shown: String = shown.chars().take(200).collect();
     let (error, payload) = (Escaped(e), Escaped(&shown));
@@ -657,7 +682,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_checked_for_its_signature_before_it_is_read() {
+    fn a_message_is_checked_for_size_and_signature_before_it_is_read() {
         let event = br#"{"id":"a","amount_fen":100}"#;
         let signed = mqtt::sign_payload(b"s", event);
         assert!(read_message(event, None).is_ok());
@@ -673,6 +698,11 @@ mod tests {
         assert!(matches!(
             read_message(&signed, Some(b"t")),
             Err(PayloadError::Signature(SignatureError::Wrong))
+        ));
+        let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        assert!(matches!(
+            read_message(&big, None),
+            Err(PayloadError::TooLarge(_))
         ));
     }
 

@@ -309,10 +309,11 @@ fn stop(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// Publishes a raw payload (QoS 1) as another system on the broker would.
+/// Publishes a raw payload (QoS 1) as another system on the broker would, up to 2 MiB.
 async fn publish_raw(port: u16, payload: &[u8]) {
-    let (client, mut events) =
-        AsyncClient::new(MqttOptions::new("test-raw", "127.0.0.1", port), 16);
+    let mut options = MqttOptions::new("test-raw", "127.0.0.1", port);
+    options.set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut events) = AsyncClient::new(options, 16);
     client
         .publish("paysay/payments", QoS::AtLeastOnce, false, payload.to_vec())
         .await
@@ -511,6 +512,53 @@ async fn with_a_secret_the_speaker_says_only_payments_signed_with_it() {
     assert_eq!(log.matches("MQTT payment refused").count(), 3, "{log}");
     assert!(stop(&mut child).success());
     assert_eq!(speaker.announced("speaker.log").len(), 2);
+}
+
+/// An 11 KB message (over rumqttc's default limit of 10 KiB) and a 1 MiB one used to drop
+/// the speaker's connection; the broker gave them again on every reconnect and no payment
+/// behind them was ever said. Each is now acknowledged and skipped with one line, and does
+/// not come back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_skipped_once_and_the_payment_after_it_is_said() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("first.log");
+    speaker
+        .wait_log("first.log", "subscribed to the payment topic", 1)
+        .await;
+    // Would be a payment, but for its size.
+    let padded = format!(
+        r#"{{"id":"padded","amount_fen":100,"pad":"{}"}}"#,
+        "x".repeat(11 * 1024)
+    );
+    publish_raw(broker.port, padded.as_bytes()).await;
+    publish_raw(broker.port, &vec![b'x'; 1 << 20]).await;
+    publish_raw(broker.port, br#"{"id":"after","amount_fen":1250}"#).await;
+    let log = speaker.wait_log("first.log", "payment announced", 1).await;
+    assert!(
+        speaker.announced("first.log")[0].contains("id=after"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("oversized MQTT message skipped").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("unreachable"),
+        "the connection dropped:\n{log}"
+    );
+    assert!(stop(&mut child).success());
+
+    // Acknowledged: a restart does not get them again.
+    let mut child = speaker.start("second.log");
+    speaker
+        .wait_log("second.log", "subscribed to the payment topic", 1)
+        .await;
+    publish_raw(broker.port, br#"{"id":"next","amount_fen":300}"#).await;
+    let log = speaker.wait_log("second.log", "payment announced", 1).await;
+    assert!(!log.contains("oversized"), "{log}");
+    assert!(stop(&mut child).success());
 }
 
 // ---- the daemon's outbox publishing to the broker ----
