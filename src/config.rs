@@ -428,6 +428,11 @@ pub struct MqttConfig {
     pub ack_timeout_secs: u64,
     /// Seconds between keep-alive pings: how soon a dead connection is noticed.
     pub keep_alive_secs: u64,
+    /// A secret shared with the receivers: the daemon then signs each payment's payload
+    /// (`{"sig":"<hex HMAC-SHA256>",` before the rest of the event, README, MQTT), and
+    /// `paysay speaker` says only payments signed with it, since anyone who may publish to
+    /// the broker could otherwise make it announce money that never came.
+    pub secret: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -440,6 +445,7 @@ impl Default for MqttConfig {
             client_id: None,
             ack_timeout_secs: 10,
             keep_alive_secs: 30,
+            secret: None,
         }
     }
 }
@@ -567,6 +573,13 @@ impl MqttConfig {
         }
         if self.password.is_some() && self.username.is_none() {
             return Err(("mqtt.password", "needs mqtt.username".into()));
+        }
+        // An empty key signs nothing anyone could not sign too.
+        if self.secret.as_deref().is_some_and(str::is_empty) {
+            return Err((
+                "mqtt.secret",
+                "must not be empty (leave it out for unsigned payments)".into(),
+            ));
         }
         Ok(())
     }
@@ -1177,6 +1190,7 @@ mod tests {
             ("password = \"x\"", "mqtt.password"),
             ("ack_timeout_secs = 0", "mqtt.ack_timeout_secs"),
             ("keep_alive_secs = 86400", "mqtt.keep_alive_secs"),
+            ("secret = \"\"", "mqtt.secret"),
         ] {
             let err = parse(&format!("[mqtt]\n{text}\n")).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");

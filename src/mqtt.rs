@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hmac::Mac;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     TlsConfiguration, Transport,
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Broker, MqttConfig};
 use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
 use crate::session::Backoff;
+use crate::sinks::webhook::{hex, hmac_sha256};
 use crate::text::Escaped;
 
 /// Retained on `<topic>/status` while the daemon is connected.
@@ -148,6 +150,62 @@ pub fn random_client_id(prefix: &str) -> String {
     format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// How a signed payload starts: the signature is the JSON object's first member, so that
+/// it sits at a fixed place (bytes 8 to 72) and the signed bytes are simply the rest.
+const SIGNED_PREFIX: &[u8] = b"{\"sig\":\"";
+/// Hex digits of an HMAC-SHA256.
+const SIG_HEX_LEN: usize = 64;
+
+/// Why a payload is not signed with `[mqtt] secret`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("it is not signed (it does not start with {{\"sig\":\"<64 hex digits>\",)")]
+    Unsigned,
+    #[error("its signature is not made with [mqtt] secret")]
+    Wrong,
+}
+
+/// `payload`, a JSON object, signed with `secret`: `{"sig":"<hex>",` and then the rest of
+/// the object, where `<hex>` is the lower-case hex HMAC-SHA256 of `payload` itself (the
+/// webhook's signing code, over the payload alone). MQTT 3.1.1 has no headers, so the
+/// signature travels in the payload; as a member of the same object it leaves every field
+/// where a receiver that does not check it reads it (`money` for cloud speakers), and at
+/// a fixed place a receiver that checks finds it without a JSON library: bytes 8 to 72 are
+/// the signature, and `{` followed by bytes 74 on is what was signed.
+pub fn sign_payload(secret: &[u8], payload: &[u8]) -> Vec<u8> {
+    let sig = hex(&hmac_sha256(secret, &[payload]).finalize().into_bytes());
+    // An empty object would leave a trailing comma; an event never is one.
+    let rest = payload.strip_prefix(b"{").unwrap_or(payload);
+    [SIGNED_PREFIX, sig.as_bytes(), b"\",", rest].concat()
+}
+
+/// Checks that `payload` was signed by [`sign_payload`] with `secret` (in constant time).
+pub fn verify_payload(secret: &[u8], payload: &[u8]) -> Result<(), SignatureError> {
+    let signed = payload
+        .strip_prefix(SIGNED_PREFIX)
+        .filter(|rest| rest.len() >= SIG_HEX_LEN)
+        .map(|rest| rest.split_at(SIG_HEX_LEN))
+        .and_then(|(sig, rest)| Some((unhex(sig)?, rest.strip_prefix(b"\",")?)));
+    let Some((sig, rest)) = signed else {
+        return Err(SignatureError::Unsigned);
+    };
+    hmac_sha256(secret, &[b"{", rest])
+        .verify_slice(&sig)
+        .map_err(|_| SignatureError::Wrong)
+}
+
+/// Hex digits to bytes; `None` unless every character is one.
+fn unhex(digits: &[u8]) -> Option<Vec<u8>> {
+    let value = |d: u8| char::from(d).to_digit(16);
+    digits
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some((value(*hi)? * 16 + value(*lo)?) as u8),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Who is waiting for a publish to be acknowledged: a delivery, or nobody (the status).
 type Waiter = Option<oneshot::Sender<()>>;
 
@@ -219,6 +277,8 @@ impl Shared {
 /// [`MqttSink::shutdown`] publishes `offline` itself and disconnects cleanly.
 pub struct MqttSink {
     topic: String,
+    /// `[mqtt] secret`: each payload is signed with it ([`sign_payload`]).
+    secret: Option<String>,
     status_topic: String,
     broker: String,
     ack_timeout: Duration,
@@ -254,6 +314,7 @@ impl MqttSink {
         let task = tokio::spawn(connection.run(stop.clone()));
         Ok(MqttSink {
             topic: config.topic.clone(),
+            secret: config.secret.clone(),
             status_topic,
             broker: config.url.clone(),
             ack_timeout: Duration::from_secs(config.ack_timeout_secs),
@@ -296,6 +357,10 @@ impl MqttSink {
 
     async fn publish_event(&self, event: &PaymentEvent) -> Result<(), DeliveryError> {
         let payload = event.to_mqtt_json().to_string().into_bytes();
+        let payload = match &self.secret {
+            Some(secret) => sign_payload(secret.as_bytes(), &payload),
+            None => payload,
+        };
         let acked = {
             let mut link = self.shared.lock();
             let Some(link) = link.as_mut() else {
@@ -474,6 +539,38 @@ mod tests {
         link.acked(7);
         assert_eq!(first.try_recv(), Ok(()));
         assert!(link.queued.is_empty() && link.unacked.is_empty());
+    }
+
+    #[test]
+    fn a_signed_payload_is_the_event_with_its_hmac_first() {
+        let event = br#"{"id":"abc","money":"12.50"}"#;
+        let signed = sign_payload(b"shop-secret", event);
+        // Python: hmac.new(b"shop-secret", b'{"id":"abc","money":"12.50"}', sha256).hexdigest()
+        assert_eq!(
+            String::from_utf8(signed.clone()).unwrap(),
+            r#"{"sig":"f73e7a4a3ca4e515c14d7da592c46afe18b284730aeccfc5e177afa7d2fe7b54","id":"abc","money":"12.50"}"#
+        );
+        assert_eq!(verify_payload(b"shop-secret", &signed), Ok(()));
+        assert_eq!(
+            verify_payload(b"other", &signed),
+            Err(SignatureError::Wrong)
+        );
+        let changed = String::from_utf8(signed).unwrap().replace("12.50", "99.50");
+        assert_eq!(
+            verify_payload(b"shop-secret", changed.as_bytes()),
+            Err(SignatureError::Wrong)
+        );
+        for unsigned in [
+            &event[..],
+            br#"{"sig":"zz","id":"abc"}"#,
+            br#"{"sig":"#,
+            b"",
+        ] {
+            assert_eq!(
+                verify_payload(b"shop-secret", unsigned),
+                Err(SignatureError::Unsigned)
+            );
+        }
     }
 
     #[tokio::test]

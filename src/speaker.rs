@@ -10,6 +10,12 @@
 //! speaker stopped is said at the next start. The speaker keeps one client id (stored in
 //! that ledger) with a persistent session, so the broker holds what is published while the
 //! speaker reconnects.
+//!
+//! Whoever may publish to the broker can put anything on the topic, so a message is said
+//! only if it can be a payment: at most [`MAX_PAYLOAD_BYTES`], an amount no larger than
+//! the detector's bound ([`MAX_PAYMENT_FEN`]) and, with `[mqtt] secret`, signed with it
+//! ([`crate::mqtt::verify_payload`]). Anything else is acknowledged and skipped with one
+//! log line, so that it neither ends the connection nor comes back.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,8 +31,10 @@ use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::daemon::notify;
 use crate::ledger::Recorded;
-use crate::money::{Yuan, parse_yuan};
-use crate::mqtt::{self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY};
+use crate::money::{MAX_PAYMENT_FEN, Yuan, parse_yuan};
+use crate::mqtt::{
+    self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY, SignatureError,
+};
 use crate::paths::{self, Paths};
 use crate::session::Backoff;
 use crate::speech::{Speech, TtsError};
@@ -34,6 +42,20 @@ use crate::text::Escaped;
 
 /// Longest event id accepted: paysay's are 32 hex digits; a cloud system's may be longer.
 const MAX_ID_LEN: usize = 128;
+
+/// The largest message that can be a payment: rumqttc's default packet limit, which every
+/// message the speaker said so far fitted, and some twenty times a signed paysay event.
+pub const MAX_PAYLOAD_BYTES: usize = 10 * 1024;
+
+/// The client takes any packet the broker may send (the largest an MQTT remaining length
+/// encodes). A packet over the client's limit ends the connection before it can be
+/// acknowledged, and the broker sends it again on every reconnect, so one oversized
+/// message would silence every payment behind it; the speaker instead skips it
+/// ([`MAX_PAYLOAD_BYTES`]) and acknowledges it. The broker's own limit bounds the memory
+/// one takes (mosquitto's `message_size_limit`).
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+/// The speaker itself sends only CONNECT, SUBSCRIBE, PUBACK and PINGREQ: rumqttc's default.
+const MAX_OUTGOING_PACKET: usize = 10 * 1024;
 
 /// Why the speaker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -142,15 +164,15 @@ impl Heard {
             .map_err(self.err("reading the client id"))
     }
 
-    /// Stores a payment's id unless it is known.
+    /// Stores a payment's id unless it is known. The amount is stored as it is or not at
+    /// all (an error), never clamped: what is said and what is recorded are one number.
     pub fn record(&self, id: &str, amount_fen: u64) -> Result<Recorded, HeardError> {
-        let amount = i64::try_from(amount_fen).unwrap_or(i64::MAX);
         let inserted = self
             .conn
             .execute(
                 "INSERT INTO heard (id, amount_fen, received_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
-                params![id, amount, crate::now_unix()],
+                params![id, amount_fen, crate::now_unix()],
             )
             .map_err(self.err("recording a payment"))?;
         Ok(if inserted == 1 {
@@ -181,7 +203,7 @@ impl Heard {
             .query_map([], |r| {
                 Ok(Payment {
                     id: r.get(0)?,
-                    amount_fen: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    amount_fen: r.get(1)?,
                 })
             })
             .map_err(self.err("reading the backlog"))?;
@@ -232,6 +254,10 @@ struct Payload {
 /// Why a message on the topic is not a payment the speaker can say.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
+    #[error("{0} bytes, more than any payment event ({MAX_PAYLOAD_BYTES})")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     #[error("not a payment event: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the id is empty or longer than {MAX_ID_LEN} characters")]
@@ -240,22 +266,58 @@ pub enum PayloadError {
     NoAmount,
     #[error("bad money: {0}")]
     Money(String),
+    #[error("amount_fen {amount_fen} and money {money:?} are not the same amount")]
+    Disagree { amount_fen: u64, money: String },
+    #[error("{} yuan is more than any payment can be ({} at most)", Yuan(*.0), Yuan(MAX_PAYMENT_FEN))]
+    Amount(u64),
+}
+
+impl PayloadError {
+    /// Whether the message may be an attempt to make the counter say money that did not
+    /// come (logged as a refusal), rather than something that is no payment at all.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PayloadError::Signature(_) | PayloadError::Disagree { .. } | PayloadError::Amount(_)
+        )
+    }
+}
+
+/// Reads a payment out of a message on the topic: first its size, then, with `secret`, its
+/// signature, then the payment ([`parse_payload`]).
+pub fn read_message(bytes: &[u8], secret: Option<&[u8]>) -> Result<Payment, PayloadError> {
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(PayloadError::TooLarge(bytes.len()));
+    }
+    if let Some(secret) = secret {
+        mqtt::verify_payload(secret, bytes)?;
+    }
+    parse_payload(bytes)
 }
 
 /// Reads a payment out of an MQTT payload: paysay's event, or anything with an `id` and
-/// `amount_fen` or `money` (`"12.50"`).
+/// `amount_fen` or `money` (`"12.50"`), refusing an amount no payment can be.
 pub fn parse_payload(bytes: &[u8]) -> Result<Payment, PayloadError> {
     let payload: Payload = serde_json::from_slice(bytes)?;
     if payload.id.is_empty() || payload.id.chars().count() > MAX_ID_LEN {
         return Err(PayloadError::Id);
     }
+    let money = |money: &str| parse_yuan(money).map_err(|e| PayloadError::Money(e.to_string()));
     let amount_fen = match (payload.amount_fen, payload.money) {
-        (Some(fen), _) => fen,
-        (None, Some(money)) => {
-            parse_yuan(&money).map_err(|e| PayloadError::Money(e.to_string()))?
+        // Cloud speakers on the topic say `money`: both must be the one amount.
+        (Some(fen), Some(text)) if money(&text)? != fen => {
+            return Err(PayloadError::Disagree {
+                amount_fen: fen,
+                money: text,
+            });
         }
+        (Some(fen), _) => fen,
+        (None, Some(text)) => money(&text)?,
         (None, None) => return Err(PayloadError::NoAmount),
     };
+    if amount_fen > MAX_PAYMENT_FEN {
+        return Err(PayloadError::Amount(amount_fen));
+    }
     Ok(Payment {
         id: payload.id,
         amount_fen,
@@ -331,7 +393,9 @@ impl Speaker {
         };
         let mut options = crate::mqtt::options(&mqtt, &client_id, false)?;
         // Acknowledged only once recorded: a crash before that gets the message again.
-        options.set_manual_acks(true);
+        options
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         let (queue, queue_rx) = mpsc::unbounded_channel();
         if !backlog.is_empty() {
             tracing::warn!(
@@ -358,6 +422,7 @@ impl Speaker {
             options,
             broker: mqtt.url.clone(),
             topic: mqtt.topic.clone(),
+            secret: mqtt.secret.clone(),
             heard,
             queue,
         };
@@ -392,6 +457,8 @@ struct Subscriber {
     options: rumqttc::MqttOptions,
     broker: String,
     topic: String,
+    /// `[mqtt] secret`: only payments signed with it are said.
+    secret: Option<String>,
     heard: SharedHeard,
     queue: mpsc::UnboundedSender<Payment>,
 }
@@ -457,17 +524,13 @@ impl Subscriber {
         }
     }
 
-    /// One message: a new payment is recorded and queued; a known one, or a malformed
-    /// message, is logged and dropped.
+    /// One message: a new payment is recorded and queued; a known one, or a message that
+    /// is no payment, is logged and dropped.
     async fn receive(&self, publish: &Publish) {
-        let payment = match parse_payload(&publish.payload) {
+        let secret = self.secret.as_deref().map(str::as_bytes);
+        let payment = match read_message(&publish.payload, secret) {
             Ok(payment) => payment,
-            Err(e) => {
-                let shown = String::from_utf8_lossy(&publish.payload);
-                let shown: String = shown.chars().take(200).collect();
-                tracing::warn!(topic = %Escaped(&publish.topic), error = %Escaped(&e), payload = %Escaped(&shown), "malformed MQTT payment skipped");
-                return;
-            }
+            Err(e) => return skipped(publish, &e),
         };
         let (id, fen) = (payment.id.clone(), payment.amount_fen);
         match self.heard.call(move |h| h.record(&id, fen)).await {
@@ -484,6 +547,24 @@ impl Subscriber {
         }
         tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), "payment received");
         let _ = self.queue.send(payment);
+    }
+}
+
+/// One log line for a message that is not said: its size alone when it is too large, the
+/// start of what it says otherwise (escaped: it comes from whoever published it).
+fn skipped(publish: &Publish, e: &PayloadError) {
+    let topic = Escaped(&publish.topic);
+    if let PayloadError::TooLarge(bytes) = e {
+        tracing::warn!(%topic, bytes, limit = MAX_PAYLOAD_BYTES, "oversized MQTT message skipped");
+        return;
+    }
+    let shown = String::from_utf8_lossy(&publish.payload);
+    let shown: String = shown.chars().take(200).collect();
+    let (error, payload) = (Escaped(e), Escaped(&shown));
+    if e.is_refusal() {
+        tracing::warn!(%topic, %error, %payload, "MQTT payment refused");
+    } else {
+        tracing::warn!(%topic, %error, %payload, "malformed MQTT payment skipped");
     }
 }
 
@@ -564,6 +645,7 @@ mod tests {
             br#"{"id":"a"}"#,
             br#"{"id":"a","money":"12.345"}"#,
             br#"{"id":"a","amount_fen":-1}"#,
+            br#"{"id":"a","amount_fen":18446744073709551616}"#,
             b"not json",
         ] {
             assert!(
@@ -572,6 +654,65 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn amounts_no_payment_can_be_are_refused() {
+        let at_most = format!(r#"{{"id":"a","amount_fen":{MAX_PAYMENT_FEN}}}"#);
+        assert_eq!(
+            parse_payload(at_most.as_bytes()).unwrap().amount_fen,
+            MAX_PAYMENT_FEN
+        );
+        for beyond in [
+            &br#"{"id":"a","amount_fen":10000000000}"#[..],
+            br#"{"id":"a","amount_fen":18446744073709551615}"#,
+            br#"{"id":"a","money":"100000000.00"}"#,
+        ] {
+            assert!(
+                matches!(parse_payload(beyond), Err(PayloadError::Amount(_))),
+                "{}",
+                String::from_utf8_lossy(beyond)
+            );
+        }
+        assert!(matches!(
+            parse_payload(br#"{"id":"a","amount_fen":1,"money":"10000.00"}"#),
+            Err(PayloadError::Disagree { .. })
+        ));
+        assert!(parse_payload(br#"{"id":"a","amount_fen":1250,"money":"12.5"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_message_is_checked_for_size_and_signature_before_it_is_read() {
+        let event = br#"{"id":"a","amount_fen":100}"#;
+        let signed = mqtt::sign_payload(b"s", event);
+        assert!(read_message(event, None).is_ok());
+        assert!(
+            read_message(&signed, None).is_ok(),
+            "a signature is one more field"
+        );
+        assert!(read_message(&signed, Some(b"s")).is_ok());
+        assert!(matches!(
+            read_message(event, Some(b"s")),
+            Err(PayloadError::Signature(SignatureError::Unsigned))
+        ));
+        assert!(matches!(
+            read_message(&signed, Some(b"t")),
+            Err(PayloadError::Signature(SignatureError::Wrong))
+        ));
+        let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        assert!(matches!(
+            read_message(&big, None),
+            Err(PayloadError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn amounts_are_recorded_as_they_are_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let heard = Heard::open(&dir.path().join("speaker.sqlite3")).unwrap();
+        assert!(heard.record("max", u64::MAX).is_err());
+        assert_eq!(heard.record("a", MAX_PAYMENT_FEN).unwrap(), Recorded::New);
+        assert_eq!(heard.unannounced().unwrap()[0].amount_fen, MAX_PAYMENT_FEN);
     }
 
     #[test]

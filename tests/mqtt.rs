@@ -233,9 +233,14 @@ struct Speaker {
 
 impl Speaker {
     fn new(broker: &Broker) -> Speaker {
+        Speaker::with(broker, "")
+    }
+
+    /// A speaker with `mqtt_extra` lines added to its `[mqtt]` section.
+    fn with(broker: &Broker, mqtt_extra: &str) -> Speaker {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "[audio]\nidle_close_ms = 50\n\n[mqtt]\nurl = \"{}\"\nkeep_alive_secs = 5\n",
+            "[audio]\nidle_close_ms = 50\n\n[mqtt]\nurl = \"{}\"\nkeep_alive_secs = 5\n{mqtt_extra}",
             broker.url()
         );
         std::fs::write(dir.path().join("paysay.toml"), config).unwrap();
@@ -261,6 +266,15 @@ impl Speaker {
 
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// The log's lines that say a payment was announced.
+    fn announced(&self, name: &str) -> Vec<String> {
+        self.log(name)
+            .lines()
+            .filter(|l| l.contains("payment announced"))
+            .map(String::from)
+            .collect()
     }
 
     async fn wait_log(&self, name: &str, needle: &str, count: usize) -> String {
@@ -295,10 +309,11 @@ fn stop(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// Publishes a raw payload (QoS 1) as another system on the broker would.
+/// Publishes a raw payload (QoS 1) as another system on the broker would, up to 2 MiB.
 async fn publish_raw(port: u16, payload: &[u8]) {
-    let (client, mut events) =
-        AsyncClient::new(MqttOptions::new("test-raw", "127.0.0.1", port), 16);
+    let mut options = MqttOptions::new("test-raw", "127.0.0.1", port);
+    options.set_max_packet_size(2 << 20, 2 << 20);
+    let (client, mut events) = AsyncClient::new(options, 16);
     client
         .publish("paysay/payments", QoS::AtLeastOnce, false, payload.to_vec())
         .await
@@ -380,6 +395,170 @@ async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restar
         .matches("payment announced")
         .count();
     assert_eq!(total, 2);
+}
+
+/// The shared secret of the signing tests.
+const SECRET: &str = "counter-secret";
+
+/// Lower-case hex HMAC-SHA256 of `bytes` with `secret`, as an integrator computes it.
+fn hmac_hex(secret: &str, bytes: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(bytes);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `broker`'s `[mqtt]` section with `secret = SECRET`, read as paysay reads a config file.
+fn with_secret(broker: &Broker) -> paysay::config::MqttConfig {
+    toml::from_str(&format!(
+        "url = \"{}\"\nack_timeout_secs = 2\nsecret = \"{SECRET}\"\n",
+        broker.url()
+    ))
+    .unwrap()
+}
+
+/// `unsigned` (a JSON object) signed the way README's MQTT section says: `{"sig":"<hex>",`
+/// and then the rest of the object.
+fn signed(secret: &str, unsigned: &[u8]) -> Vec<u8> {
+    let mut out = format!("{{\"sig\":\"{}\",", hmac_hex(secret, unsigned)).into_bytes();
+    out.extend_from_slice(&unsigned[1..]);
+    out
+}
+
+/// The payload without its signature, if `secret` signed it: the check README gives
+/// integrators, byte offsets and all.
+fn verified(secret: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    let sig = payload.strip_prefix(b"{\"sig\":\"")?.get(..64)?;
+    let rest = payload.get(72..)?.strip_prefix(b"\",")?;
+    let unsigned = [&b"{"[..], rest].concat();
+    (hmac_hex(secret, &unsigned).as_bytes() == sig).then_some(unsigned)
+}
+
+/// Anyone who can publish to the broker once made the counter say 十亿元, and u64::MAX fen
+/// was said as one amount and recorded as another. What no payment can be (more than the
+/// detector's bound) is now neither said nor recorded, and the payment after it is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaker_refuses_amounts_no_payment_can_be() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("speaker.log");
+    speaker
+        .wait_log("speaker.log", "subscribed to the payment topic", 1)
+        .await;
+    for forged in [
+        r#"{"id":"huge","amount_fen":100000000000}"#,
+        r#"{"id":"max","amount_fen":18446744073709551615}"#,
+        r#"{"id":"yuan","money":"100000000.00"}"#,
+    ] {
+        publish_raw(broker.port, forged.as_bytes()).await;
+    }
+    publish_raw(broker.port, br#"{"id":"real","amount_fen":1250}"#).await;
+    let log = speaker
+        .wait_log("speaker.log", "payment announced", 1)
+        .await;
+    let announced = speaker.announced("speaker.log");
+    assert_eq!(announced.len(), 1, "{log}");
+    assert!(announced[0].contains("id=real"), "{log}");
+    assert_eq!(log.matches("MQTT payment refused").count(), 3, "{log}");
+    assert!(stop(&mut child).success());
+    let heard = rusqlite::Connection::open(speaker.path("state/paysay/speaker.sqlite3")).unwrap();
+    let ids: Vec<String> = heard
+        .prepare("SELECT id FROM heard")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, ["real"]);
+}
+
+/// With `[mqtt] secret`, the speaker says only what was signed with it: an unsigned message,
+/// one signed with another secret and a signed one changed on the way are refused; one
+/// signed by hand as README says and one from paysay's own sink are said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_secret_the_speaker_says_only_payments_signed_with_it() {
+    let broker = Broker::start();
+    let speaker = Speaker::with(&broker, &format!("secret = \"{SECRET}\"\n"));
+    let mut child = speaker.start("speaker.log");
+    speaker
+        .wait_log("speaker.log", "subscribed to the payment topic", 1)
+        .await;
+    publish_raw(broker.port, br#"{"id":"unsigned","amount_fen":100}"#).await;
+    let wrong = signed("another-secret", br#"{"id":"wrong","amount_fen":200}"#);
+    publish_raw(broker.port, &wrong).await;
+    let tampered = String::from_utf8(signed(SECRET, br#"{"id":"tampered","amount_fen":300}"#))
+        .unwrap()
+        .replace("300", "900");
+    publish_raw(broker.port, tampered.as_bytes()).await;
+    publish_raw(
+        broker.port,
+        &signed(SECRET, br#"{"id":"by-hand","money":"4.00"}"#),
+    )
+    .await;
+    let sink = MqttSink::start(&with_secret(&broker)).unwrap();
+    wait_connected(&sink).await;
+    let from_paysay = event("6001", 1250);
+    sink.deliver(&from_paysay).await.unwrap();
+    let log = speaker
+        .wait_log("speaker.log", "payment announced", 2)
+        .await;
+    let announced = speaker.announced("speaker.log");
+    assert!(announced[0].contains("id=by-hand"), "{log}");
+    assert!(announced[1].contains(&from_paysay.id), "{log}");
+    assert_eq!(log.matches("MQTT payment refused").count(), 3, "{log}");
+    assert!(stop(&mut child).success());
+    assert_eq!(speaker.announced("speaker.log").len(), 2);
+}
+
+/// An 11 KB message (over rumqttc's default limit of 10 KiB) and a 1 MiB one used to drop
+/// the speaker's connection; the broker gave them again on every reconnect and no payment
+/// behind them was ever said. Each is now acknowledged and skipped with one line, and does
+/// not come back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_skipped_once_and_the_payment_after_it_is_said() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("first.log");
+    speaker
+        .wait_log("first.log", "subscribed to the payment topic", 1)
+        .await;
+    // Would be a payment, but for its size.
+    let padded = format!(
+        r#"{{"id":"padded","amount_fen":100,"pad":"{}"}}"#,
+        "x".repeat(11 * 1024)
+    );
+    publish_raw(broker.port, padded.as_bytes()).await;
+    publish_raw(broker.port, &vec![b'x'; 1 << 20]).await;
+    publish_raw(broker.port, br#"{"id":"after","amount_fen":1250}"#).await;
+    let log = speaker.wait_log("first.log", "payment announced", 1).await;
+    assert!(
+        speaker.announced("first.log")[0].contains("id=after"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("oversized MQTT message skipped").count(),
+        2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("unreachable"),
+        "the connection dropped:\n{log}"
+    );
+    assert!(stop(&mut child).success());
+
+    // Acknowledged: a restart does not get them again.
+    let mut child = speaker.start("second.log");
+    speaker
+        .wait_log("second.log", "subscribed to the payment topic", 1)
+        .await;
+    publish_raw(broker.port, br#"{"id":"next","amount_fen":300}"#).await;
+    let log = speaker.wait_log("second.log", "payment announced", 1).await;
+    assert!(!log.contains("oversized"), "{log}");
+    assert!(stop(&mut child).success());
 }
 
 // ---- the daemon's outbox publishing to the broker ----
@@ -471,4 +650,40 @@ async fn the_daemon_publishes_each_payment_through_the_outbox_even_across_a_brok
     // A clean stop says so.
     let (status, _) = status(broker.port).await;
     assert_eq!(status, "offline");
+}
+
+/// `paysay run` with `[mqtt] secret` signs each event it publishes as README says, and a
+/// receiver that does not check still finds every field where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paysay_run_signs_each_event_with_the_mqtt_secret() {
+    use common::shop::{Shop, signal, wait_exit};
+
+    let broker = Broker::start();
+    let mut payments = subscribe(broker.port, "paysay/payments").await;
+    let shop = Shop::new(&format!(
+        "\n[mqtt]\nurl = \"{}\"\nsecret = \"{SECRET}\"\n",
+        broker.url()
+    ))
+    .await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    let msg_id = shop.sim.pay(1250);
+    let got = next(&mut payments).await;
+    let shown = String::from_utf8_lossy(&got.payload).into_owned();
+    let unsigned = verified(SECRET, &got.payload)
+        .unwrap_or_else(|| panic!("not signed with the secret: {shown}"));
+    let event: serde_json::Value = serde_json::from_slice(&unsigned).unwrap();
+    assert_eq!(event["msg_id"], msg_id.as_str(), "{shown}");
+    assert_eq!(event["amount_fen"], 1250);
+    assert!(event.get("sig").is_none(), "{shown}");
+    assert!(verified("another-secret", &got.payload).is_none());
+    let whole = json(&got);
+    assert_eq!(whole["money"], "12.50");
+    assert_eq!(whole["id"], event["id"]);
+    signal(&daemon, "-TERM");
+    assert!(
+        wait_exit(&mut daemon).await.success(),
+        "{}",
+        shop.log("run.log")
+    );
 }

@@ -2,7 +2,8 @@
 //! written any way WeChat writes it reads back as the exact fen.
 
 use paysay::config::PaymentsConfig;
-use paysay::payment::{Detector, parse_amount_fen};
+use paysay::money::MAX_PAYMENT_FEN;
+use paysay::payment::{Detector, PaymentError, parse_amount_fen};
 use paysay::protocol::{Contact, Message};
 use proptest::prelude::*;
 
@@ -111,12 +112,20 @@ proptest! {
     }
 
     #[test]
-    fn a_notice_carries_its_amount_to_the_payment(fen in 1u64..10_000_000_000, sign in 1usize..3, commas in any::<bool>()) {
+    fn a_notice_carries_its_amount_to_the_payment(fen in 1u64..=MAX_PAYMENT_FEN, sign in 1usize..3, commas in any::<bool>()) {
         let amount = written(fen, sign, false, commas, false);
         let xml = SEED.replace("￥0.01", &amount).replace("0.01元", "");
         let p = detector()
             .detect(&message(web_escape(&xml), 5), Some(&official()), OWN)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(p.map(|p| p.amount_fen), Some(fen), "{}", amount);
+    }
+
+    #[test]
+    fn a_notice_of_more_than_any_payment_is_refused(fen in MAX_PAYMENT_FEN + 1.., sign in 1usize..3, commas in any::<bool>()) {
+        let amount = written(fen, sign, false, commas, false);
+        let xml = SEED.replace("￥0.01", &amount).replace("0.01元", "");
+        let found = detector().detect(&message(web_escape(&xml), 5), Some(&official()), OWN);
+        prop_assert!(matches!(found, Err(PaymentError::Amount { .. })), "{}: {:?}", amount, found);
     }
 }

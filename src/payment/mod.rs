@@ -23,7 +23,7 @@ use std::str::FromStr;
 pub use crate::money::{AmountError, parse_amount_fen};
 pub use card::CardError;
 
-use crate::money::scan_amount;
+use crate::money::{MAX_PAYMENT_FEN, Yuan, scan_amount};
 use card::{Card, WcPayInfo, parse_card, unwrap_web_content};
 
 use crate::config::PaymentsConfig;
@@ -279,13 +279,24 @@ impl Detector {
             0 => card.app_type.unwrap_or(0),
             t => t,
         };
-        match app_type {
+        let found = match app_type {
             app_msg_type::LINK if from_payment_account && self.config.collections => {
                 collection(&cx, &card)
             }
             app_msg_type::TRANSFER if self.config.transfers => transfer(&cx, &card),
             app_msg_type::RED_PACKET => self.red_packet(&cx, &card),
             _ => Ok(None),
+        }?;
+        match found {
+            Some(p) if p.amount_fen > MAX_PAYMENT_FEN => Err(cx.amount_error(
+                p.kind,
+                format!(
+                    "{} yuan is more than any payment can be ({} at most)",
+                    Yuan(p.amount_fen),
+                    Yuan(MAX_PAYMENT_FEN)
+                ),
+            )),
+            found => Ok(found),
         }
     }
 

@@ -8,6 +8,12 @@
 
 use std::fmt;
 
+/// The most one payment can be: 99,999,999.99 yuan (9 999 999 999 fen), the largest amount a
+/// cloud payment speaker says (eight digits before the point), far beyond any single WeChat
+/// Pay payment. Above it an amount is a misread, a typo or a forgery, never money that came:
+/// the detector refuses such a notice and `paysay speaker` such an event, so neither says it.
+pub const MAX_PAYMENT_FEN: u64 = 9_999_999_999;
+
 /// Why an amount could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
