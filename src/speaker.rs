@@ -664,9 +664,9 @@ mod tests {
             MAX_PAYMENT_FEN
         );
         for beyond in [
-            &br#"{"id":"a","amount_fen":10000000000}"#[..],
+            &br#"{"id":"a","amount_fen":10000000001}"#[..],
             br#"{"id":"a","amount_fen":18446744073709551615}"#,
-            br#"{"id":"a","money":"100000000.00"}"#,
+            br#"{"id":"a","money":"100000000.01"}"#,
         ] {
             assert!(
                 matches!(parse_payload(beyond), Err(PayloadError::Amount(_))),

@@ -452,7 +452,7 @@ async fn the_speaker_refuses_amounts_no_payment_can_be() {
     for forged in [
         r#"{"id":"huge","amount_fen":100000000000}"#,
         r#"{"id":"max","amount_fen":18446744073709551615}"#,
-        r#"{"id":"yuan","money":"100000000.00"}"#,
+        r#"{"id":"yuan","money":"100000000.01"}"#,
     ] {
         publish_raw(broker.port, forged.as_bytes()).await;
     }

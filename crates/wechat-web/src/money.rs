@@ -8,11 +8,12 @@
 
 use std::fmt;
 
-/// The most one payment can be: 99,999,999.99 yuan (9 999 999 999 fen), the largest amount a
-/// cloud payment speaker says (eight digits before the point), far beyond any single WeChat
-/// Pay payment. Above it an amount is a misread, a typo or a forgery, never money that came:
-/// the detector refuses such a notice and `paysay speaker` such an event, so neither says it.
-pub const MAX_PAYMENT_FEN: u64 = 9_999_999_999;
+/// The most one payment can be: 100,000,000.00 yuan (一亿元, 10 000 000 000 fen), far beyond
+/// any single WeChat Pay, Alipay or 云闪付 payment, and the largest amount the speech rules
+/// read with 亿. Above it an amount is a misread, a typo or a forgery, never money that came:
+/// the detector refuses such a notice, the phone intake such a notice and `paysay speaker`
+/// such an event, so none of them says it.
+pub const MAX_PAYMENT_FEN: u64 = 10_000_000_000;
 
 /// Why an amount could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
