@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paysay::audio::{NullOutput, Player};
-use paysay::config::Config;
-use paysay::ledger::{Ledger, report};
+use paysay::config::{Config, VMQ_SINK};
+use paysay::ledger::{Ledger, Redeliver, report};
 use paysay::money::{Yuan, parse_yuan};
 use paysay::paths::Paths;
 use paysay::speech::Speech;
@@ -81,8 +81,13 @@ enum Command {
     },
     /// Send payment events again by hand (补单): the events of the payments of a span of days
     /// are marked pending for the sinks, and the running daemon (or the next start) sends
-    /// them within a few seconds, with the same ids as before, so receivers can drop what
-    /// they already have.
+    /// them within a few seconds, with the same ids as before.
+    ///
+    /// Webhooks and MQTT get every event again, delivered ones too: each carries its id, so
+    /// the receiver drops what it already has. V免签 gets only what it has not acknowledged
+    /// (failed, refused, still pending): its appPush carries nothing but an amount and
+    /// confirms whichever open order has that price, so an event it took once, pushed
+    /// again, would confirm the next customer's order that nobody paid.
     Resend {
         /// First day, YYYY-MM-DD (local).
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
@@ -90,9 +95,15 @@ enum Command {
         /// Last day, YYYY-MM-DD (local), included. Default: today.
         #[arg(long, value_name = "DATE", value_parser = parse_date)]
         until: Option<Date>,
-        /// Only to this sink (a `[[webhook]]` name, `vmq`). Default: every configured sink.
+        /// Only to this sink (a `[[webhook]]` name, `vmq`, `mqtt`). Default: every configured
+        /// sink.
         #[arg(long, value_name = "NAME")]
         sink: Option<String>,
+        /// Push again to V免签 also what it already took. Dangerous: V免签 confirms any open
+        /// order of the same amount, whether or not its customer paid. Only for a V免签 whose
+        /// database lost those payments.
+        #[arg(long)]
+        include_delivered: bool,
     },
     /// Check the config, the state dir, the WeChat session, the ledger, the speaker and each
     /// voice, one line each with a fix for each failure. Exits non-zero when a check failed.
@@ -269,7 +280,12 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
             csv,
             json,
         } => print_ledger(&paths, since, until, Format::pick(csv, json)),
-        Command::Resend { since, until, sink } => resend(&config, &paths, since, until, sink),
+        Command::Resend {
+            since,
+            until,
+            sink,
+            include_delivered,
+        } => resend(&config, &paths, since, until, sink, include_delivered),
         Command::Notify { test } => {
             if !test {
                 anyhow::bail!("nothing to do: `paysay notify --test` sends a test text");
@@ -290,13 +306,15 @@ fn doctor(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `paysay resend`: marks the span's events pending again for the sinks.
+/// `paysay resend`: marks the span's events pending again for the sinks; V免签's delivered
+/// ones only with `include_delivered`.
 fn resend(
     config: &Config,
     paths: &Paths,
     since: Date,
     until: Option<Date>,
     sink: Option<String>,
+    include_delivered: bool,
 ) -> anyhow::Result<()> {
     let configured = config.sink_names();
     let sinks = match sink {
@@ -306,7 +324,7 @@ fn resend(
             shown_names(&configured)
         ),
         None if configured.is_empty() => {
-            anyhow::bail!("no sink is configured: add a [[webhook]] or [vmq] to the config")
+            anyhow::bail!("no sink is configured: add a [[webhook]], [vmq] or [mqtt] to the config")
         }
         None => configured,
     };
@@ -320,15 +338,41 @@ fn resend(
     if !ledger_path.exists() {
         anyhow::bail!("no ledger at {}: nothing to send", ledger_path.display());
     }
-    let queued = Ledger::open(&ledger_path)
+    let plan: Vec<(String, Redeliver)> = sinks
+        .iter()
+        .map(|name| (name.clone(), redeliver(name, include_delivered)))
+        .collect();
+    if include_delivered && sinks.iter().any(|s| s == VMQ_SINK) {
+        eprintln!(
+            "warning: --include-delivered pushes again to V免签 the payments it already took; V免签 matches by amount alone and confirms any open order of that amount, even one nobody paid"
+        );
+    }
+    let resent = Ledger::open(&ledger_path)
         .context("opening the payment ledger")?
-        .resend(from, to, &sinks)
+        .resend(from, to, &plan)
         .context("queueing the events again")?;
     println!(
-        "{queued} event(s) from {since} to {until} queued again for {}; the running paysay sends them within a few seconds, else the next start does",
+        "{} event(s) from {since} to {until} queued again for {}; the running paysay sends them within a few seconds, else the next start does",
+        resent.queued,
         shown_names(&sinks)
     );
+    if resent.kept_delivered > 0 {
+        println!(
+            "{} event(s) V免签 already took were not queued: V免签 matches a push by its amount alone, so pushing one again would confirm another open order of that amount that nobody paid (--include-delivered pushes them anyway)",
+            resent.kept_delivered
+        );
+    }
     Ok(())
+}
+
+/// What `paysay resend` sends again to the sink named `name`: V免签 matches payments to
+/// orders by amount alone, so only what it has not taken, unless the owner insists.
+fn redeliver(name: &str, include_delivered: bool) -> Redeliver {
+    if name == VMQ_SINK && !include_delivered {
+        Redeliver::Undelivered
+    } else {
+        Redeliver::Everything
+    }
 }
 
 fn shown_names(names: &[String]) -> String {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use paysay::config::{VmqConfig, WebhookConfig};
 use paysay::events::{Sink, event_id};
-use paysay::ledger::{DeliveryState, Entry, Ledger};
+use paysay::ledger::{DeliveryState, Entry, Ledger, Redeliver};
 use paysay::outbox::Outbox;
 use paysay::payment::{Payment, PaymentKind};
 use paysay::sinks::{Vmq, Webhook};
@@ -204,8 +204,10 @@ async fn a_refusing_receiver_is_noted_once_and_the_others_get_everything() {
     assert!(error.contains("400"), "{error}");
 
     // paysay resend: pending again for one sink, sent again with the same ids.
-    let queued = ledger.resend(0, i64::MAX, &["good".to_string()]).unwrap();
-    assert_eq!(queued, 3);
+    let resent = ledger
+        .resend(0, i64::MAX, &[("good".to_string(), Redeliver::Everything)])
+        .unwrap();
+    assert_eq!(resent.queued, 3);
     let (tasks, _wakers) = outbox.spawn(
         vec![webhook("good", &good.url(), Some(SECRET))],
         &CancellationToken::new(),

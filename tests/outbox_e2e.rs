@@ -149,3 +149,71 @@ async fn vmq_heartbeats_only_while_logged_in_and_a_refusing_webhook_leaves_it_al
     assert!(log.contains("400"), "{log}");
     assert!(server.refusals().is_empty(), "{:?}", server.refusals());
 }
+
+/// 补单 for the day with V免签 configured: V免签 confirms whichever open order has a pushed
+/// amount, so a payment it already took, pushed again, would confirm the next customer's
+/// order of the same amount, whom nobody paid. Only what it did not take goes again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_never_pushes_to_vmq_an_amount_it_already_took() {
+    let server = VmqServer::start("shop-key-42").await;
+    server.create_order("paid-order", 1250);
+    let receiver = WebhookReceiver::start("127.0.0.1:0".parse().unwrap(), None, 200).await;
+    let shop = Shop::new(&format!(
+        "\n[vmq]\nserver = \"{}\"\n{}",
+        server.server_string(),
+        webhook_config("shop", &receiver.url(), None)
+    ))
+    .await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    shop.sim.pay(1250);
+    wait_for("delivered to both", || {
+        states(&shop, "vmq") == ["delivered"] && states(&shop, "shop") == ["delivered"]
+    })
+    .await;
+    // The next customer's order gets the freed price: nobody has paid it.
+    server.create_order("unpaid-order", 1250);
+
+    let out = shop
+        .command(&["resend", "--since", "2000-01-01"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("1 event(s) V免签 already took were not queued"),
+        "{said}"
+    );
+    // The webhook, which drops an id it has, gets it again; V免签 does not.
+    wait_for("the webhook's resend", || receiver.ids().len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let orders: Vec<String> = server.payments().into_iter().map(|p| p.order).collect();
+    assert_eq!(orders, ["paid-order"], "nothing confirmed a second time");
+    assert_eq!(states(&shop, "vmq"), ["delivered"]);
+
+    // Only an explicit flag pushes it again, with a warning of what V免签 will do.
+    let forced = shop
+        .command(&[
+            "resend",
+            "--since",
+            "2000-01-01",
+            "--sink",
+            "vmq",
+            "--include-delivered",
+        ])
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains("even one nobody paid"),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    wait_for("the forced push", || server.payments().len() == 2).await;
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+}

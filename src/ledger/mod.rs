@@ -150,6 +150,26 @@ pub struct Entry {
     pub deliveries: Vec<(String, DeliveryState)>,
 }
 
+/// Which of a sink's events `paysay resend` sends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redeliver {
+    /// Every event, delivered ones too: for receivers that drop an event id they have
+    /// (webhooks, MQTT).
+    Everything,
+    /// Only what the receiver has not acknowledged (pending, failed, rejected): for a
+    /// receiver that matches by amount (V免签).
+    Undelivered,
+}
+
+/// What `paysay resend` queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resent {
+    /// Events pending again (or for the first time).
+    pub queued: usize,
+    /// Delivered events left alone ([`Redeliver::Undelivered`]).
+    pub kept_delivered: usize,
+}
+
 /// Where a payment's event stands with one sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -462,32 +482,54 @@ impl Ledger {
 
     /// `paysay resend`: the events of the payments whose time is in `from_unix..to_unix`
     /// are pending again for each of `sinks` (a sink configured after the payment too), so
-    /// they go out again, with the same ids. Returns how many were queued.
+    /// they go out again, with the same ids.
+    ///
+    /// A sink marked [`Redeliver::Undelivered`] keeps what it has acknowledged: its
+    /// receiver matches payments by amount alone (V免签 confirms whichever open order has
+    /// that price), so a delivered event sent again would confirm an order nobody paid.
     pub fn resend(
         &self,
         from_unix: i64,
         to_unix: i64,
-        sinks: &[String],
-    ) -> Result<usize, LedgerError> {
+        sinks: &[(String, Redeliver)],
+    ) -> Result<Resent, LedgerError> {
         let action = "queueing events again";
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(self.sql(action))?;
-        let mut queued = 0;
-        for sink in sinks {
-            queued += tx
+        let mut resent = Resent::default();
+        for (sink, redeliver) in sinks {
+            if *redeliver == Redeliver::Undelivered {
+                resent.kept_delivered += tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM deliveries d JOIN payments p ON p.id = d.payment_id
+                         WHERE d.sink = ?3 AND d.state = 'delivered' AND p.time >= ?1 AND p.time < ?2",
+                        params![from_unix, to_unix, sink],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(self.sql(action))? as usize;
+            }
+            // `excluded` is the row that was to be inserted; the WHERE keeps a delivered
+            // row as it is unless every event is to go again.
+            resent.queued += tx
                 .execute(
                     "INSERT INTO deliveries (payment_id, sink, state)
                      SELECT id, ?3, 'pending' FROM payments WHERE time >= ?1 AND time < ?2
                      ON CONFLICT (payment_id, sink) DO UPDATE
-                     SET state = 'pending', attempts = 0, last_error = NULL, delivered_at = NULL",
-                    params![from_unix, to_unix, sink],
+                     SET state = 'pending', attempts = 0, last_error = NULL, delivered_at = NULL
+                     WHERE ?4 OR deliveries.state != 'delivered'",
+                    params![
+                        from_unix,
+                        to_unix,
+                        sink,
+                        *redeliver == Redeliver::Everything
+                    ],
                 )
                 .map_err(self.sql(action))?;
         }
         tx.commit().map_err(self.sql(action))?;
-        Ok(queued)
+        Ok(resent)
     }
 
     /// Each sink's state for the payments whose time is in `from_unix..to_unix`, by
