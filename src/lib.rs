@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod events;
+mod failing;
 pub mod fsutil;
 pub mod ledger;
 pub mod mqtt;

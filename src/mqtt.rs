@@ -112,17 +112,29 @@ fn tls_config(url: &str) -> Result<Arc<rustls::ClientConfig>, MqttError> {
 
 /// The log of a broker going away and coming back: one warning when it goes (not one per
 /// attempt, which would fill the journal while a broker is down for a night), one line when
-/// it is back.
+/// it is back. Back means a connection that held [`STABLE`]: a broker that accepts and
+/// drops every connection (two clients with one id, an ACL) is still away, in the debug
+/// log only.
 #[derive(Debug, Default)]
 pub struct Outage {
+    /// When the broker went away; `None` while it is up (or before the first try).
     since: Option<tokio::time::Instant>,
+    /// When the current connection was accepted.
+    up_at: Option<tokio::time::Instant>,
+    /// Connections tried or dropped since it went away.
+    tries: u64,
+    /// Whether any connection was accepted yet (the first one is said at once).
+    ever_connected: bool,
 }
 
 impl Outage {
     /// The connection failed or could not be made.
     pub fn failed(&mut self, broker: &str, error: &ConnectionError) {
+        self.up_at = None;
+        self.tries += 1;
         if self.since.is_none() {
             self.since = Some(tokio::time::Instant::now());
+            self.tries = 1;
             tracing::warn!(broker, error = %Escaped(crate::error_chain(error)), "MQTT broker unreachable; reconnecting in the background");
         } else {
             tracing::debug!(broker, error = %Escaped(crate::error_chain(error)), "MQTT broker still unreachable");
@@ -131,15 +143,25 @@ impl Outage {
 
     /// The broker accepted a connection.
     pub fn connected(&mut self, broker: &str) {
-        match self.since.take() {
-            Some(since) => {
-                tracing::info!(
-                    broker,
-                    down_s = since.elapsed().as_secs(),
-                    "MQTT broker reachable again"
-                )
-            }
-            None => tracing::info!(broker, "connected to the MQTT broker"),
+        self.up_at = Some(tokio::time::Instant::now());
+        if std::mem::replace(&mut self.ever_connected, true) || self.since.is_some() {
+            tracing::debug!(broker, "connected to the MQTT broker again");
+        } else {
+            tracing::info!(broker, "connected to the MQTT broker");
+        }
+    }
+
+    /// The connection is still up (called on each of its events): once it has held
+    /// [`STABLE`], an outage is over, said once.
+    pub fn holding(&mut self, broker: &str) {
+        let held = self.up_at.is_some_and(|t| t.elapsed() >= STABLE);
+        if let Some(since) = self.since.take_if(|_| held) {
+            tracing::info!(
+                broker,
+                down_s = since.elapsed().as_secs(),
+                tries = std::mem::take(&mut self.tries),
+                "MQTT broker reachable again"
+            );
         }
     }
 }
@@ -458,7 +480,10 @@ impl Connection {
         let mut up_since: Option<tokio::time::Instant> = None;
         loop {
             let event = match events.poll().await {
-                Ok(event) => event,
+                Ok(event) => {
+                    outage.holding(&self.broker);
+                    event
+                }
                 Err(e) => {
                     if up_since.is_some_and(|t| t.elapsed() >= STABLE) {
                         backoff.reset();

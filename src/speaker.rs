@@ -18,6 +18,7 @@
 //! log line, so that it neither ends the connection nor comes back.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::daemon::notify;
+use crate::failing::Failing;
 use crate::ledger::Recorded;
 use crate::money::{MAX_PAYMENT_FEN, Yuan, parse_yuan};
 use crate::mqtt::{
@@ -425,6 +427,7 @@ impl Speaker {
             secret: mqtt.secret.clone(),
             heard,
             queue,
+            subscribed: AtomicBool::new(false),
         };
         subscriber.run(&shutdown).await;
         notify::stopping();
@@ -461,6 +464,8 @@ struct Subscriber {
     secret: Option<String>,
     heard: SharedHeard,
     queue: mpsc::UnboundedSender<Payment>,
+    /// Whether a subscription was acknowledged yet (said once).
+    subscribed: AtomicBool,
 }
 
 impl Subscriber {
@@ -494,8 +499,13 @@ impl Subscriber {
         outage: &mut Outage,
     ) -> rumqttc::ConnectionError {
         let mut up_since: Option<tokio::time::Instant> = None;
+        let mut acks = Failing::default();
         loop {
-            match events.poll().await {
+            let polled = events.poll().await;
+            if polled.is_ok() {
+                outage.holding(&self.broker);
+            }
+            match polled {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     up_since = Some(tokio::time::Instant::now());
                     outage.connected(&self.broker);
@@ -504,13 +514,27 @@ impl Subscriber {
                         tracing::error!(error = %e, "cannot subscribe to the payment topic");
                     }
                 }
-                Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                // Said once; the reconnects after it are the outage's to tell.
+                Ok(Event::Incoming(Incoming::SubAck(_)))
+                    if !self.subscribed.swap(true, Ordering::Relaxed) =>
+                {
                     tracing::info!(topic = %Escaped(&self.topic), "subscribed to the payment topic");
+                }
+                Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                    tracing::debug!(topic = %Escaped(&self.topic), "subscribed to the payment topic again");
                 }
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
                     self.receive(&publish).await;
-                    if let Err(e) = client.try_ack(&publish) {
-                        tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker sends it again");
+                    match client.try_ack(&publish) {
+                        Ok(()) => {
+                            if let Some(failed) = acks.worked() {
+                                tracing::info!(failed, "MQTT messages are acknowledged again");
+                            }
+                        }
+                        Err(e) if acks.failed() => {
+                            tracing::warn!(error = %e, "cannot acknowledge an MQTT message; the broker sends it again (said once until acknowledging works again)");
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cannot acknowledge an MQTT message"),
                     }
                 }
                 Ok(_) => {}

@@ -687,3 +687,56 @@ async fn paysay_run_signs_each_event_with_the_mqtt_secret() {
         shop.log("run.log")
     );
 }
+
+/// A broker that accepts the speaker and drops it again and again (here: another client
+/// with its id, as two speakers sharing a config would): one warning when it starts, not
+/// two lines per reconnect; a payment after it settles is still said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_keeps_dropping_the_speaker_is_one_warning() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("speaker.log");
+    speaker
+        .wait_log("speaker.log", "subscribed to the payment topic", 1)
+        .await;
+    let heard = rusqlite::Connection::open(speaker.path("state/paysay/speaker.sqlite3")).unwrap();
+    let id: String = heard
+        .query_row("SELECT value FROM meta WHERE key = 'client_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // Each connection with its id pushes the speaker off; it comes back and pushes this
+    // one off in turn.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let (client, mut events) =
+            AsyncClient::new(MqttOptions::new(id.clone(), "127.0.0.1", broker.port), 8);
+        let _ = tokio::time::timeout(Duration::from_millis(700), async {
+            while let Ok(event) = events.poll().await {
+                if let Event::Incoming(Incoming::ConnAck(_)) = event {
+                    break;
+                }
+            }
+        })
+        .await;
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = speaker.log("speaker.log");
+    assert_eq!(
+        log.matches("unreachable").count(),
+        1,
+        "one line when the trouble starts:\n{log}"
+    );
+    assert!(!log.contains("reachable again"), "it never held:\n{log}");
+    assert_eq!(log.matches("subscribed").count(), 1, "{log}");
+    // One line once a connection holds (10 s), then a payment is said as ever. (The test's
+    // clients had no persistent session: what was published before that was lost to it.)
+    let log = speaker.wait_log("speaker.log", "reachable again", 1).await;
+    assert_eq!(log.matches("unreachable").count(), 1, "{log}");
+    publish_raw(broker.port, br#"{"id":"after","amount_fen":1250}"#).await;
+    speaker
+        .wait_log("speaker.log", "payment announced", 1)
+        .await;
+    assert!(stop(&mut child).success());
+}

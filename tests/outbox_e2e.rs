@@ -217,3 +217,29 @@ async fn a_resend_never_pushes_to_vmq_an_amount_it_already_took() {
     signal(&daemon, "-TERM");
     assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
 }
+
+/// A V免签 server that refuses every heartbeat (its clock is off) is one warning, not one
+/// per beat; the line that says it answers again ends the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_vmq_heartbeat_is_logged_once_until_it_answers_again() {
+    let server = VmqServer::start("shop-key-42").await;
+    server.set_skew(Duration::from_secs(600), true);
+    let shop = Shop::new(&format!(
+        "\n[vmq]\nserver = \"{}\"\nheartbeat_secs = 1\n",
+        server.server_string()
+    ))
+    .await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    wait_for("refused beats", || server.refusals().len() >= 4).await;
+    server.set_skew(Duration::ZERO, true);
+    wait_for("answered again", || {
+        shop.log("run.log").contains("heartbeat answered again")
+    })
+    .await;
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+    let log = shop.log("run.log");
+    assert_eq!(log.matches("V免签 heartbeat failed").count(), 1, "{log}");
+    assert!(log.contains("客户端时间错误"), "the server's words: {log}");
+}

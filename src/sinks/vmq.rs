@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::SinkError;
 use crate::config::{VMQ_SINK, VmqConfig, VmqServer};
 use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
+use crate::failing::Failing;
 use crate::text::Escaped;
 
 /// `type` in `appPush`: 1 WeChat, 2 Alipay. paysay hears only WeChat.
@@ -114,6 +115,7 @@ impl Vmq {
         mut logged_in: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) {
+        let mut failing = Failing::default();
         loop {
             // Wait for a login.
             while !*logged_in.borrow_and_update() {
@@ -127,10 +129,14 @@ impl Vmq {
                 _ = shutdown.cancelled() => return,
             };
             match beat {
-                Ok(()) => tracing::debug!("V免签 heartbeat answered"),
-                Err(e) => {
-                    tracing::warn!(error = %Escaped(&e), "V免签 heartbeat failed; the server stops taking orders 60 s after the last one")
+                Ok(()) => match failing.worked() {
+                    Some(failed) => tracing::info!(failed, "V免签 heartbeat answered again"),
+                    None => tracing::debug!("V免签 heartbeat answered"),
+                },
+                Err(e) if failing.failed() => {
+                    tracing::warn!(error = %Escaped(&e), "V免签 heartbeat failed; the server stops taking orders 60 s after the last one (said once until it answers again)")
                 }
+                Err(e) => tracing::debug!(error = %Escaped(&e), "V免签 heartbeat failed again"),
             }
             // The next beat after the period, or at once on a new login; a logout stops it.
             tokio::select! {
