@@ -550,3 +550,34 @@ fn under_umask(cmd: Command, umask: &str) -> Command {
     }
     sh
 }
+
+/// `[notify]`'s back-online text goes out beside the message loop: while WeChat's answer
+/// to it hangs (here 40 s, longer than the request timeout), synccheck goes on and a
+/// payment is recorded and said at once, not after the text gives up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_text_to_the_owner_holds_up_no_payment() {
+    let shop = Shop::new("\n[notify]\nto = \"filehelper\"\ndaily_summary = \"\"\n").await;
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    shop.sim.inject(
+        Endpoint::SendMsg,
+        wechat_sim::Fault::Delay(std::time::Duration::from_secs(40)),
+    );
+    shop.sim.logout(1101);
+    shop.sim.confirm();
+    shop.wait_polling().await;
+    // The text is queued on the login and taken up within a round (3 s here): by now it
+    // hangs at the server.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let paid = std::time::Instant::now();
+    shop.sim.pay(1250);
+    shop.wait_announced(1).await;
+    let took = paid.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the payment waited {took:?} behind the text:\n{}",
+        shop.log("run.log")
+    );
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -38,7 +39,8 @@ pub struct SyncPosition {
 
 /// A live session: keys, cookies (in the HTTP client), contacts, and the SyncKey cursor.
 pub struct Session {
-    http: Http,
+    /// Shared with texts going out beside the message loop ([`PreparedText`]).
+    http: Arc<Http>,
     config: WechatConfig,
     state: SavedSession,
     contacts: HashMap<String, Contact>,
@@ -58,6 +60,41 @@ pub struct Session {
     continued_pages: usize,
 }
 
+/// A webwxsendmsg with everything it needs, owned: it runs on a task of its own.
+pub struct PreparedText {
+    http: Arc<Http>,
+    host: String,
+    path_and_query: String,
+    body: Vec<u8>,
+    timeout: Duration,
+}
+
+impl PreparedText {
+    /// Sends it; 1204/1205 (sending refused for now) are told apart from other errors.
+    pub async fn send(self) -> Result<(), SessionError> {
+        let reply = self
+            .http
+            .send(Request {
+                name: "webwxsendmsg",
+                host: &self.host,
+                path_and_query: self.path_and_query,
+                json: Some(self.body),
+                timeout: self.timeout,
+                headers: &[],
+            })
+            .await?;
+        match http::json::<protocol::RetOnly>(&reply) {
+            Err(SessionError::Ret {
+                ret: ret @ (1204 | 1205),
+                err_msg,
+                host,
+                ..
+            }) => Err(SessionError::SendRefused { host, ret, err_msg }),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
 impl Session {
     /// A fresh login (push or QR), then init. webwxinit is retried with the ticket's keys
     /// while it fails on the network: the ticket cannot be exchanged twice, and a new one
@@ -70,7 +107,7 @@ impl Session {
         previous: Option<&login::PreviousLogin>,
         events: &Events,
     ) -> Result<Session, SessionError> {
-        let mut http = Http::new(config.base_url.as_deref())?;
+        let mut http = Arc::new(Http::new(config.base_url.as_deref())?);
         let mut previous = previous.cloned();
         let mut asked_again = false;
         loop {
@@ -98,14 +135,14 @@ impl Session {
         config: &WechatConfig,
         saved: SavedSession,
     ) -> Result<Session, SessionError> {
-        let http = Http::new(config.base_url.as_deref())?;
+        let http = Arc::new(Http::new(config.base_url.as_deref())?);
         http.set_cookies(saved.cookies.clone());
         let mut session = Session::with_state(http, config, saved);
         session.start().await?;
         Ok(session)
     }
 
-    fn with_state(http: Http, config: &WechatConfig, state: SavedSession) -> Session {
+    fn with_state(http: Arc<Http>, config: &WechatConfig, state: SavedSession) -> Session {
         let floor = Duration::from_millis(config.min_request_interval_ms);
         Session {
             http,
@@ -287,42 +324,40 @@ impl Session {
     /// request, never retried here. WeChat's refusals for sending too much (1204, 1205) come
     /// back as [`SessionError::SendRefused`]: the caller waits minutes before the next try.
     pub async fn send_text(&self, to: &str, text: &str) -> Result<(), SessionError> {
+        self.prepare_text(to, text)?.send().await
+    }
+
+    /// A text to `to`, ready to go out on its own ([`PreparedText::send`]): a webwxsendmsg
+    /// whose answer hangs then holds up nothing but itself, never the next synccheck.
+    pub fn prepare_text(&self, to: &str, text: &str) -> Result<PreparedText, SessionError> {
         let to_user = self
             .recipient(to)
             .ok_or_else(|| SessionError::UnknownRecipient {
                 name: to.to_string(),
             })?;
         let id = client_msg_id();
-        let reply = self
-            .post(
-                "webwxsendmsg",
-                format!(
-                    "{API}/webwxsendmsg?lang=zh_CN&pass_ticket={}",
-                    self.pass_ticket()
-                ),
-                json!({
-                    "BaseRequest": self.base_request(),
-                    "Scene": 0,
-                    "Msg": {
-                        "Type": 1,
-                        "Content": text,
-                        "FromUserName": self.state.user_name,
-                        "ToUserName": to_user,
-                        "LocalID": id,
-                        "ClientMsgId": id,
-                    },
-                }),
-            )
-            .await?;
-        match http::json::<protocol::RetOnly>(&reply) {
-            Err(SessionError::Ret {
-                ret: ret @ (1204 | 1205),
-                err_msg,
-                host,
-                ..
-            }) => Err(SessionError::SendRefused { host, ret, err_msg }),
-            other => other.map(|_| ()),
-        }
+        let body = json!({
+            "BaseRequest": self.base_request(),
+            "Scene": 0,
+            "Msg": {
+                "Type": 1,
+                "Content": text,
+                "FromUserName": self.state.user_name,
+                "ToUserName": to_user,
+                "LocalID": id,
+                "ClientMsgId": id,
+            },
+        });
+        Ok(PreparedText {
+            http: Arc::clone(&self.http),
+            host: self.state.hosts.web.clone(),
+            path_and_query: format!(
+                "{API}/webwxsendmsg?lang=zh_CN&pass_ticket={}",
+                self.pass_ticket()
+            ),
+            body: body.to_string().into_bytes(),
+            timeout: self.timeout(),
+        })
     }
 
     /// All contacts, page by page (`Seq` until 0).

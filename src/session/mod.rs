@@ -317,9 +317,7 @@ async fn sync_until_logout(
     } = link;
     let mut unrecorded = Backoff::new(UNRECORDED_RETRY_MIN, UNRECORDED_RETRY_MAX);
     loop {
-        if send_waiting(&session, outgoing, shutdown).await {
-            return Ok(Ended::Shutdown);
-        }
+        send_waiting(&session, outgoing, shutdown);
         let round_start = session.sync_position();
         // Cancelling mid-request is safe: the SyncKey is saved only after a batch is
         // acknowledged, so an interrupted sync is delivered again next time.
@@ -355,24 +353,36 @@ async fn sync_until_logout(
     }
 }
 
-/// Sends the texts that wait, each once, and answers each sender. True on shutdown.
-async fn send_waiting(
+/// Starts the texts that wait, each once, on tasks of their own that answer each sender:
+/// a webwxsendmsg whose answer hangs must not hold up the next synccheck, and with it a
+/// payment. Texts are few (`[notify]` sends at most one a minute).
+fn send_waiting(
     session: &Session,
     outgoing: &mut mpsc::Receiver<Outgoing>,
     shutdown: &CancellationToken,
-) -> bool {
+) {
     while let Ok(out) = outgoing.try_recv() {
         if out.reply.is_closed() {
             // The sender gave up waiting; sending now could make it a second copy.
             continue;
         }
-        let sent = tokio::select! {
-            _ = shutdown.cancelled() => return true,
-            r = session.send_text(&out.to, &out.text) => r,
+        let text = match session.prepare_text(&out.to, &out.text) {
+            Ok(text) => text,
+            Err(e) => {
+                let _ = out.reply.send(Err(e));
+                continue;
+            }
         };
-        let _ = out.reply.send(sent);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                sent = text.send() => {
+                    let _ = out.reply.send(sent);
+                }
+            }
+        });
     }
-    false
 }
 
 /// What became of a batch handed to the daemon.
