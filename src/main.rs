@@ -438,7 +438,7 @@ async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
     let files = paysay::session::SessionFiles::from_paths(paths);
     let (events, _rx) = paysay::session::Events::channel();
     let mut backoff = Backoff::from_config(&config.wechat);
-    let session = loop {
+    let mut session = loop {
         match paysay::session::connect(&config.wechat, &files, &events, None).await {
             Ok(session) => break session,
             Err(e) if e.kind() == ErrorKind::Fatal => {
@@ -451,6 +451,10 @@ async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
             }
         }
     };
+    // `connect` goes on without a saved session (the daemon must); a login is for saving.
+    session
+        .save(&files.session)
+        .context("saving the WeChat session")?;
     println!(
         "Logged in as {} ({} contacts); session saved to {}",
         session.nick_name(),

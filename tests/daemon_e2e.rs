@@ -581,3 +581,28 @@ async fn a_hanging_text_to_the_owner_holds_up_no_payment() {
     signal(&daemon, "-TERM");
     assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
 }
+
+/// A session that cannot be saved (here its file's place is taken by a directory; in a
+/// shop: a full disk, no file handle left) is said once, and paysay goes on hearing and
+/// announcing payments: it used to exit with an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_cannot_be_saved_ends_nothing() {
+    let shop = Shop::new("").await;
+    let blocker = shop.path("state/paysay/session.json/blocker");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"").unwrap();
+    let mut daemon = shop.start("run.log");
+    shop.log_in().await;
+    shop.sim.pay(1250);
+    shop.sim.pay(300);
+    shop.wait_announced(2).await;
+    assert!(daemon.try_wait().unwrap().is_none(), "paysay exited");
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+    let log = shop.log("run.log");
+    assert_eq!(
+        log.matches("cannot save the WeChat session").count(),
+        1,
+        "said once: {log}"
+    );
+}

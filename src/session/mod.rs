@@ -29,6 +29,7 @@ pub use error::{ErrorKind, SessionError};
 pub use login::PreviousLogin;
 
 use crate::config::WechatConfig;
+use crate::failing::Failing;
 use crate::protocol::{Contact, Message};
 
 /// A message with the contact record of its sender, which alone says who sent it.
@@ -159,7 +160,7 @@ pub async fn connect(
         match Session::resume(config, saved).await {
             Ok(mut session) => {
                 tracing::info!(user = %crate::text::Escaped(session.nick_name()), "resumed the saved WeChat session");
-                session.save(&files.session)?;
+                save_later_if_not_now(&mut session, files);
                 events.emit(SessionEvent::LoggedIn {
                     nick_name: session.nick_name().to_string(),
                     resumed: true,
@@ -175,7 +176,7 @@ pub async fn connect(
         }
     }
     let mut session = Session::login(config, &files.qr_png, previous.as_ref(), events).await?;
-    session.save(&files.session)?;
+    save_later_if_not_now(&mut session, files);
     tracing::info!(user = %crate::text::Escaped(session.nick_name()), "logged in to WeChat");
     events.emit(SessionEvent::LoggedIn {
         nick_name: session.nick_name().to_string(),
@@ -279,6 +280,35 @@ enum Ended {
     LoggedOut { retcode: i64 },
 }
 
+/// How a save of the session went. A session that cannot be saved (a full disk, no file
+/// handle left, a file the owner may not write) is no reason to stop hearing payments:
+/// the session goes on in memory and only a restart would need a new scan. Said when
+/// saving starts failing and when it works again.
+fn keep(saved: Result<(), SessionError>, saves: &mut Failing) {
+    match saved {
+        Ok(()) => {
+            if let Some(failed) = saves.worked() {
+                tracing::info!(failed, "the WeChat session can be saved again");
+            }
+        }
+        Err(e) if saves.failed() => tracing::error!(
+            error = %crate::text::Escaped(&e),
+            "cannot save the WeChat session; payments are still heard and announced, but a restart now would need a new QR scan"
+        ),
+        Err(e) => {
+            tracing::debug!(error = %crate::text::Escaped(&e), "cannot save the WeChat session")
+        }
+    }
+}
+
+/// A session that cannot be saved right after its login goes on all the same: the first
+/// round's save tries again, and says it if that fails too ([`keep`]).
+fn save_later_if_not_now(session: &mut Session, files: &SessionFiles) {
+    if let Err(e) = session.save(&files.session) {
+        tracing::debug!(error = %crate::text::Escaped(&e), "cannot save the new WeChat session yet");
+    }
+}
+
 /// Transient errors: wait and go on; anything else ends `run`.
 async fn retry_or_fail(
     e: SessionError,
@@ -316,6 +346,7 @@ async fn sync_until_logout(
         shutdown,
     } = link;
     let mut unrecorded = Backoff::new(UNRECORDED_RETRY_MIN, UNRECORDED_RETRY_MAX);
+    let mut saves = Failing::default();
     loop {
         send_waiting(&session, outgoing, shutdown);
         let round_start = session.sync_position();
@@ -340,7 +371,7 @@ async fn sync_until_logout(
                         Delivery::Stopped => return Ok(Ended::Shutdown),
                     }
                 }
-                session.commit(&files.session)?;
+                keep(session.commit(&files.session), &mut saves);
                 events.emit(SessionEvent::Synced);
             }
             Err(e) if e.kind() == ErrorKind::LoggedOut => {
