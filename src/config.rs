@@ -111,6 +111,12 @@ pub struct WebConfig {
     /// elsewhere need the token paysay prints at start. Port 0 picks a free port (the log
     /// says which).
     pub listen: std::net::SocketAddr,
+    /// Connections served at once (1-4096); one more is answered 503 and closed, so that a
+    /// flood on the shop's network cannot use up paysay's file handles.
+    pub max_connections: u64,
+    /// Seconds a connection may take to send a request's headers, or stay idle between
+    /// requests (1-300), before it is closed.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -118,6 +124,8 @@ impl Default for WebConfig {
         WebConfig {
             enabled: true,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_WEB_PORT)),
+            max_connections: 64,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -806,6 +814,18 @@ impl Config {
                 self.audio.idle_close_ms,
                 0..=600_000,
                 "milliseconds",
+            ),
+            Bound::new(
+                "web.max_connections",
+                self.web.max_connections,
+                1..=4096,
+                "connections",
+            ),
+            Bound::new(
+                "web.header_timeout_secs",
+                self.web.header_timeout_secs,
+                1..=300,
+                "seconds",
             ),
             Bound::new(
                 "ledger.busy_timeout_ms",

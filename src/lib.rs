@@ -20,6 +20,8 @@ pub mod events;
 mod failing;
 pub mod fsutil;
 pub mod ledger;
+#[cfg(feature = "web")]
+mod listener;
 pub mod mqtt;
 pub mod outbox;
 pub mod paths;

@@ -159,11 +159,46 @@ fn main() -> std::process::ExitCode {
     one_malloc_arena();
     let cli = Cli::parse();
     init_logging();
+    raise_open_file_limit();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paysay: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// systemd starts a service with a soft limit of 1,024 open files and a much higher hard
+/// limit; the soft one is only there for programs that still use select(2), which paysay
+/// does not. Raised to the hard limit, a flood of connections to the page (capped anyway,
+/// see `listener`) or a burst of speech programs leaves handles for the ledger, the
+/// session and the sound device. macOS refuses more than OPEN_MAX.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes only the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return;
+        }
+        #[cfg(target_os = "macos")]
+        let wanted = limit.rlim_max.min(libc::OPEN_MAX as libc::rlim_t);
+        #[cfg(not(target_os = "macos"))]
+        let wanted = limit.rlim_max;
+        if wanted <= limit.rlim_cur {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = wanted;
+        // SAFETY: setrlimit reads only the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+            tracing::debug!(before, now = wanted, "open-file limit raised");
+        } else {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
         }
     }
 }

@@ -89,6 +89,7 @@ fn install_no_start_writes_a_notify_unit_for_this_binary() {
         "\nRestart=on-failure\n",
         "\nExecReload=/bin/kill -HUP $MAINPID\n",
         "\nWantedBy=default.target\n",
+        "\nLimitNOFILE=8192\n",
     ] {
         assert!(unit.contains(line), "{line:?} missing from\n{unit}");
     }

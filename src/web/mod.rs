@@ -83,6 +83,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     app: Arc<App>,
+    limits: crate::listener::Limits,
 }
 
 /// What every request reads.
@@ -137,10 +138,16 @@ impl Server {
             access,
             shutdown: CancellationToken::new(),
         });
+        let limits = crate::listener::Limits {
+            // Bounded at load (1-4096).
+            max_connections: config.web.max_connections as usize,
+            header_timeout: Duration::from_secs(config.web.header_timeout_secs),
+        };
         Ok(Server {
             listener,
             addr,
             app,
+            limits,
         })
     }
 
@@ -149,24 +156,28 @@ impl Server {
         self.addr
     }
 
-    /// Serves until `shutdown`; open event streams end then, and requests still running
+    /// Serves until `shutdown`, within `[web]`'s connection cap and header timeout
+    /// ([`crate::listener`]); open event streams end then, and requests still running
     /// after a short grace are dropped.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Server { listener, app, .. } = self;
+        let Server {
+            listener,
+            app,
+            limits,
+            ..
+        } = self;
         let streams = app.shutdown.clone();
-        let router = router(app).into_make_service_with_connect_info::<SocketAddr>();
-        let stop = shutdown.clone();
-        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            streams.cancel();
-        });
-        let serving = std::pin::pin!(serving.into_future());
-        tokio::select! {
-            ended = serving => {
-                if let Err(e) = ended {
-                    tracing::error!(error = %e, "the shop's page stopped");
+        let serving = async {
+            tokio::join!(
+                crate::listener::serve("page", listener, router(app), limits, shutdown.clone()),
+                async {
+                    shutdown.cancelled().await;
+                    streams.cancel();
                 }
-            }
+            )
+        };
+        tokio::select! {
+            _ = serving => {}
             _ = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(STOP_GRACE).await;
