@@ -18,6 +18,7 @@ pub mod demo;
 pub mod doctor;
 pub mod events;
 pub mod fsutil;
+pub mod intake;
 pub mod ledger;
 pub mod mqtt;
 pub mod outbox;
