@@ -49,6 +49,44 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// `[web]`: the shop's page (status, login QR code, today's payments).
     pub web: WebConfig,
+    /// `[intake]`: payment notices from the shop's phone (SmsForwarder, the V免签 monitor
+    /// app). Absent: no listener at all.
+    pub intake: Option<IntakeConfig>,
+}
+
+/// The port of the phone intake when `[intake] listen` does not say.
+pub const DEFAULT_INTAKE_PORT: u16 = 8152;
+
+/// `[intake]`: the shop phone's payment notices, forwarded over HTTP by SmsForwarder
+/// (`POST /intake/smsforwarder`) or the V免签 monitor app (`/appHeart`, `/appPush`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Address and port, `IP:PORT`; the phone reaches it over the shop's LAN.
+    pub listen: std::net::SocketAddr,
+    /// SmsForwarder's 加签 secret, and the V免签 key the monitor app is given. Required.
+    pub secret: String,
+    /// A phone that has sent heartbeats and then falls silent this long is offline
+    /// (said once, until it is back), in seconds.
+    pub phone_timeout_secs: u64,
+    /// While the web session is logged in, how long a WeChat notice from the phone waits
+    /// for the same payment's web copy before it is said, in milliseconds.
+    pub web_wait_ms: u64,
+    /// Copies of one payment from the two ways (web and phone) are matched by wallet and
+    /// exact amount within this many seconds of each other.
+    pub match_window_secs: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_INTAKE_PORT)),
+            secret: String::new(),
+            phone_timeout_secs: 90,
+            web_wait_ms: 3000,
+            match_window_secs: 120,
+        }
+    }
 }
 
 /// `[notify]`: texts to the owner in WeChat (webwxsendmsg), at most one a minute and
@@ -134,6 +172,9 @@ impl Default for WebConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WechatConfig {
+    /// Use the WeChat web session at all. `false` for an account WeChat refuses web login
+    /// to (ret 1203): no login, no QR code, no login alerts; payments come from `[intake]`.
+    pub enabled: bool,
     /// When set, every WeChat host (login, web, push, file, and the host in `redirect_uri`)
     /// is replaced by this one URL, keeping paths and queries. For simulators and test servers.
     pub base_url: Option<String>,
@@ -166,6 +207,7 @@ pub struct WechatConfig {
 impl Default for WechatConfig {
     fn default() -> Self {
         WechatConfig {
+            enabled: true,
             base_url: None,
             qr_path: None,
             desktop_mode: false,
@@ -215,8 +257,12 @@ impl Default for PaymentsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpeechConfig {
-    /// The announcement; `{amount}` becomes the amount in Chinese words.
+    /// The announcement of a WeChat payment; `{amount}` becomes the amount in Chinese words.
     pub template: String,
+    /// The announcement of an Alipay payment (from the phone's notices).
+    pub alipay_template: String,
+    /// The announcement of a 云闪付 (UnionPay) payment (from the phone's notices).
+    pub unionpay_template: String,
     /// Backends in order: when one fails the next one speaks. `baidu`, `system`.
     pub backends: Vec<Backend>,
     /// Upper bound of the synthesized-audio cache, in megabytes.
@@ -228,6 +274,9 @@ pub struct SpeechConfig {
     pub ledger_alert: String,
     /// Said once when WeChat's 今日第N笔 count shows a payment paysay never saw.
     pub gap_alert: String,
+    /// Said once when the shop's phone, after sending heartbeats, falls silent for
+    /// `[intake] phone_timeout_secs` (the forwarder killed in the background).
+    pub phone_alert: String,
     pub baidu: BaiduConfig,
     pub system: SystemVoiceConfig,
 }
@@ -236,11 +285,14 @@ impl Default for SpeechConfig {
     fn default() -> Self {
         SpeechConfig {
             template: "微信收款{amount}元".into(),
+            alipay_template: "支付宝收款{amount}元".into(),
+            unionpay_template: "云闪付收款{amount}元".into(),
             backends: vec![Backend::System],
             cache_max_mb: 64,
             login_alert: "微信需要重新登录，请扫描二维码".into(),
             ledger_alert: "账本无法写入，收款仍会播报，请检查电脑".into(),
             gap_alert: "可能漏掉了一笔收款，请在手机上核对".into(),
+            phone_alert: "收款手机已离线，请检查手机".into(),
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }
@@ -700,8 +752,14 @@ impl Config {
         if !(0.0..=2.0).contains(&self.audio.volume) {
             return Err(invalid("audio.volume", "must be between 0.0 and 2.0"));
         }
-        if !self.speech.template.contains("{amount}") {
-            return Err(invalid("speech.template", "must contain {amount}"));
+        for (key, template) in [
+            ("speech.template", &self.speech.template),
+            ("speech.alipay_template", &self.speech.alipay_template),
+            ("speech.unionpay_template", &self.speech.unionpay_template),
+        ] {
+            if !template.contains("{amount}") {
+                return Err(invalid(key, "must contain {amount}"));
+            }
         }
         if self.speech.backends.is_empty() {
             return Err(invalid("speech.backends", "must name at least one backend"));
@@ -732,6 +790,14 @@ impl Config {
                 .map_err(|(key, problem)| invalid(key, &problem))?;
         }
         self.validate_sinks(path)?;
+        if let Some(intake) = &self.intake
+            && intake.secret.trim().is_empty()
+        {
+            return Err(invalid(
+                "intake.secret",
+                "must be set: the phone's forwarder signs each notice with it",
+            ));
+        }
         if let Some(notify) = &self.notify {
             if notify.to.trim().is_empty() {
                 return Err(invalid("notify.to", "must name filehelper or a contact"));
@@ -834,6 +900,26 @@ impl Config {
                 "milliseconds",
             ),
         ];
+        if let Some(i) = &self.intake {
+            bounds.push(Bound::new(
+                "intake.phone_timeout_secs",
+                i.phone_timeout_secs,
+                10..=86_400,
+                "seconds",
+            ));
+            bounds.push(Bound::new(
+                "intake.web_wait_ms",
+                i.web_wait_ms,
+                0..=30_000,
+                "milliseconds",
+            ));
+            bounds.push(Bound::new(
+                "intake.match_window_secs",
+                i.match_window_secs,
+                1..=3600,
+                "seconds",
+            ));
+        }
         if let Some(n) = &self.notify {
             bounds.push(Bound::new(
                 "notify.max_per_day",

@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod events;
 mod failing;
 pub mod fsutil;
+pub mod intake;
 pub mod ledger;
 #[cfg(feature = "web")]
 mod listener;

@@ -94,6 +94,52 @@ impl FromStr for PaymentKind {
     }
 }
 
+/// The wallet the money came through. The web session hears only WeChat; the phone's
+/// notices (`[intake]`) hear every wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wallet {
+    WeChat,
+    Alipay,
+    /// 云闪付.
+    UnionPay,
+}
+
+impl Wallet {
+    /// Every wallet, in the order they are listed to people.
+    pub const ALL: [Wallet; 3] = [Wallet::WeChat, Wallet::Alipay, Wallet::UnionPay];
+
+    /// The stable name used in the ledger, `paysay ledger --json` and the events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wallet::WeChat => "wechat",
+            Wallet::Alipay => "alipay",
+            Wallet::UnionPay => "unionpay",
+        }
+    }
+}
+
+impl fmt::Display for Wallet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A wallet name that is not one of [`Wallet::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown wallet {0:?} (known: wechat, alipay, unionpay)")]
+pub struct UnknownWallet(pub String);
+
+impl FromStr for Wallet {
+    type Err = UnknownWallet;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Wallet::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| UnknownWallet(s.to_string()))
+    }
+}
+
 /// Money received, as read from one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
