@@ -16,6 +16,7 @@
 //!   acceptance (3) and the return (4) of the same `transferid` never count.
 
 mod card;
+pub mod notice;
 
 use std::fmt;
 use std::str::FromStr;
