@@ -493,6 +493,7 @@ pub fn test_event() -> serde_json::Value {
         amount_fen: 0,
         amount: Yuan(0).to_string(),
         kind: "collection",
+        wallet: "wechat",
         payer: None,
         remark: Some("paysay doctor: a test, not a payment".into()),
         account: "paysay".into(),

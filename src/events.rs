@@ -28,6 +28,8 @@ pub struct PaymentEvent {
     pub amount: String,
     /// `collection`, `clerk_collection`, `transfer`, `red_packet`, `group_collection`.
     pub kind: &'static str,
+    /// `wechat`, `alipay` or `unionpay`.
+    pub wallet: &'static str,
     pub payer: Option<String>,
     pub remark: Option<String>,
     /// The official account (or the transfer's sender) that delivered the notice.
@@ -45,6 +47,7 @@ impl PaymentEvent {
             amount_fen: p.amount_fen,
             amount: Yuan(p.amount_fen).to_string(),
             kind: p.kind.as_str(),
+            wallet: p.wallet.as_str(),
             payer: p.payer.clone(),
             remark: p.remark.clone(),
             account: p.account.clone(),
@@ -120,6 +123,8 @@ mod tests {
             time: 1_714_528_800,
             account: "微信支付".into(),
             transfer_id: transfer_id.map(String::from),
+            wallet: crate::payment::Wallet::WeChat,
+            source: crate::payment::Source::Web,
         }
     }
 

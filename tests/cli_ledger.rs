@@ -22,6 +22,8 @@ fn payment(msg_id: &str, fen: u64, kind: PaymentKind, payer: Option<&str>, time:
         time,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 

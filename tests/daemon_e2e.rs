@@ -491,6 +491,8 @@ fn collection(msg_id: &str, amount_fen: u64) -> paysay::payment::Payment {
         time: 1_700_000_000,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 

@@ -174,6 +174,8 @@ fn the_ledger_check_counts_todays_payments() {
             time: now,
             account: "微信支付".into(),
             transfer_id: None,
+            wallet: paysay::payment::Wallet::WeChat,
+            source: paysay::payment::Source::Web,
         })
         .unwrap();
     drop(ledger);

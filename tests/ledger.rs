@@ -16,6 +16,8 @@ fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
         time,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 
@@ -251,7 +253,52 @@ fn a_v1_ledger_gains_the_outbox_and_only_new_payments_are_queued() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, paysay::ledger::SCHEMA_VERSION);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+}
+
+/// v2 → v3: what a ledger holds from before the phone's notices is WeChat's, heard on the
+/// web; new payments keep the wallet and the way they came.
+#[test]
+fn a_v2_ledger_gains_wallet_and_source_and_keeps_its_payments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.sqlite3");
+    {
+        let mut ledger = Ledger::open(&db).unwrap();
+        ledger.set_sinks(vec!["shop".into()]);
+        ledger.record(&payment("old", 100, 1_700_000_000)).unwrap();
+    }
+    {
+        // Back to what a v2 build left: no wallet, no source.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DROP INDEX payments_by_wallet_amount;
+             ALTER TABLE payments DROP COLUMN wallet;
+             ALTER TABLE payments DROP COLUMN source;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(&db).unwrap();
+    let mut alipay = payment("phone:1", 250, 1_700_000_100);
+    alipay.wallet = paysay::payment::Wallet::Alipay;
+    alipay.source = paysay::payment::Source::Phone;
+    ledger.record(&alipay).unwrap();
+    let entries = ledger.entries(0, i64::MAX).unwrap();
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.payment.msg_id.as_str(),
+                e.payment.wallet.as_str(),
+                e.payment.source.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("old", "wechat", "web"), ("phone:1", "alipay", "phone")]
+    );
+    assert_eq!(entries[0].deliveries.len(), 1, "its outbox row is kept");
 }
 
 /// The payment and its events are one transaction: when its events cannot be queued,

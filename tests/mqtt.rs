@@ -121,6 +121,8 @@ fn event(msg_id: &str, fen: u64) -> PaymentEvent {
         time: 1_714_528_800,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     };
     PaymentEvent::new(&payment, time::UtcOffset::UTC)
 }

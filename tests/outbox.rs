@@ -34,6 +34,8 @@ fn payment(msg_id: &str, amount_fen: u64) -> Payment {
         time: 1_714_528_800,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 
@@ -321,7 +323,7 @@ async fn a_wrong_vmq_key_is_refused_for_good_with_what_the_server_said() {
     })
     .unwrap()
     .unwrap();
-    let err = vmq.push("1.00").await.unwrap_err();
+    let err = vmq.push("1", "1.00").await.unwrap_err();
     assert!(
         matches!(&err, paysay::events::DeliveryError::Rejected(m) if m.contains("签名校验不通过") && m.contains("[vmq] server")),
         "{err}"

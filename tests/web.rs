@@ -104,6 +104,8 @@ fn payment(msg_id: &str, fen: u64, time: i64, kind: PaymentKind) -> Payment {
         time,
         account: "微信支付".into(),
         transfer_id: (kind == PaymentKind::Transfer).then(|| format!("t-{msg_id}")),
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 

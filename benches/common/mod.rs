@@ -66,6 +66,8 @@ pub fn payment(msg_id: &str, fen: u64, time: i64) -> Payment {
         time,
         account: "微信支付".into(),
         transfer_id: None,
+        wallet: paysay::payment::Wallet::WeChat,
+        source: paysay::payment::Source::Web,
     }
 }
 

@@ -448,6 +448,8 @@ mod tests {
                 time: 1_714_528_800 + i64::from(count.unwrap_or(0)),
                 account: "微信支付".into(),
                 transfer_id: None,
+                wallet: crate::payment::Wallet::WeChat,
+                source: crate::payment::Source::Web,
             },
             detected_at: 0,
             announced_at: None,

@@ -101,6 +101,8 @@ mod tests {
             account: "微信支付".into(),
             transfer_id: transfer_id.map(String::from),
             msg_id: msg_id.into(),
+            wallet: crate::payment::Wallet::WeChat,
+            source: crate::payment::Source::Web,
         }
     }
 

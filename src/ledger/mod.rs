@@ -26,14 +26,14 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::paths;
-use crate::payment::{Payment, PaymentKind};
+use crate::payment::{Payment, PaymentKind, Source};
 
 /// How long a write waits for another program's lock (`paysay ledger`, a backup) before
 /// it fails: `[ledger] busy_timeout_ms` overrides it.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE payments (
@@ -74,12 +74,23 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_pending ON deliveries (sink, payment_id) WHERE state = 'pending';
 ";
 
+/// v3, the phone's notices: which wallet each payment came through and which way paysay
+/// heard of it (`web`, `phone`, or `both`: one payment, said once). Payments recorded
+/// before are WeChat's, from the web session.
+const SCHEMA_V3: &str = "
+ALTER TABLE payments ADD COLUMN wallet TEXT NOT NULL DEFAULT 'wechat'
+    CHECK (wallet IN ('wechat', 'alipay', 'unionpay'));
+ALTER TABLE payments ADD COLUMN source TEXT NOT NULL DEFAULT 'web'
+    CHECK (source IN ('web', 'phone', 'both'));
+CREATE INDEX payments_by_wallet_amount ON payments (wallet, amount_fen, time);
+";
+
 /// The columns a payment is recorded with.
 const RECORD_COLUMNS: &str = "msg_id, transfer_id, kind, amount_fen, payer, remark, \
-    daily_count, daily_total_fen, time, account, detected_at, announced_at";
+    daily_count, daily_total_fen, time, account, detected_at, announced_at, wallet, source";
 /// The columns a payment is read with: [`RECORD_COLUMNS`] and its row id first.
 const COLUMNS: &str = "id, msg_id, transfer_id, kind, amount_fen, payer, remark, daily_count, \
-    daily_total_fen, time, account, detected_at, announced_at";
+    daily_total_fen, time, account, detected_at, announced_at, wallet, source";
 
 /// What went wrong with the ledger file.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +272,8 @@ struct RawRow {
     account: String,
     detected_at: i64,
     announced_at: Option<i64>,
+    wallet: String,
+    source: String,
 }
 
 impl RawRow {
@@ -284,6 +297,8 @@ impl RawRow {
             account: row.get(at + 10)?,
             detected_at: row.get(at + 11)?,
             announced_at: row.get(at + 12)?,
+            wallet: row.get(at + 13)?,
+            source: row.get(at + 14)?,
         })
     }
 }
@@ -389,7 +404,7 @@ impl Ledger {
         let inserted = tx
             .execute(
                 &format!(
-                    "INSERT INTO payments ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)
+                    "INSERT INTO payments ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13)
                      ON CONFLICT DO NOTHING"
                 ),
                 params![
@@ -404,6 +419,8 @@ impl Ledger {
                     p.time,
                     p.account,
                     crate::now_unix(),
+                    p.wallet.as_str(),
+                    p.source.as_str(),
                 ],
             )
             .map_err(self.sql("recording a payment"))?;
@@ -765,6 +782,7 @@ impl Ledger {
         let kind: PaymentKind = row.kind.parse().map_err(|e| damaged(format!("{e}")))?;
         let amount_fen = u64::try_from(row.amount_fen)
             .map_err(|_| damaged(format!("negative amount {}", row.amount_fen)))?;
+        let wallet = row.wallet.parse().map_err(|e| damaged(format!("{e}")))?;
         let payment = Payment {
             amount_fen,
             kind,
@@ -776,6 +794,8 @@ impl Ledger {
             account: row.account,
             transfer_id: row.transfer_id,
             msg_id: row.msg_id,
+            wallet,
+            source: Source::parse(&row.source),
         };
         Ok(Entry {
             payment,
@@ -905,14 +925,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
             source,
         })?;
     match found {
-        0 | 1 => {
+        0..=2 => {
             if found == 0 {
                 tx.execute_batch(SCHEMA_V1)
                     .map_err(sql("creating the schema"))?;
             }
             // v1 → v2: the outbox starts empty; payments recorded before it are not sent.
-            tx.execute_batch(SCHEMA_V2)
-                .map_err(sql("adding the outbox to the schema"))?;
+            if found <= 1 {
+                tx.execute_batch(SCHEMA_V2)
+                    .map_err(sql("adding the outbox to the schema"))?;
+            }
+            // v2 → v3: what was recorded is WeChat's, from the web session.
+            tx.execute_batch(SCHEMA_V3)
+                .map_err(sql("adding wallets and sources to the schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sql("setting the schema version"))?;
         }

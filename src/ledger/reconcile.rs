@@ -149,6 +149,8 @@ mod tests {
             time: 1_714_528_800 + i64::from(count),
             account: "微信支付".into(),
             transfer_id: None,
+            wallet: crate::payment::Wallet::WeChat,
+            source: crate::payment::Source::Web,
         }
     }
 

@@ -68,6 +68,10 @@ struct JsonEntry<'a> {
     kind: &'static str,
     payer: Option<&'a str>,
     time: String,
+    /// `wechat`, `alipay` or `unionpay`.
+    wallet: &'static str,
+    /// `web`, `phone` or `both`: which way paysay heard of it.
+    source: &'static str,
     remark: Option<&'a str>,
     account: &'a str,
     transfer_id: Option<&'a str>,
@@ -90,6 +94,8 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
         kind: p.kind.as_str(),
         payer: p.payer.as_deref(),
         time: at(p.time),
+        wallet: p.wallet.as_str(),
+        source: p.source.as_str(),
         remark: p.remark.as_deref(),
         account: &p.account,
         transfer_id: p.transfer_id.as_deref(),
@@ -109,8 +115,7 @@ pub fn json_line(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
 }
 
 /// The CSV header matching [`csv_row`].
-pub const CSV_HEADER: &str =
-    "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at";
+pub const CSV_HEADER: &str = "time,amount_yuan,amount_fen,kind,payer,remark,account,msg_id,transfer_id,announced_at,wallet,source";
 
 /// One CSV row (RFC 4180 quoting), no newline. Every cell is [`csv_cell`]'s: names and
 /// remarks come from the network and the owner opens the file in Excel or WPS.
@@ -128,6 +133,8 @@ pub fn csv_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
         p.msg_id.clone(),
         p.transfer_id.clone().unwrap_or_default(),
         entry.announced_at.map(at).unwrap_or_default(),
+        p.wallet.as_str().to_string(),
+        p.source.as_str().to_string(),
     ]
     .iter()
     .map(|field| csv_cell(field))
@@ -164,9 +171,11 @@ pub fn table_row(entry: &Entry, offset_at: &dyn Fn(i64) -> UtcOffset) -> String 
             |t| format!("{} {}", t.date(), t.time()),
         );
     let mut row = format!(
-        "{time}  {:>10}  {:<16}",
+        "{time}  {:>10}  {:<8}  {:<16}  {:<5}",
         format!("￥{}", Yuan(p.amount_fen)),
-        p.kind.as_str()
+        p.wallet.as_str(),
+        p.kind.as_str(),
+        p.source.as_str()
     );
     for extra in [&p.payer, &p.remark].into_iter().flatten() {
         row.push_str("  ");
@@ -223,6 +232,8 @@ mod tests {
                 time: 1_714_528_800, // 2024-05-01T02:00:00Z
                 account: "张三".into(),
                 transfer_id: Some("t1".into()),
+                wallet: crate::payment::Wallet::WeChat,
+                source: crate::payment::Source::Web,
             },
             detected_at: 1_714_528_801,
             announced_at: None,
@@ -286,7 +297,7 @@ mod tests {
         let row = csv_row(&entry(), &|_| UtcOffset::UTC);
         assert_eq!(
             row,
-            "2024-05-01T02:00:00Z,1234.50,123450,transfer,\"张三, \"\"老王\"\"\",,张三,m1,t1,"
+            "2024-05-01T02:00:00Z,1234.50,123450,transfer,\"张三, \"\"老王\"\"\",,张三,m1,t1,,wechat,web"
         );
         assert_eq!(CSV_HEADER.split(',').count(), row.split(',').count() - 1);
     }

@@ -141,6 +141,44 @@ impl FromStr for Wallet {
     }
 }
 
+/// Which way paysay heard of a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The WeChat web session (a message with its MsgId).
+    Web,
+    /// The shop phone's notice, forwarded to `[intake]`.
+    Phone,
+    /// Both: one payment, heard both ways and said once.
+    Both,
+}
+
+impl Source {
+    /// The stable name used in the ledger and `paysay ledger --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Web => "web",
+            Source::Phone => "phone",
+            Source::Both => "both",
+        }
+    }
+
+    /// The word in the ledger back to a source; anything else reads as the web's (the
+    /// ledger's CHECK keeps other words out).
+    pub fn parse(s: &str) -> Source {
+        match s {
+            "phone" => Source::Phone,
+            "both" => Source::Both,
+            _ => Source::Web,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Money received, as read from one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -163,6 +201,10 @@ pub struct Payment {
     pub account: String,
     /// Links the messages of one transfer: the ledger's second dedupe key.
     pub transfer_id: Option<String>,
+    /// WeChat for everything the web session hears; any wallet from the phone.
+    pub wallet: Wallet,
+    /// Which way it was heard (the web session, the phone, or both).
+    pub source: Source,
 }
 
 /// A message that looked like a payment but could not be read. The caller logs it and goes
@@ -256,6 +298,8 @@ impl Context<'_> {
             time: self.msg.create_time,
             account: self.account(),
             transfer_id: None,
+            wallet: Wallet::WeChat,
+            source: Source::Web,
         }
     }
 }

@@ -24,8 +24,14 @@ use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
 use crate::failing::Failing;
 use crate::text::Escaped;
 
-/// `type` in `appPush`: 1 WeChat, 2 Alipay. paysay hears only WeChat.
-const WECHAT: &str = "1";
+/// `type` in `appPush` for a wallet: 1 WeChat, 2 Alipay. V免签 has none for 云闪付.
+fn push_type(wallet: &str) -> Option<&'static str> {
+    match wallet {
+        "wechat" => Some("1"),
+        "alipay" => Some("2"),
+        _ => None,
+    }
+}
 
 /// A V免签 server.
 pub struct Vmq {
@@ -75,18 +81,13 @@ impl Vmq {
         self.call("appHeart", &[("t", &t), ("sign", &sign)]).await
     }
 
-    /// `appPush` of one WeChat payment of `price` ("12.50").
-    pub async fn push(&self, price: &str) -> Result<(), DeliveryError> {
+    /// `appPush` of one payment of `price` ("12.50"), `kind` 1 (WeChat) or 2 (Alipay).
+    pub async fn push(&self, kind: &str, price: &str) -> Result<(), DeliveryError> {
         let t = now_ms().to_string();
-        let sign = md5_hex(&[WECHAT, price, &t, &self.server.key]);
+        let sign = md5_hex(&[kind, price, &t, &self.server.key]);
         self.call(
             "appPush",
-            &[
-                ("t", &t),
-                ("type", WECHAT),
-                ("price", price),
-                ("sign", &sign),
-            ],
+            &[("t", &t), ("type", kind), ("price", price), ("sign", &sign)],
         )
         .await
     }
@@ -155,7 +156,15 @@ impl Sink for Vmq {
 
     fn deliver<'a>(&'a self, event: &'a PaymentEvent) -> DeliveryFuture<'a> {
         // A refusal is logged by the outbox, with the server's words and what to fix.
-        Box::pin(self.push(&event.amount))
+        Box::pin(async move {
+            let Some(kind) = push_type(event.wallet) else {
+                return Err(DeliveryError::Rejected(format!(
+                    "V免签 takes WeChat (type 1) and Alipay (type 2) payments only; this {} payment is not pushed",
+                    event.wallet
+                )));
+            };
+            self.push(kind, &event.amount).await
+        })
     }
 }
 

@@ -831,6 +831,8 @@ mod tests {
             time,
             account: "微信支付".into(),
             transfer_id: None,
+            wallet: crate::payment::Wallet::WeChat,
+            source: crate::payment::Source::Web,
         };
         use crate::payment::PaymentKind::{Collection, Transfer};
         // 2024-05-01T01:30Z and 02:10Z are 09:30 and 10:10 at +08:00.
