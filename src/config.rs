@@ -790,6 +790,12 @@ impl Config {
                 .map_err(|(key, problem)| invalid(key, &problem))?;
         }
         self.validate_sinks(path)?;
+        if !self.wechat.enabled && self.intake.is_none() {
+            return Err(invalid(
+                "wechat.enabled",
+                "false needs an [intake] section (the shop phone's notices): paysay would hear no payment at all",
+            ));
+        }
         if let Some(intake) = &self.intake
             && intake.secret.trim().is_empty()
         {

@@ -21,7 +21,7 @@ mod failing;
 pub mod fsutil;
 pub mod intake;
 pub mod ledger;
-#[cfg(feature = "web")]
+#[cfg(any(feature = "web", feature = "intake"))]
 mod listener;
 pub mod mqtt;
 pub mod outbox;

@@ -558,7 +558,7 @@ impl Subscriber {
         };
         let (id, fen) = (payment.id.clone(), payment.amount_fen);
         match self.heard.call(move |h| h.record(&id, fen)).await {
-            Some(Ok(Recorded::Duplicate)) => {
+            Some(Ok(Recorded::Duplicate | Recorded::Merged)) => {
                 tracing::info!(id = %Escaped(&payment.id), "payment already announced; skipped");
                 return;
             }

@@ -155,7 +155,7 @@ async fn say(
     announcement: &Announcement,
 ) -> Result<Clip, SayError> {
     let clip = match announcement {
-        Announcement::Payment(p) => speech.announce(p.amount_fen).await?,
+        Announcement::Payment(p) => speech.announce_in(p.wallet, p.amount_fen).await?,
         Announcement::Alert(text) => speech.speak(text).await?,
     };
     player.play(clip.clone()).await?;

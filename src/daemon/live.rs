@@ -35,6 +35,17 @@ pub enum SessionState {
     LoggedIn { nick_name: String, since: i64 },
     /// WeChat ended the session; a new login follows.
     LoggedOut { retcode: i64 },
+    /// No web session: `[wechat] enabled = false`; payments come from the phone.
+    Off,
+}
+
+/// The shop's phone, as `[intake]` last heard it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PhoneStatus {
+    /// Heard from since start, and not silent since its heartbeats stopped.
+    pub online: bool,
+    /// When it was last heard from (a heartbeat or a notice), unix seconds.
+    pub last_heard: Option<i64>,
 }
 
 /// The speaker, as the announcer last found it.
@@ -60,6 +71,8 @@ pub struct Status {
     pub speaker: SpeakerState,
     /// Whether the last write to the ledger worked.
     pub ledger_ok: bool,
+    /// The shop's phone; `None` without `[intake]`.
+    pub phone: Option<PhoneStatus>,
 }
 
 impl Default for Status {
@@ -69,6 +82,7 @@ impl Default for Status {
             last_sync: None,
             speaker: SpeakerState::Idle,
             ledger_ok: true,
+            phone: None,
         }
     }
 }

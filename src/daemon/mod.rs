@@ -8,6 +8,7 @@ mod login_alert;
 pub(crate) mod notify;
 pub mod notify_owner;
 mod unrecorded;
+mod ways;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,14 +24,16 @@ use live::{Live, SessionState};
 use login_alert::LoginAlerts;
 use notify_owner::{OwnerEvent, OwnerNotifier, WallClock};
 use unrecorded::{Resolved, Unrecorded};
+use ways::{PhoneVerdict, Ways};
 
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
+use crate::intake::{IntakeEvent, PhoneNotice};
 use crate::ledger::{Ledger, LedgerError, Recorded, reconcile, report};
 use crate::money::Yuan;
 use crate::outbox::{Outbox, Wakers};
 use crate::paths::Paths;
-use crate::payment::{Detector, Payment};
+use crate::payment::{Detector, Payment, PaymentKind, Source, Wallet};
 use crate::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
 use crate::sinks::{SinkError, Sinks};
 use crate::speech::{Speech, TtsError};
@@ -63,6 +66,8 @@ pub enum DaemonError {
     AnnouncerCrashed(String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("cannot hear the phone's notices: {0}")]
+    Intake(String),
 }
 
 /// The ledger, shared by the supervisor (records) and the announcer (marks announced).
@@ -197,8 +202,20 @@ impl Daemon {
         let wechat = config.wechat.clone();
         let files = SessionFiles::from_paths(&paths);
         let token = shutdown.clone();
+        if !wechat.enabled {
+            tracing::info!(
+                "the WeChat web session is off ([wechat] enabled = false): payments come from the phone's notices"
+            );
+            live.update(|s| s.session = SessionState::Off);
+        }
         let mut tasks = Tasks::spawn(
-            async move { session::run(&wechat, &files, events, outgoing_rx, token).await },
+            async move {
+                if !wechat.enabled {
+                    token.cancelled().await;
+                    return Ok(());
+                }
+                session::run(&wechat, &files, events, outgoing_rx, token).await
+            },
             Announcer {
                 speech: speech_rx,
                 player: player.clone(),
@@ -220,6 +237,10 @@ impl Daemon {
             tracing::error!(error = %e, "the shop's page is not served; payments are still announced");
             notify::status(&format!("the shop's page is not served: {e}"));
         }
+        let intake = tasks.spawn_intake(&config, &shutdown).await?;
+        if intake.is_some() {
+            live.update(|s| s.phone = Some(live::PhoneStatus::default()));
+        }
         let (logged_in, logged_in_rx) = watch::channel(false);
         let wakers = tasks.spawn_outbox(&config, &paths, offset, sinks, logged_in_rx, &shutdown)?;
         let owner = config.notify.clone().map(|notify| {
@@ -239,7 +260,16 @@ impl Daemon {
             ));
             tx
         });
+        let ways = config.intake.as_ref().map(|i| {
+            Ways::new(
+                Duration::from_millis(i.web_wait_ms),
+                Duration::from_secs(i.match_window_secs),
+            )
+        });
         let mut supervisor = Supervisor {
+            ways,
+            web_up: false,
+            phone_up: false,
             owner,
             offset,
             detector: Detector::new(&config.payments),
@@ -263,7 +293,9 @@ impl Daemon {
             let path = supervisor.paths.ledger_db();
             supervisor.ledger_fails(&LedgerError::ReadOnly { path });
         }
-        let result = supervisor.run(events_rx, &mut tasks, &shutdown).await;
+        let result = supervisor
+            .run(events_rx, intake, &mut tasks, &shutdown)
+            .await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
         notify::stopping();
         shutdown.cancel();
@@ -290,6 +322,12 @@ fn open_ledger(
     let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
     let mut ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
     ledger.set_sinks(sinks);
+    ledger.set_match_window(
+        config
+            .intake
+            .as_ref()
+            .map(|i| Duration::from_secs(i.match_window_secs)),
+    );
     Ok(SharedLedger(Arc::new(Mutex::new(ledger))))
 }
 
@@ -344,6 +382,37 @@ impl Tasks {
         }
         self.web = Some(tokio::spawn(server.run(shutdown.clone())));
         Ok(())
+    }
+
+    /// The phone's intake, when `[intake]` asks for it: its events, or `None` without it.
+    async fn spawn_intake(
+        &mut self,
+        config: &Config,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<mpsc::UnboundedReceiver<IntakeEvent>>, DaemonError> {
+        let Some(intake) = &config.intake else {
+            return Ok(None);
+        };
+        #[cfg(feature = "intake")]
+        {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let limits = crate::listener::Limits {
+                max_connections: config.web.max_connections as usize,
+                header_timeout: Duration::from_secs(config.web.header_timeout_secs),
+            };
+            let server = crate::intake::Server::bind(intake, limits, tx)
+                .await
+                .map_err(|e| DaemonError::Intake(e.to_string()))?;
+            self.outbox.push(tokio::spawn(server.run(shutdown.clone())));
+            Ok(Some(rx))
+        }
+        #[cfg(not(feature = "intake"))]
+        {
+            let _ = (intake, shutdown);
+            Err(DaemonError::Intake(
+                "this paysay was built without the intake feature".into(),
+            ))
+        }
     }
 
     /// One delivery task per sink, on the outbox's own ledger connection, and V免签's
@@ -427,6 +496,13 @@ async fn queue_backlog(
 }
 
 struct Supervisor {
+    /// Phone notices waiting for their web copy, and the web's refused forgeries; `None`
+    /// without `[intake]`.
+    ways: Option<Ways>,
+    /// Whether the web session is logged in (a WeChat payment's web copy is on its way).
+    web_up: bool,
+    /// Whether the phone is heard (its heartbeats have not stopped).
+    phone_up: bool,
     /// Told of logins and logouts, for `[notify]`'s back-online text; `None` without it.
     owner: Option<mpsc::UnboundedSender<OwnerEvent>>,
     /// The local offset days are read in (reconciliation).
@@ -458,6 +534,7 @@ impl Supervisor {
     async fn run(
         &mut self,
         mut events: mpsc::UnboundedReceiver<SessionEvent>,
+        mut intake: Option<mpsc::UnboundedReceiver<IntakeEvent>>,
         tasks: &mut Tasks,
         shutdown: &CancellationToken,
     ) -> Result<(), DaemonError> {
@@ -486,6 +563,10 @@ impl Supervisor {
                 }
                 // Messages, logins, logouts.
                 Some(event) = events.recv() => self.handle(event).await,
+                // The phone's notices and its comings and goings.
+                Some(event) = next_intake(&mut intake) => self.handle_intake(event).await,
+                // Phone notices whose web copy did not come in time: said now.
+                _ = due(self.ways.as_ref().and_then(Ways::next_due)) => self.say_overdue().await,
                 // SIGHUP: new speech, volume and payment settings without a new login.
                 _ = hangup.recv() => self.reload(),
                 // systemd's watchdog: the loop is alive.
@@ -508,7 +589,8 @@ impl Supervisor {
                 let _ = ack.send(recorded);
             }
             SessionEvent::QrCode { path, url } => {
-                self.logged_in.send_replace(false);
+                self.web_up = false;
+                self.beat_while_heard();
                 self.tell_owner(OwnerEvent::Away);
                 self.live.new_qr(url);
                 notify::status(&format!("waiting for a QR scan: {}", path.display()));
@@ -519,7 +601,8 @@ impl Supervisor {
                 }
             }
             SessionEvent::LoggedIn { nick_name, resumed } => {
-                self.logged_in.send_replace(true);
+                self.web_up = true;
+                self.beat_while_heard();
                 self.tell_owner(OwnerEvent::LoggedIn);
                 self.login_alerts.logged_in(tokio::time::Instant::now());
                 self.live.update(|s| {
@@ -533,7 +616,8 @@ impl Supervisor {
                 notify::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
-                self.logged_in.send_replace(false);
+                self.web_up = false;
+                self.beat_while_heard();
                 self.tell_owner(OwnerEvent::Away);
                 self.login_alerts.logged_out(tokio::time::Instant::now());
                 self.live
@@ -570,9 +654,10 @@ impl Supervisor {
         let mut failed: Option<LedgerError> = None;
         for incoming in batch {
             log_message(&incoming);
-            let Some(payment) = self.detect(own_user_name, &incoming) else {
+            let Some(mut payment) = self.detect(own_user_name, &incoming) else {
                 continue;
             };
+            self.join_waiting_phone_copy(&mut payment);
             if failed.is_some() {
                 self.announce_unrecorded(payment);
                 continue;
@@ -633,6 +718,11 @@ impl Supervisor {
                 );
                 let _ = self.queue.send(Announcement::Payment(payment));
             }
+            (Resolved::Unknown, Recorded::Merged) => tracing::info!(
+                amount = %Yuan(payment.amount_fen),
+                msg_id = %crate::text::Escaped(&payment.msg_id),
+                "payment heard the other way already (web and phone): one payment, not announced twice"
+            ),
             (Resolved::Unknown, Recorded::Duplicate) => tracing::info!(
                 amount = %Yuan(payment.amount_fen),
                 msg_id = %crate::text::Escaped(&payment.msg_id),
@@ -760,7 +850,7 @@ impl Supervisor {
         }
     }
 
-    fn detect(&self, own_user_name: &str, incoming: &Incoming) -> Option<Payment> {
+    fn detect(&mut self, own_user_name: &str, incoming: &Incoming) -> Option<Payment> {
         match self
             .detector
             .detect(&incoming.message, incoming.sender.as_ref(), own_user_name)
@@ -778,7 +868,7 @@ impl Supervisor {
     }
 
     /// A sender who carries a payment account's name without being one is worth a line.
-    fn warn_if_impostor(&self, incoming: &Incoming) {
+    fn warn_if_impostor(&mut self, incoming: &Incoming) {
         let Some(sender) = &incoming.sender else {
             return;
         };
@@ -789,6 +879,123 @@ impl Supervisor {
                 msg_id = %crate::text::Escaped(&incoming.message.msg_id),
                 "ignored a message from an ordinary contact named like a payment account"
             );
+            self.note_forgery(incoming, &sender.nick_name);
+        }
+    }
+
+    /// A forgery the web session refused shows on the phone exactly like a real notice
+    /// (the phone cannot see who sent it): its phone copy must not be said either.
+    fn note_forgery(&mut self, incoming: &Incoming, nick_name: &str) {
+        let Some(ways) = &mut self.ways else {
+            return;
+        };
+        let message = &incoming.message;
+        let Ok(Some(shown)) = crate::payment::notice::read_notice(
+            crate::payment::notice::WECHAT_APP,
+            nick_name,
+            &message.content,
+        ) else {
+            return;
+        };
+        let time = message.create_time;
+        if let Some(copy) = ways.web_forgery(shown.amount_fen, time, tokio::time::Instant::now()) {
+            tracing::warn!(amount = %Yuan(copy.amount_fen), "the phone's copy of that forged message is not said");
+        }
+    }
+
+    /// A WeChat payment from the web session takes the phone copy that waits for it: one
+    /// payment, heard both ways, said once now.
+    fn join_waiting_phone_copy(&mut self, payment: &mut Payment) {
+        let Some(ways) = &mut self.ways else {
+            return;
+        };
+        if payment.wallet == Wallet::WeChat
+            && ways.web_payment(payment.amount_fen, payment.time).is_some()
+        {
+            payment.source = Source::Both;
+        }
+    }
+
+    /// V免签 takes orders only while someone hears the payments: the web session or the
+    /// phone.
+    fn beat_while_heard(&self) {
+        self.logged_in.send_replace(self.web_up || self.phone_up);
+    }
+
+    async fn handle_intake(&mut self, event: IntakeEvent) {
+        match event {
+            IntakeEvent::Notice(notice) => {
+                self.live.update(|s| {
+                    if let Some(phone) = &mut s.phone {
+                        phone.last_heard = Some(crate::now_unix());
+                    }
+                });
+                let Some(ways) = &mut self.ways else { return };
+                match ways.phone(notice, self.web_up, tokio::time::Instant::now()) {
+                    PhoneVerdict::SayNow(notice) => self.record_phone(notice).await,
+                    PhoneVerdict::Waiting => {}
+                    PhoneVerdict::Forged(notice) => tracing::warn!(
+                        amount = %Yuan(notice.amount_fen),
+                        "a phone notice of a payment the web session refused as a forgery (an ordinary contact named like 微信支付): not said"
+                    ),
+                }
+            }
+            IntakeEvent::Heard(_) => self.live.update(|s| {
+                if let Some(phone) = &mut s.phone {
+                    phone.last_heard = Some(crate::now_unix());
+                }
+            }),
+            IntakeEvent::PhoneOnline => {
+                self.phone_up = true;
+                self.beat_while_heard();
+                self.live.update(|s| {
+                    if let Some(phone) = &mut s.phone {
+                        phone.online = true;
+                    }
+                });
+            }
+            IntakeEvent::PhoneOffline => {
+                self.phone_up = false;
+                self.beat_while_heard();
+                self.live.update(|s| {
+                    if let Some(phone) = &mut s.phone {
+                        phone.online = false;
+                    }
+                });
+                notify::status("the shop's phone has stopped sending heartbeats");
+                let _ = self
+                    .queue
+                    .send(Announcement::Alert(self.config.speech.phone_alert.clone()));
+            }
+        }
+    }
+
+    /// Phone notices whose web copy did not come within `[intake] web_wait_ms`.
+    async fn say_overdue(&mut self) {
+        let Some(ways) = &mut self.ways else { return };
+        for notice in ways.expired(tokio::time::Instant::now()) {
+            self.record_phone(notice).await;
+        }
+    }
+
+    /// A payment heard from the phone: recorded (as one payment with its web copy, when
+    /// the ledger has that) and said.
+    async fn record_phone(&mut self, notice: PhoneNotice) {
+        let payment = phone_payment(&notice);
+        let p = payment.clone();
+        match self.ledger.call(move |l| l.record(&p)).await {
+            Ok(recorded) => {
+                if recorded == Recorded::New {
+                    self.wakers.wake_all();
+                    self.live.recorded(&payment);
+                }
+                self.recorded(payment, recorded).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::text::Escaped(&e), amount = %Yuan(payment.amount_fen), "cannot record the phone's payment in the ledger; announcing it anyway");
+                self.ledger_fails(&e);
+                self.announce_unrecorded(payment);
+            }
         }
     }
 
@@ -822,6 +1029,47 @@ impl Supervisor {
         self.config = config;
         tracing::info!("config reloaded");
         notify::ready("config reloaded");
+    }
+}
+
+/// A payment as the phone's notice tells it: no payer, no MsgId (its id is the notice's).
+fn phone_payment(notice: &PhoneNotice) -> Payment {
+    let account = if notice.title.trim().is_empty() {
+        notice.forwarder.as_str().to_string()
+    } else {
+        notice.title.trim().to_string()
+    };
+    Payment {
+        msg_id: notice.id.clone(),
+        amount_fen: notice.amount_fen,
+        kind: PaymentKind::Collection,
+        payer: None,
+        remark: None,
+        daily_count: None,
+        daily_total_fen: None,
+        time: notice.time,
+        account,
+        transfer_id: None,
+        wallet: notice.wallet,
+        source: Source::Phone,
+    }
+}
+
+/// The next intake event; never without an intake.
+async fn next_intake(
+    intake: &mut Option<mpsc::UnboundedReceiver<IntakeEvent>>,
+) -> Option<IntakeEvent> {
+    match intake {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The moment `at`; never when there is none.
+async fn due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -6,6 +6,14 @@
 //! into a wallet and an exact amount, or the phone's comings and goings. Deciding whether
 //! a notice is a payment the web session already heard is the daemon's job.
 
+#[cfg(feature = "intake")]
+mod server;
+#[cfg(feature = "intake")]
+pub mod sign;
+
+#[cfg(feature = "intake")]
+pub use server::{IntakeError, MAX_BODY, Server};
+
 use crate::payment::Wallet;
 
 /// Which forwarder app sent a notice.
@@ -58,4 +66,6 @@ pub enum IntakeEvent {
     /// The phone, after sending heartbeats, has been silent for `[intake]
     /// phone_timeout_secs`.
     PhoneOffline,
+    /// A signed request from the phone (a heartbeat, or any notice): when it was last heard.
+    Heard(Forwarder),
 }

@@ -23,10 +23,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::paths;
-use crate::payment::{Payment, PaymentKind, Source};
+use crate::payment::{Payment, PaymentKind, Source, Wallet};
 
 /// How long a write waits for another program's lock (`paysay ledger`, a backup) before
 /// it fails: `[ledger] busy_timeout_ms` overrides it.
@@ -146,6 +146,10 @@ pub enum Recorded {
     New,
     /// Seen before (same message, or another message of the same transfer): stay quiet.
     Duplicate,
+    /// The same payment heard the other way before (a WeChat payment from the web session
+    /// and from the phone's notice, within [`Ledger::set_match_window`]): one row now, of
+    /// source `both`; it was said, or is being, the first time: stay quiet.
+    Merged,
 }
 
 /// A payment as the ledger holds it.
@@ -254,6 +258,8 @@ pub struct Ledger {
     busy_timeout: Duration,
     /// The sinks a newly recorded payment is queued for: [`Ledger::set_sinks`].
     sinks: Vec<String>,
+    /// Seconds within which web and phone copies are one payment: [`Ledger::set_match_window`].
+    match_window: Option<i64>,
 }
 
 /// A row as SQLite returns it, before the checks that turn it into an [`Entry`].
@@ -343,6 +349,7 @@ impl Ledger {
             path: path.to_path_buf(),
             busy_timeout,
             sinks: Vec::new(),
+            match_window: None,
         })
     }
 
@@ -376,6 +383,75 @@ impl Ledger {
         self.sinks = sinks;
     }
 
+    /// From now on, a WeChat payment heard one way (web or phone) within `window` of one of
+    /// the same amount heard only the other way is that payment ([`Recorded::Merged`]).
+    /// Each row is matched once, so two equal payments are two rows. Off (`None`) without
+    /// `[intake]`: the web session is then the only way in.
+    pub fn set_match_window(&mut self, window: Option<Duration>) {
+        self.match_window = window.map(|w| i64::try_from(w.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// The other way's copy of `p` in the ledger, made one payment with it: the oldest
+    /// WeChat row of the same amount within the window heard only the other way becomes
+    /// `both`. A web copy gives the row its identity (msg_id, and what WeChat says of it),
+    /// so that WeChat's redelivery of the message is a duplicate.
+    fn merge_other_way(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        p: &Payment,
+        amount: i64,
+    ) -> Result<bool, LedgerError> {
+        let action = "matching a payment heard both ways";
+        let (Some(window), Wallet::WeChat) = (self.match_window, p.wallet) else {
+            return Ok(false);
+        };
+        let other = match p.source {
+            Source::Web => Source::Phone,
+            Source::Phone => Source::Web,
+            Source::Both => return Ok(false),
+        };
+        let row: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM payments WHERE wallet = 'wechat' AND source = ?1
+                 AND amount_fen = ?2 AND time BETWEEN ?3 AND ?4 ORDER BY id LIMIT 1",
+                params![
+                    other.as_str(),
+                    amount,
+                    p.time.saturating_sub(window),
+                    p.time.saturating_add(window)
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql(action))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        if p.source == Source::Web {
+            tx.execute(
+                "UPDATE payments SET source = 'both', msg_id = ?2, transfer_id = ?3, kind = ?4,
+                 payer = ?5, remark = ?6, daily_count = ?7, account = ?8 WHERE id = ?1",
+                params![
+                    row,
+                    p.msg_id,
+                    p.transfer_id,
+                    p.kind.as_str(),
+                    p.payer,
+                    p.remark,
+                    p.daily_count,
+                    p.account
+                ],
+            )
+        } else {
+            tx.execute(
+                "UPDATE payments SET source = 'both' WHERE id = ?1",
+                params![row],
+            )
+        }
+        .map_err(self.sql(action))?;
+        Ok(true)
+    }
+
     fn sql(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
         move |source| LedgerError::Sql {
             path: self.path.clone(),
@@ -401,6 +477,20 @@ impl Ledger {
             .conn
             .unchecked_transaction()
             .map_err(self.sql("recording a payment"))?;
+        let known: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM payments WHERE msg_id = ?1 OR transfer_id = ?2)",
+                params![p.msg_id, p.transfer_id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("recording a payment"))?;
+        if known {
+            return Ok(Recorded::Duplicate);
+        }
+        if self.merge_other_way(&tx, p, amount)? {
+            tx.commit().map_err(self.sql("recording a payment"))?;
+            return Ok(Recorded::Merged);
+        }
         let inserted = tx
             .execute(
                 &format!(

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use crate::config::{Backend, SpeechConfig};
+use crate::payment::Wallet;
 
 pub use baidu::BaiduSynthesizer;
 pub use cache::ClipCache;
@@ -140,7 +141,8 @@ pub fn synthesizer(
 pub struct Speech {
     backends: Vec<Box<dyn Synthesizer>>,
     cache: ClipCache,
-    template: String,
+    /// The announcement per wallet: WeChat's, Alipay's, 云闪付's.
+    templates: [String; 3],
 }
 
 impl Speech {
@@ -152,21 +154,40 @@ impl Speech {
             backends.push(synthesizer(backend, config)?);
         }
         let cache = ClipCache::new(cache_dir, config.cache_max_mb.saturating_mul(1024 * 1024));
-        Ok(Speech::new(backends, cache, &config.template))
+        let mut speech = Speech::new(backends, cache, &config.template);
+        speech.templates[1] = config.alipay_template.clone();
+        speech.templates[2] = config.unionpay_template.clone();
+        Ok(speech)
     }
 
     /// A chain of given backends (tests, or a daemon that builds its own).
     pub fn new(backends: Vec<Box<dyn Synthesizer>>, cache: ClipCache, template: &str) -> Speech {
+        let defaults = SpeechConfig::default();
         Speech {
             backends,
             cache,
-            template: template.to_string(),
+            templates: [
+                template.to_string(),
+                defaults.alipay_template,
+                defaults.unionpay_template,
+            ],
         }
     }
 
-    /// The clip announcing a payment of `fen`, from the template.
+    /// The clip announcing a WeChat payment of `fen`, from the template.
     pub async fn announce(&self, fen: u64) -> Result<Clip, TtsError> {
-        self.speak(&announcement(&self.template, fen)).await
+        self.announce_in(Wallet::WeChat, fen).await
+    }
+
+    /// The clip announcing a payment of `fen` through `wallet`, from its template
+    /// (`[speech] template`, `alipay_template`, `unionpay_template`).
+    pub async fn announce_in(&self, wallet: Wallet, fen: u64) -> Result<Clip, TtsError> {
+        let template = match wallet {
+            Wallet::WeChat => &self.templates[0],
+            Wallet::Alipay => &self.templates[1],
+            Wallet::UnionPay => &self.templates[2],
+        };
+        self.speak(&announcement(template, fen)).await
     }
 
     /// The clip for `text`: from the cache if a backend spoke it before, otherwise from the

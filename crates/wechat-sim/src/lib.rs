@@ -512,6 +512,16 @@ impl Simulator {
         })
     }
 
+    /// A text from the ordinary contact (VerifyFlag 0) whose nickname is 微信支付, e.g.
+    /// `微信支付收款100元`: the shop's phone shows it exactly as it shows a real notice.
+    pub fn forged_text(&self, text: &str) -> String {
+        self.shared.update(|w| {
+            let msg = messages::text(text, w.now());
+            let sender = w.impostor();
+            deliver_into(w, msg, Some(sender), Vec::new())
+        })
+    }
+
     /// Puts an already-delivered message (by MsgId) on the stream again, unchanged, as the
     /// server does when it is unsure the client got it. Returns whether it was found.
     pub fn redeliver(&self, msg_id: &str) -> bool {
