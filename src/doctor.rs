@@ -157,6 +157,9 @@ pub fn run(config_file: &Path, explicit: bool, progress: &mut dyn FnMut(&Check))
     for check in check_sinks(&config) {
         add(check);
     }
+    if let Some(intake) = &config.intake {
+        add(check_intake(intake));
+    }
     add(check_service());
     report
 }
@@ -533,6 +536,71 @@ async fn check_webhook(config: &WebhookConfig) -> Check {
             label,
             Escaped(why).to_string(),
             "the receiver is not reachable or failing: check that it runs and the URL; events wait in the ledger meanwhile",
+        ),
+    }
+}
+
+/// `[intake]`: the port is free for `paysay run`, or a running paysay's intake answers a
+/// signed heartbeat on it, as the V免签 app's would be answered.
+fn check_intake(intake: &crate::config::IntakeConfig) -> Check {
+    let label = "intake";
+    let fix_port = "another program holds the port: stop it, or set [intake] listen to a free port (and tell the phone's app)";
+    match std::net::TcpListener::bind(intake.listen) {
+        Ok(_) => {
+            return Check::ok(
+                label,
+                format!(
+                    "{} is free: paysay run listens there for the phone's notices",
+                    intake.listen
+                ),
+            );
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
+            return Check::fail(
+                label,
+                format!("cannot listen on {}: {e}", intake.listen),
+                fix_port,
+            );
+        }
+        Err(_) => {}
+    }
+    let runtime = match check_runtime("intake") {
+        Ok(runtime) => runtime,
+        Err(failed) => return failed,
+    };
+    let port = intake.listen.port();
+    let host = if intake.listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        intake.listen.ip()
+    };
+    let t = crate::sinks::vmq::now_ms().to_string();
+    let sign = crate::sinks::vmq::md5_hex(&[&t, &intake.secret]);
+    let url = format!(
+        "http://{}/appHeart?t={t}&sign={sign}",
+        std::net::SocketAddr::new(host, port)
+    );
+    let answer = runtime.block_on(async {
+        let reply = reqwest::Client::new()
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        crate::body::read_capped(reply, 4096).await.ok()
+    });
+    match answer.and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok()) {
+        Some(v) if v["code"] == 1 => Check::ok(
+            label,
+            format!(
+                "a running paysay hears the phone on {} (a signed heartbeat answered)",
+                intake.listen
+            ),
+        ),
+        _ => Check::fail(
+            label,
+            format!("{} is taken, and not by paysay's intake", intake.listen),
+            fix_port,
         ),
     }
 }

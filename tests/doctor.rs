@@ -238,3 +238,24 @@ async fn each_sink_is_checked_with_a_signed_test_event_or_a_heartbeat() {
     assert_eq!(received[0].body["test"], true);
     assert_eq!(received[0].body["amount_fen"], 0);
 }
+
+/// `[intake]`: a free port passes (paysay run will listen there); a port another program
+/// holds fails with what to do.
+#[test]
+fn the_intake_check_tells_a_free_port_from_one_another_program_holds() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free_addr = free.local_addr().unwrap();
+    drop(free);
+    for (addr, ok) in [(free_addr, true), (taken.local_addr().unwrap(), false)] {
+        let shop = Shop::new(&format!(
+            "{SYSTEM_VOICE}\n[intake]\nlisten = \"{addr}\"\nsecret = \"s\"\n"
+        ));
+        let report = stdout(&shop.doctor(Alsa::Capture));
+        let intake = line(&report, "intake");
+        assert_eq!(intake.starts_with('✓'), ok, "{report}");
+        if !ok {
+            assert!(intake.contains("not by paysay"), "{intake}");
+        }
+    }
+}
