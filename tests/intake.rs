@@ -138,6 +138,27 @@ async fn push(addr: SocketAddr, kind: &str, price: &str) -> serde_json::Value {
     .await
 }
 
+/// The shop's page's address, from the daemon's log.
+async fn page_addr(shop: &Shop, log: &str) -> SocketAddr {
+    wait_until("the page's address", || {
+        let log = shop.log(log);
+        let at = log.find("url=http://127.0.0.1:")? + "url=http://".len();
+        let end = at + log[at..].find('/')?;
+        log[at..end].parse().ok()
+    })
+    .await
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// A shop whose WeChat account cannot log in to the web: `[wechat] enabled = false`.
 async fn shop_without_web(intake_extra: &str, extra: &str) -> Shop {
     let shop = Shop::new(&format!("{extra}{}", intake_config(intake_extra))).await;
@@ -234,6 +255,17 @@ async fn without_web_login_every_wallet_is_heard_from_the_phone() {
         !shop.path("state/paysay/login-qr.png").exists(),
         "no login at all"
     );
+    // The shop's page: today per wallet, no web session, the phone heard.
+    let page = page_addr(&shop, "run.log").await;
+    let today = get_json(page, "/api/today").await;
+    assert_eq!(today["by_wallet"]["alipay"]["total_fen"], 1350, "{today}");
+    assert_eq!(today["by_wallet"]["unionpay"]["count"], 1, "{today}");
+    assert_eq!(today["by_wallet"]["wechat"]["total_fen"], 1, "{today}");
+    assert_eq!(today["payments"][1]["wallet"], "alipay", "{today}");
+    let status = get_json(page, "/api/status").await;
+    assert_eq!(status["session"]["state"], "off", "{status}");
+    assert_eq!(status["phone"]["online"], true, "{status}");
+    assert!(status["phone"]["last_heard"].is_i64(), "{status}");
     assert!(!shop.log("run.log").contains("QR"));
     signal(&daemon, "-TERM");
     assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));

@@ -414,6 +414,10 @@ pub struct PaymentView {
     pub amount_fen: u64,
     pub amount_yuan: String,
     pub kind: &'static str,
+    /// `wechat`, `alipay`, `unionpay`.
+    pub wallet: &'static str,
+    /// `web`, `phone`, `both`.
+    pub source: &'static str,
     pub payer: Option<String>,
     pub remark: Option<String>,
     /// Unix seconds.
@@ -437,6 +441,8 @@ impl PaymentView {
             amount_fen: p.amount_fen,
             amount_yuan: Yuan(p.amount_fen).to_string(),
             kind: p.kind.as_str(),
+            wallet: p.wallet.as_str(),
+            source: p.source.as_str(),
             payer: p.payer.clone(),
             remark: p.remark.clone(),
             time: p.time,
@@ -462,6 +468,8 @@ pub struct Today {
     pub total_yuan: String,
     pub count: u64,
     pub by_kind: BTreeMap<&'static str, KindTotal>,
+    /// Count and total per wallet (`wechat`, `alipay`, `unionpay`).
+    pub by_wallet: BTreeMap<&'static str, KindTotal>,
     /// Total fen per local hour, 0–23.
     pub hourly_fen: [u64; 24],
     /// Oldest first.
@@ -476,6 +484,7 @@ impl Today {
             total_yuan: String::new(),
             count: 0,
             by_kind: BTreeMap::new(),
+            by_wallet: BTreeMap::new(),
             hourly_fen: [0; 24],
             payments: Vec::with_capacity(payments.len()),
         };
@@ -483,9 +492,13 @@ impl Today {
             let view = PaymentView::new(p, offset);
             today.total_fen = today.total_fen.saturating_add(p.amount_fen);
             today.count += 1;
-            let kind = today.by_kind.entry(view.kind).or_default();
-            kind.count += 1;
-            kind.total_fen = kind.total_fen.saturating_add(p.amount_fen);
+            for total in [
+                today.by_kind.entry(view.kind).or_default(),
+                today.by_wallet.entry(view.wallet).or_default(),
+            ] {
+                total.count += 1;
+                total.total_fen = total.total_fen.saturating_add(p.amount_fen);
+            }
             let hour = &mut today.hourly_fen[usize::from(view.hour) % 24];
             *hour = hour.saturating_add(p.amount_fen);
             today.payments.push(view);
