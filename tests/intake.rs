@@ -528,3 +528,34 @@ async fn a_phone_silent_after_heartbeats_is_one_alert() {
         "{log}"
     );
 }
+
+/// WeChat's own count (今日第N笔) counts a payment whatever way paysay heard it: one that
+/// only the phone brought (its web message lost) is no gap in the count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_only_the_phone_brought_is_no_gap_in_wechats_count() {
+    let shop = Shop::new(&intake_config("web_wait_ms = 500\n")).await;
+    let mut daemon = shop.start("run.log");
+    let addr = intake_addr(&shop, "run.log").await;
+    shop.log_in().await;
+    shop.sim.pay(100);
+    shop.wait_announced(1).await;
+    // Counted by WeChat, never delivered to the web session; the phone shows it.
+    shop.sim.pay_unseen(250);
+    post_json(addr, "com.tencent.mm", "微信支付", "微信支付收款2.50元").await;
+    shop.wait_announced(2).await;
+    shop.sim.pay(300);
+    shop.wait_announced(3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rows(&shop),
+        [
+            row("wechat", "web", 100),
+            row("wechat", "phone", 250),
+            row("wechat", "web", 300)
+        ]
+    );
+    let log = shop.log("run.log");
+    assert!(!log.contains("never saw"), "{log}");
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+}

@@ -768,7 +768,11 @@ impl Supervisor {
         let p = payment.clone();
         let previous = match self
             .ledger
-            .call(move |l| l.previous_notice(&p, day_start))
+            .call(move |l| {
+                let previous = l.previous_notice(&p, day_start)?;
+                let since = previous.as_ref().map_or(day_start, |prev| prev.time);
+                Ok((previous, l.phone_only_between(since, p.time)?))
+            })
             .await
         {
             Ok(previous) => previous,
@@ -777,7 +781,8 @@ impl Supervisor {
                 return;
             }
         };
-        match reconcile::check(previous.as_ref(), &payment) {
+        let (previous, between) = previous;
+        match reconcile::check(previous.as_ref(), &payment, between) {
             reconcile::Check::Gap(gap) => {
                 tracing::error!(
                     missed = gap.missed,

@@ -741,6 +741,29 @@ impl Ledger {
         Ok(found.into_iter().next())
     }
 
+    /// The WeChat payments heard from the phone alone (the web session missed them) with a
+    /// time in `from_unix..=to_unix` (seconds: a notice and the phone's copy of the payment
+    /// before it often share one): WeChat's own count for the day includes them.
+    pub fn phone_only_between(
+        &self,
+        from_unix: i64,
+        to_unix: i64,
+    ) -> Result<reconcile::PhoneOnly, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments
+                 WHERE wallet = 'wechat' AND source = 'phone' AND time BETWEEN ?1 AND ?2",
+                params![from_unix, to_unix],
+                |r| {
+                    Ok(reconcile::PhoneOnly {
+                        count: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                        fen: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(self.sql("counting the phone's payments"))
+    }
+
     /// Payments whose time (the message's `CreateTime`) is in `from_unix..to_unix`
     /// (`to_unix` excluded), oldest first.
     pub fn entries(&self, from_unix: i64, to_unix: i64) -> Result<Vec<Entry>, LedgerError> {

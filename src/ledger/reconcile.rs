@@ -5,6 +5,10 @@
 //! notices paysay never saw (sent while it was logged out or stopped, or lost): the
 //! ledger lacks `jump − 1` payments, worth the total's growth minus this payment.
 //!
+//! WeChat counts the payments the phone's notices brought too: a WeChat payment the ledger
+//! holds only from the phone (`source` phone, the web session missed it) between the two
+//! notices is one of the jump, not a gap.
+//!
 //! Only a jump is a gap. The first notice of a day proves nothing (paysay may have started
 //! at noon), and a count that goes down or a total that does not add up is odd rather than
 //! alarming: a day boundary seen differently, a clerk's copy, a refund.
@@ -13,7 +17,7 @@ use time::UtcOffset;
 
 use super::Entry;
 use crate::money::Yuan;
-use crate::payment::Payment;
+use crate::payment::{Payment, Source, Wallet};
 
 /// Payments WeChat counted that the ledger does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +44,29 @@ pub enum Check {
     Odd(&'static str),
 }
 
-/// Compares `this` notice with the `previous` one of the same account and local day.
-pub fn check(previous: Option<&Payment>, this: &Payment) -> Check {
+/// WeChat payments the ledger holds from the phone alone, between two notices: how many,
+/// and their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhoneOnly {
+    pub count: u32,
+    pub fen: u64,
+}
+
+impl PhoneOnly {
+    fn add(&mut self, p: &Payment) {
+        self.count = self.count.saturating_add(1);
+        self.fen = self.fen.saturating_add(p.amount_fen);
+    }
+
+    /// Whether `p` is one: a WeChat payment heard only from the phone.
+    pub fn is(p: &Payment) -> bool {
+        p.wallet == Wallet::WeChat && p.source == Source::Phone
+    }
+}
+
+/// Compares `this` notice with the `previous` one of the same account and local day;
+/// `between` are the WeChat payments the ledger holds from the phone alone since then.
+pub fn check(previous: Option<&Payment>, this: &Payment, between: PhoneOnly) -> Check {
     let (Some(prev), Some(count)) = (previous, this.daily_count) else {
         return Check::Nothing;
     };
@@ -56,7 +81,9 @@ pub fn check(previous: Option<&Payment>, this: &Payment) -> Check {
     if count <= prev_count {
         return Check::Odd("the day's count did not grow");
     }
-    if count == prev_count + 1 {
+    let jump = count - prev_count;
+    let growth = growth.map(|g| g.saturating_sub(between.fen));
+    if jump <= between.count.saturating_add(1) {
         return match growth {
             Some(g) if g != this.amount_fen => {
                 Check::Odd("the day's total grew by another amount than this payment")
@@ -67,7 +94,7 @@ pub fn check(previous: Option<&Payment>, this: &Payment) -> Check {
     Check::Gap(Gap {
         account: this.account.clone(),
         seen_at: this.time,
-        missed: count - prev_count - 1,
+        missed: jump - 1 - between.count,
         missed_fen: growth.map(|g| g.saturating_sub(this.amount_fen)),
     })
 }
@@ -75,23 +102,36 @@ pub fn check(previous: Option<&Payment>, this: &Payment) -> Check {
 /// The gaps among `entries` (in time order, as [`super::Ledger::entries`] gives them):
 /// each notice against the previous one of its account and local day.
 pub fn gaps(entries: &[Entry], offset_at: &dyn Fn(i64) -> UtcOffset) -> Vec<Gap> {
-    let mut last: Vec<(&str, time::Date, &Payment)> = Vec::new();
+    let mut last: Vec<(&str, time::Date, &Payment, PhoneOnly)> = Vec::new();
     let mut found = Vec::new();
     for p in entries.iter().map(|e| &e.payment) {
+        let day = local_date(p.time, offset_at);
+        if PhoneOnly::is(p) {
+            for slot in last.iter_mut().filter(|slot| slot.1 == day) {
+                slot.3.add(p);
+            }
+            continue;
+        }
         if p.daily_count.is_none() {
             continue;
         }
-        let day = local_date(p.time, offset_at);
         let slot = last
             .iter_mut()
-            .find(|(account, d, _)| *account == p.account && *d == day);
-        let previous = slot.as_ref().map(|(_, _, prev)| *prev);
-        if let Check::Gap(gap) = check(previous, p) {
+            .find(|(account, d, _, _)| *account == p.account && *d == day);
+        let (previous, between) = slot
+            .as_ref()
+            .map_or((None, PhoneOnly::default()), |(_, _, prev, between)| {
+                (Some(*prev), *between)
+            });
+        if let Check::Gap(gap) = check(previous, p, between) {
             found.push(gap);
         }
         match slot {
-            Some(slot) => slot.2 = p,
-            None => last.push((&p.account, day, p)),
+            Some(slot) => {
+                slot.2 = p;
+                slot.3 = PhoneOnly::default();
+            }
+            None => last.push((&p.account, day, p, PhoneOnly::default())),
         }
     }
     found
@@ -155,16 +195,39 @@ mod tests {
     }
 
     #[test]
+    fn phone_only_payments_between_two_notices_are_no_gap() {
+        let phone = PhoneOnly { count: 1, fen: 300 };
+        assert_eq!(
+            check(Some(&notice(1, 100, 100)), &notice(3, 650, 250), phone),
+            Check::Consistent
+        );
+        // One more than the phone brought is still a gap of one.
+        let gap = check(Some(&notice(1, 100, 100)), &notice(4, 1650, 250), phone);
+        let Check::Gap(gap) = gap else {
+            panic!("{gap:?}")
+        };
+        assert_eq!((gap.missed, gap.missed_fen), (1, Some(1000)));
+    }
+
+    #[test]
     fn one_more_and_the_amount_is_consistent() {
         assert_eq!(
-            check(Some(&notice(1, 100, 100)), &notice(2, 350, 250)),
+            check(
+                Some(&notice(1, 100, 100)),
+                &notice(2, 350, 250),
+                PhoneOnly::default()
+            ),
             Check::Consistent
         );
     }
 
     #[test]
     fn a_jump_is_a_gap_of_the_jump_minus_one() {
-        let gap = check(Some(&notice(1, 100, 100)), &notice(3, 1600, 250));
+        let gap = check(
+            Some(&notice(1, 100, 100)),
+            &notice(3, 1600, 250),
+            PhoneOnly::default(),
+        );
         let Check::Gap(gap) = gap else {
             panic!("{gap:?}")
         };
@@ -173,13 +236,24 @@ mod tests {
 
     #[test]
     fn the_first_notice_and_one_going_down_are_no_gap() {
-        assert_eq!(check(None, &notice(7, 900, 100)), Check::Nothing);
+        assert_eq!(
+            check(None, &notice(7, 900, 100), PhoneOnly::default()),
+            Check::Nothing
+        );
         assert!(matches!(
-            check(Some(&notice(7, 900, 100)), &notice(1, 100, 100)),
+            check(
+                Some(&notice(7, 900, 100)),
+                &notice(1, 100, 100),
+                PhoneOnly::default()
+            ),
             Check::Odd(_)
         ));
         assert!(matches!(
-            check(Some(&notice(2, 900, 100)), &notice(3, 500, 100)),
+            check(
+                Some(&notice(2, 900, 100)),
+                &notice(3, 500, 100),
+                PhoneOnly::default()
+            ),
             Check::Odd(_)
         ));
     }
