@@ -628,14 +628,16 @@ async fn demo(config: Config, paths: Paths, mut dry_run: bool) -> anyhow::Result
     println!("paysay demo: announced and recorded, once each:");
     for e in &entries {
         println!(
-            "  {:>10} yuan  {:<16} {}",
+            "  {:>10} yuan  {:<8} {:<16} {:<5} {}",
             Yuan(e.payment.amount_fen).to_string(),
+            e.payment.wallet.as_str(),
             e.payment.kind.to_string(),
+            e.payment.source.as_str(),
             e.payment.payer.as_deref().unwrap_or(&e.payment.account)
         );
     }
     println!(
-        "  total {} yuan. The forged notice and the redelivery stayed silent.",
+        "  total {} yuan. The forged notice and the redelivery stayed silent; the WeChat payment heard from WeChat and from the phone (source both) was said once.",
         Yuan(report::total_fen(&entries))
     );
     println!(

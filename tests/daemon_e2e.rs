@@ -183,8 +183,18 @@ fn demo_is_heard_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("total 312.56 yuan"), "{stdout}");
-    assert_eq!(count(&stderr, "payment announced"), 4, "{stderr}");
+    assert!(stdout.contains("total 327.96 yuan"), "{stdout}");
+    // Six payments, one of them heard both from WeChat and from the phone: said once.
+    assert_eq!(count(&stderr, "payment announced"), 6, "{stderr}");
+    assert!(stderr.contains("text=支付宝收款六点六元"), "{stderr}");
+    assert!(
+        stdout.contains("alipay   collection       phone"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("wechat   collection       both"),
+        "{stdout}"
+    );
     assert!(loud_seconds(&root.join("capture.wav")) > 1.0);
     assert!(
         !root.join("state/paysay/ledger.sqlite3").exists(),
@@ -192,7 +202,7 @@ fn demo_is_heard_end_to_end() {
     );
     assert_eq!(
         count(&stdout, "signature checked"),
-        4,
+        6,
         "each payment goes out once to the demo's webhook: {stdout}"
     );
 }
@@ -219,7 +229,7 @@ fn demo_sends_nothing_to_the_sinks_of_the_shop_config() {
     let out = paysay(root, &["demo", "--dry-run"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert_eq!(count(&stdout, "signature checked"), 4, "{stdout}");
+    assert_eq!(count(&stdout, "signature checked"), 6, "{stdout}");
     assert!(
         matches!(shop.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "nothing connected to the shop's own sinks"
@@ -274,7 +284,7 @@ fn demo_without_a_sound_device_runs_silently_to_the_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("no sound device"), "{stdout}");
-    assert!(stdout.contains("total 312.56 yuan"), "{stdout}");
+    assert!(stdout.contains("total 327.96 yuan"), "{stdout}");
 }
 
 // ---- issue 10: the ledger under faults ----

@@ -109,6 +109,8 @@ pub struct Daemon {
     /// Told where the shop's page listens, once it does.
     #[cfg(feature = "web")]
     web_listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// Told where the phone's intake listens, once it does.
+    intake_listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 }
 
 impl Daemon {
@@ -129,7 +131,18 @@ impl Daemon {
             live: Live::new(),
             #[cfg(feature = "web")]
             web_listening: None,
+            intake_listening: None,
         }
+    }
+
+    /// Sends the address the phone's intake listens on (`[intake] listen` with port 0
+    /// picks a free one) down `tx` once it listens: `paysay demo` plays the phone there.
+    pub fn on_intake_listening(
+        mut self,
+        tx: tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+    ) -> Daemon {
+        self.intake_listening = Some(tx);
+        self
     }
 
     /// Reads the time of day for `[notify]` (the daily summary, how long paysay was away)
@@ -182,6 +195,7 @@ impl Daemon {
             live,
             #[cfg(feature = "web")]
             web_listening,
+            intake_listening,
         } = self;
         let player = match player {
             Some(player) => player,
@@ -237,7 +251,9 @@ impl Daemon {
             tracing::error!(error = %e, "the shop's page is not served; payments are still announced");
             notify::status(&format!("the shop's page is not served: {e}"));
         }
-        let intake = tasks.spawn_intake(&config, &shutdown).await?;
+        let intake = tasks
+            .spawn_intake(&config, intake_listening, &shutdown)
+            .await?;
         if intake.is_some() {
             live.update(|s| s.phone = Some(live::PhoneStatus::default()));
         }
@@ -388,6 +404,7 @@ impl Tasks {
     async fn spawn_intake(
         &mut self,
         config: &Config,
+        listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
         shutdown: &CancellationToken,
     ) -> Result<Option<mpsc::UnboundedReceiver<IntakeEvent>>, DaemonError> {
         let Some(intake) = &config.intake else {
@@ -403,12 +420,15 @@ impl Tasks {
             let server = crate::intake::Server::bind(intake, limits, tx)
                 .await
                 .map_err(|e| DaemonError::Intake(e.to_string()))?;
+            if let Some(tx) = listening {
+                let _ = tx.send(server.local_addr());
+            }
             self.outbox.push(tokio::spawn(server.run(shutdown.clone())));
             Ok(Some(rx))
         }
         #[cfg(not(feature = "intake"))]
         {
-            let _ = (intake, shutdown);
+            let _ = (intake, listening, shutdown);
             Err(DaemonError::Intake(
                 "this paysay was built without the intake feature".into(),
             ))

@@ -1,7 +1,9 @@
 //! `paysay demo`: the real daemon against the built-in WeChat simulator, which "scans" its
 //! own QR code and delivers a few payments (plus a forgery and a redelivery that must stay
-//! silent), so a newcomer hears paysay work with no account and no config. Each payment also
-//! goes out as a signed event to a webhook receiver the demo runs itself.
+//! silent), so a newcomer hears paysay work with no account and no config. The demo also
+//! plays the shop's phone: an Alipay payment forwarded the SmsForwarder way, and a WeChat
+//! payment heard both from WeChat and from the phone, said once. Each payment also goes out
+//! as a signed event to a webhook receiver the demo runs itself.
 
 mod receiver;
 
@@ -24,6 +26,8 @@ pub enum DemoError {
     Simulator(std::io::Error),
     #[error("cannot start the demo's webhook receiver: {0}")]
     Receiver(std::io::Error),
+    #[error("the demo's phone could not reach paysay's intake: {0}")]
+    Phone(String),
     #[error("cannot make a scratch directory for the demo: {0}")]
     Scratch(std::io::Error),
     #[error(transparent)]
@@ -84,6 +88,13 @@ pub async fn run(
     config.webhooks = vec![receiver.webhook()];
     config.vmq = Default::default();
     config.mqtt = None;
+    // The demo plays the shop's phone too, on a port of this computer only.
+    let phone_secret = crate::mqtt::random_client_id("demo");
+    config.intake = Some(crate::config::IntakeConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        secret: phone_secret.clone(),
+        ..Default::default()
+    });
     println!(
         "paysay demo: a simulated WeChat at {} — the phone scans the QR code by itself.",
         sim.base_url()
@@ -104,8 +115,20 @@ pub async fn run(
         });
         daemon.on_web_listening(tx)
     };
-    let daemon = tokio::spawn(daemon.run(shutdown.clone()));
-    let expected = play_customers(&sim).await;
+    let (intake_tx, intake_rx) = tokio::sync::oneshot::channel();
+    let daemon = tokio::spawn(daemon.on_intake_listening(intake_tx).run(shutdown.clone()));
+    let phone = intake_rx.await.ok().map(|addr| Phone {
+        addr,
+        secret: phone_secret,
+    });
+    let expected = match play_customers(&sim, phone.as_ref()).await {
+        Ok(expected) => expected,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = daemon.await;
+            return Err(e);
+        }
+    };
     let result = wait_until_heard(&paths, expected, &daemon).await;
     let result = match result {
         Ok(entries) => wait_until_sent(&receiver, expected, &daemon)
@@ -123,8 +146,9 @@ pub async fn run(
     result
 }
 
-/// The shop's afternoon: payments, a forgery, a redelivery. Returns how many are real.
-async fn play_customers(sim: &Simulator) -> usize {
+/// The shop's afternoon: payments, a forgery, a redelivery, and two payments heard from
+/// the phone. Returns how many payments are real.
+async fn play_customers(sim: &Simulator, phone: Option<&Phone>) -> Result<usize, DemoError> {
     // The daemon is logged in once it syncs.
     sim.wait_for_requests(Endpoint::SyncCheck, 1, PATIENCE)
         .await;
@@ -153,7 +177,57 @@ async fn play_customers(sim: &Simulator) -> usize {
             }
         }
     }
-    PAYMENTS.len()
+    let Some(phone) = phone else {
+        return Ok(PAYMENTS.len());
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    println!(
+        "  a customer pays 6.60 yuan with Alipay: the shop's phone forwards the notice (SmsForwarder)"
+    );
+    phone
+        .forward(
+            "com.eg.android.AlipayGphone",
+            "收钱码到账通知",
+            "成功收款6.60元。享免费提现等更多专属服务，点击查看",
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    println!(
+        "  a customer pays 8.80 yuan by WeChat: WeChat and the phone both tell paysay (said once)"
+    );
+    phone
+        .forward("com.tencent.mm", "微信支付", "微信支付收款8.80元(朋友到店)")
+        .await?;
+    sim.pay(880);
+    Ok(PAYMENTS.len() + 2)
+}
+
+/// The shop's phone as SmsForwarder makes it speak: its webhook, signed with the secret.
+struct Phone {
+    addr: std::net::SocketAddr,
+    secret: String,
+}
+
+impl Phone {
+    /// Forwards one notification in the JSON template the README gives.
+    async fn forward(&self, app: &str, title: &str, text: &str) -> Result<(), DemoError> {
+        let timestamp = crate::now_unix().saturating_mul(1000).to_string();
+        let sign = crate::intake::sign::smsforwarder_sign(&self.secret, &timestamp);
+        let body = serde_json::json!({
+            "from": app, "title": title, "content": text, "timestamp": timestamp, "sign": sign,
+        });
+        let reply = reqwest::Client::new()
+            .post(format!("http://{}/intake/smsforwarder", self.addr))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| DemoError::Phone(crate::error_chain(&e)))?;
+        if !reply.status().is_success() {
+            return Err(DemoError::Phone(format!("answered {}", reply.status())));
+        }
+        Ok(())
+    }
 }
 
 /// Watches the demo's ledger until `expected` payments are announced.

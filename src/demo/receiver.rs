@@ -103,8 +103,9 @@ async fn take(State(got): State<Arc<Got>>, headers: HeaderMap, body: Bytes) -> S
     let field = |name| event[name].as_str().unwrap_or("?");
     let id: String = field("id").chars().take(12).collect();
     println!(
-        "  → webhook got {} yuan, {}, event {}…, signature checked",
+        "  → webhook got {} yuan, {} {}, event {}…, signature checked",
         Escaped(field("amount")),
+        Escaped(field("wallet")),
         Escaped(field("kind")),
         Escaped(&id)
     );
