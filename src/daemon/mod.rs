@@ -1058,12 +1058,17 @@ impl Supervisor {
 }
 
 /// A payment as the phone's notice tells it: no payer, no MsgId (its id is the notice's).
+/// Its account is the one a shop knows the wallet's notices by (WeChat's as titled, so
+/// that it reads like the web copy's).
 fn phone_payment(notice: &PhoneNotice) -> Payment {
-    let account = if notice.title.trim().is_empty() {
-        notice.forwarder.as_str().to_string()
-    } else {
-        notice.title.trim().to_string()
-    };
+    let title = notice.title.trim();
+    let account = match notice.wallet {
+        Wallet::WeChat if !title.is_empty() => title,
+        Wallet::WeChat => "微信支付",
+        Wallet::Alipay => "支付宝",
+        Wallet::UnionPay => "云闪付",
+    }
+    .to_string();
     Payment {
         msg_id: notice.id.clone(),
         amount_fen: notice.amount_fen,

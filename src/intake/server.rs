@@ -38,9 +38,10 @@ use crate::text::Escaped;
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Requests one source address may make in a burst, and how many more it earns a second:
-/// a phone sends a heartbeat every 30 s and a notice per payment.
-const BURST: f64 = 30.0;
-const PER_SECOND: f64 = 5.0;
+/// a phone sends a heartbeat every 30 s and a notice per payment, a busy counter a few a
+/// second; a flood of thousands is held to this.
+const BURST: f64 = 60.0;
+const PER_SECOND: f64 = 20.0;
 /// Source addresses remembered for the rate; beyond it the table starts again (only a
 /// bound on memory: a shop's LAN has a handful).
 const MAX_SOURCES: usize = 1024;
