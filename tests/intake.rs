@@ -138,17 +138,6 @@ async fn push(addr: SocketAddr, kind: &str, price: &str) -> serde_json::Value {
     .await
 }
 
-/// The shop's page's address, from the daemon's log.
-async fn page_addr(shop: &Shop, log: &str) -> SocketAddr {
-    wait_until("the page's address", || {
-        let log = shop.log(log);
-        let at = log.find("url=http://127.0.0.1:")? + "url=http://".len();
-        let end = at + log[at..].find('/')?;
-        log[at..end].parse().ok()
-    })
-    .await
-}
-
 async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     let text = reqwest::get(format!("http://{addr}{path}"))
         .await
@@ -256,7 +245,7 @@ async fn without_web_login_every_wallet_is_heard_from_the_phone() {
         "no login at all"
     );
     // The shop's page: today per wallet, no web session, the phone heard.
-    let page = page_addr(&shop, "run.log").await;
+    let page = shop.page_addr("run.log").await;
     let today = get_json(page, "/api/today").await;
     assert_eq!(today["by_wallet"]["alipay"]["total_fen"], 1350, "{today}");
     assert_eq!(today["by_wallet"]["unionpay"]["count"], 1, "{today}");

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::shop::{Shop, signal, wait_exit, wait_for, wait_until};
+use common::shop::{Shop, signal, wait_exit, wait_for};
 
 /// The daemon's open-file limit in these tests, soft and hard alike: well below what the
 /// flood opens, as systemd's default soft limit of 1,024 is below ~1,100 connections.
@@ -40,17 +40,6 @@ fn start_limited(shop: &Shop, log: &str) -> Child {
         });
     }
     cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap()
-}
-
-/// The page's address, from the daemon's log.
-async fn page_addr(shop: &Shop, log: &str) -> SocketAddr {
-    wait_until("the page's address", || {
-        let log = shop.log(log);
-        let at = log.find("url=http://127.0.0.1:")? + "url=http://".len();
-        let end = at + log[at..].find('/')?;
-        log[at..end].parse().ok()
-    })
-    .await
 }
 
 /// Opens `n` connections that each send half a request line and nothing more.
@@ -98,7 +87,7 @@ fn closed(s: &mut TcpStream, within: Duration) -> bool {
 async fn a_flood_of_slow_connections_to_the_page_ends_nothing() {
     let shop = Shop::new("max_connections = 32\nheader_timeout_secs = 3\n").await;
     let mut daemon = start_limited(&shop, "run.log");
-    let addr = page_addr(&shop, "run.log").await;
+    let addr = shop.page_addr("run.log").await;
     shop.log_in().await;
 
     let mut flood = slow_connections(addr, FLOOD);
@@ -156,7 +145,7 @@ async fn a_flood_of_slow_connections_to_the_page_ends_nothing() {
 async fn event_streams_beyond_the_cap_are_refused_and_payments_go_on() {
     let shop = Shop::new("max_connections = 16\n").await;
     let mut daemon = start_limited(&shop, "run.log");
-    let addr = page_addr(&shop, "run.log").await;
+    let addr = shop.page_addr("run.log").await;
     shop.log_in().await;
 
     // Event streams that are never read: each holds a connection for as long as it lasts.

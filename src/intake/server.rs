@@ -418,24 +418,34 @@ async fn app_heart(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Params,
 ) -> Response {
-    let forwarder = Forwarder::VmqApp;
-    if !app.allow(peer.ip()) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            vmq_answer(Err("请求过于频繁".into())),
-        )
-            .into_response();
-    }
     let field = |name: &str| q.get(name).map_or("", String::as_str);
     let (t, signature) = (field("t"), field("sign"));
-    let checked =
-        sign::check_vmq(&app.secret, &[t], signature).and_then(|()| app.fresh(t, signature));
-    if let Err(why) = checked {
-        refused(forwarder, peer, &why);
-        return vmq_answer(Err(vmq_words(&why)));
+    if let Err(refusal) = vmq_checked(&app, peer, &[t], t, signature) {
+        return refusal;
     }
-    app.heard(forwarder, true);
+    app.heard(Forwarder::VmqApp, true);
     vmq_answer(Ok(()))
+}
+
+/// What a V免签 server checks of the app's call, and the rate per source: the answer to
+/// give when it fails.
+fn vmq_checked(
+    app: &App,
+    peer: SocketAddr,
+    signed: &[&str],
+    t: &str,
+    signature: &str,
+) -> Result<(), Response> {
+    if !app.allow(peer.ip()) {
+        let busy = vmq_answer(Err("请求过于频繁".into()));
+        return Err((StatusCode::TOO_MANY_REQUESTS, busy).into_response());
+    }
+    sign::check_vmq(&app.secret, signed, signature)
+        .and_then(|()| app.fresh(t, signature))
+        .map_err(|why| {
+            refused(Forwarder::VmqApp, peer, &why);
+            vmq_answer(Err(vmq_words(&why)))
+        })
 }
 
 async fn app_push(
@@ -444,20 +454,10 @@ async fn app_push(
     Query(q): Params,
 ) -> Response {
     let forwarder = Forwarder::VmqApp;
-    if !app.allow(peer.ip()) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            vmq_answer(Err("请求过于频繁".into())),
-        )
-            .into_response();
-    }
     let field = |name: &str| q.get(name).map_or("", String::as_str);
     let (t, kind, price, signature) = (field("t"), field("type"), field("price"), field("sign"));
-    let checked = sign::check_vmq(&app.secret, &[kind, price, t], signature)
-        .and_then(|()| app.fresh(t, signature));
-    if let Err(why) = checked {
-        refused(forwarder, peer, &why);
-        return vmq_answer(Err(vmq_words(&why)));
+    if let Err(refusal) = vmq_checked(&app, peer, &[kind, price, t], t, signature) {
+        return refusal;
     }
     app.heard(forwarder, false);
     let wallet = match kind {

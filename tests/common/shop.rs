@@ -107,6 +107,17 @@ impl Shop {
         self.wait_polling().await;
     }
 
+    /// The shop's page's address (`[web] listen` on port 0 picks one), from the log.
+    pub async fn page_addr(&self, log: &str) -> std::net::SocketAddr {
+        wait_until("the page's address", || {
+            let log = self.log(log);
+            let at = log.find("url=http://127.0.0.1:")? + "url=http://".len();
+            let end = at + log[at..].find('/')?;
+            log[at..end].parse().ok()
+        })
+        .await
+    }
+
     /// Waits for the daemon's next synccheck.
     pub async fn wait_polling(&self) {
         let before = self.sim.requests_to(Endpoint::SyncCheck).len();
