@@ -420,7 +420,7 @@ async fn app_heart(
 ) -> Response {
     let field = |name: &str| q.get(name).map_or("", String::as_str);
     let (t, signature) = (field("t"), field("sign"));
-    if let Err(refusal) = vmq_checked(&app, peer, &[t], t, signature) {
+    if let Some(refusal) = vmq_refusal(&app, peer, &[t], t, signature) {
         return refusal;
     }
     app.heard(Forwarder::VmqApp, true);
@@ -428,24 +428,23 @@ async fn app_heart(
 }
 
 /// What a V免签 server checks of the app's call, and the rate per source: the answer to
-/// give when it fails.
-fn vmq_checked(
+/// give when it fails, `None` when the call may go on.
+fn vmq_refusal(
     app: &App,
     peer: SocketAddr,
     signed: &[&str],
     t: &str,
     signature: &str,
-) -> Result<(), Response> {
+) -> Option<Response> {
     if !app.allow(peer.ip()) {
         let busy = vmq_answer(Err("请求过于频繁".into()));
-        return Err((StatusCode::TOO_MANY_REQUESTS, busy).into_response());
+        return Some((StatusCode::TOO_MANY_REQUESTS, busy).into_response());
     }
-    sign::check_vmq(&app.secret, signed, signature)
+    let why = sign::check_vmq(&app.secret, signed, signature)
         .and_then(|()| app.fresh(t, signature))
-        .map_err(|why| {
-            refused(Forwarder::VmqApp, peer, &why);
-            vmq_answer(Err(vmq_words(&why)))
-        })
+        .err()?;
+    refused(Forwarder::VmqApp, peer, &why);
+    Some(vmq_answer(Err(vmq_words(&why))))
 }
 
 async fn app_push(
@@ -456,7 +455,7 @@ async fn app_push(
     let forwarder = Forwarder::VmqApp;
     let field = |name: &str| q.get(name).map_or("", String::as_str);
     let (t, kind, price, signature) = (field("t"), field("type"), field("price"), field("sign"));
-    if let Err(refusal) = vmq_checked(&app, peer, &[kind, price, t], t, signature) {
+    if let Some(refusal) = vmq_refusal(&app, peer, &[kind, price, t], t, signature) {
         return refusal;
     }
     app.heard(forwarder, false);
