@@ -540,8 +540,10 @@ async fn check_webhook(config: &WebhookConfig) -> Check {
     }
 }
 
-/// `[intake]`: the port is free for `paysay run`, or a running paysay's intake answers a
-/// signed heartbeat on it, as the V免签 app's would be answered.
+/// `[intake]`: the port is free for `paysay run`, or a running paysay's intake answers on
+/// it. The probe is a heartbeat signed *wrong*, answered with V免签's sign refusal: a right
+/// one would tell the running daemon that the phone is there, and its silence afterwards
+/// that the phone went offline.
 fn check_intake(intake: &crate::config::IntakeConfig) -> Check {
     let label = "intake";
     let fix_port = "another program holds the port: stop it, or set [intake] listen to a free port (and tell the phone's app)";
@@ -575,9 +577,8 @@ fn check_intake(intake: &crate::config::IntakeConfig) -> Check {
         intake.listen.ip()
     };
     let t = crate::sinks::vmq::now_ms().to_string();
-    let sign = crate::sinks::vmq::md5_hex(&[&t, &intake.secret]);
     let url = format!(
-        "http://{}/appHeart?t={t}&sign={sign}",
+        "http://{}/appHeart?t={t}&sign=paysay-doctor",
         std::net::SocketAddr::new(host, port)
     );
     let answer = runtime.block_on(async {
@@ -590,10 +591,10 @@ fn check_intake(intake: &crate::config::IntakeConfig) -> Check {
         crate::body::read_capped(reply, 4096).await.ok()
     });
     match answer.and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok()) {
-        Some(v) if v["code"] == 1 => Check::ok(
+        Some(v) if v["code"] == -1 && v["msg"] == "签名校验不通过" => Check::ok(
             label,
             format!(
-                "a running paysay hears the phone on {} (a signed heartbeat answered)",
+                "a running paysay hears the phone on {} (it refused the doctor's unsigned heartbeat, as it should)",
                 intake.listen
             ),
         ),

@@ -548,3 +548,45 @@ async fn a_payment_only_the_phone_brought_is_no_gap_in_wechats_count() {
     signal(&daemon, "-TERM");
     assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
 }
+
+/// `paysay doctor` beside a running paysay: the intake answers, and the doctor's probe does
+/// not pass for the phone (a phone that then "fell silent" would be said offline).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_sees_the_running_intake_without_posing_as_the_phone() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shop = shop_without_web("", "").await;
+    let path = shop.path("paysay.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace(
+            "127.0.0.1:0\"\nsecret",
+            &format!("127.0.0.1:{port}\"\nsecret"),
+        ),
+    )
+    .unwrap();
+    let mut daemon = shop.start("run.log");
+    intake_addr(&shop, "run.log").await;
+    let out = shop.command(&["doctor"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let line = report
+        .lines()
+        .find(|l| l.contains("intake"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.starts_with('✓') && line.contains("running paysay"),
+        "{report}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shop.log("run.log").contains("the shop's phone is heard"),
+        "{}",
+        shop.log("run.log")
+    );
+    signal(&daemon, "-TERM");
+    assert_eq!(wait_exit(&mut daemon).await.code(), Some(0));
+}
