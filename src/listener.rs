@@ -104,9 +104,7 @@ pub async fn serve(
                         "too many connections: refusing new ones with 503 (said once until one is taken again)"
                     );
                 }
-                // The socket's send buffer takes these few bytes at once; whatever it
-                // does not take is not worth a task.
-                let _ = stream.try_write(BUSY);
+                refuse(&stream);
             }
         }
     }
@@ -114,6 +112,21 @@ pub async fn serve(
     let _ = slots
         .acquire_many_owned(limits.max_connections as u32)
         .await;
+}
+
+/// Answers a connection beyond the cap with [`BUSY`] and closes it, all without waiting:
+/// the socket's send buffer takes these few bytes at once, and what the peer sent already
+/// is read first, since closing a socket with unread bytes resets it and the peer would see
+/// a reset instead of the 503. Whatever has not arrived yet is not worth a task.
+fn refuse(stream: &TcpStream) {
+    let _ = stream.try_write(BUSY);
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
 }
 
 /// One connection, served until it closes, its headers time out, or shutdown asks it to

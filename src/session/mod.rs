@@ -169,7 +169,11 @@ pub async fn connect(
             }
             Err(e) if e.kind() == ErrorKind::LoggedOut => {
                 tracing::warn!(error = %crate::text::Escaped(&e), "the saved session has ended; a new login is needed");
-                store::discard(&files.session)?;
+                // Left in place, it is only tried again at the next start: no reason to
+                // stop hearing payments.
+                if let Err(e) = store::discard(&files.session) {
+                    tracing::error!(error = %crate::text::Escaped(&e), "cannot remove the ended session; it is tried (and removed) again at the next start");
+                }
             }
             // A network blip must not throw away a session the server may still accept.
             Err(e) => return Err(e),
