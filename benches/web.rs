@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use paysay::config::Config;
-use paysay::daemon::live::Live;
 use paysay::ledger::Ledger;
+use paysay::live::Live;
 use paysay::paths::Paths;
 use paysay::web::Server;
 use tokio_util::sync::CancellationToken;

@@ -9,7 +9,9 @@
 //! `wechat-sim` crate: the WeChat simulator the tests and `paysay demo` run. The simulator is
 //! a tool beside the daemon, not part of it: only the `demo` feature links it in.
 
+pub mod announcer;
 pub mod audio;
+pub mod backoff;
 mod body;
 pub mod config;
 pub mod daemon;
@@ -23,10 +25,12 @@ pub mod intake;
 pub mod ledger;
 #[cfg(any(feature = "web", feature = "intake"))]
 mod listener;
+pub mod live;
 pub mod mqtt;
 pub mod outbox;
 pub mod paths;
 pub mod payment;
+pub mod readiness;
 pub mod service;
 pub mod session;
 pub mod sinks;

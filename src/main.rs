@@ -466,13 +466,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// with the configured backoff), so a scan is never wasted; only what a person must fix
 /// (a refused account, an unwritable state dir) ends it.
 async fn login(config: &Config, paths: &Paths) -> anyhow::Result<()> {
-    use paysay::session::{Backoff, ErrorKind};
+    use paysay::session::ErrorKind;
     paths
         .prepare_state_dir()
         .with_context(|| format!("making {} owner-only", paths.state_dir.display()))?;
     let files = paysay::session::SessionFiles::from_paths(paths);
     let (events, _rx) = paysay::session::Events::channel();
-    let mut backoff = Backoff::from_config(&config.wechat);
+    let mut backoff = paysay::session::backoff(&config.wechat);
     let mut session = loop {
         match paysay::session::connect(&config.wechat, &files, &events, None).await {
             Ok(session) => break session,

@@ -28,9 +28,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{Broker, MqttConfig};
 use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
-use crate::session::Backoff;
 use crate::sinks::webhook::{hex, hmac_sha256};
 use crate::text::Escaped;
 

@@ -18,10 +18,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::events::{DeliveryError, PaymentEvent, Sink};
 use crate::ledger::{DeliveryState, Ledger, LedgerError, Pending};
 use crate::money::Yuan;
-use crate::session::Backoff;
 use crate::text::Escaped;
 
 /// How often an idle task looks for pending events it was not woken for (`paysay resend`

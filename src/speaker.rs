@@ -25,21 +25,24 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::announcer::{Announcement, Announcer, Record, Spoken};
 use crate::audio::{AudioError, Player, PlayerHandle};
+use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::daemon::notify;
 use crate::failing::Failing;
 use crate::ledger::Recorded;
+use crate::live::Live;
 use crate::money::{MAX_PAYMENT_FEN, Yuan, parse_yuan};
 use crate::mqtt::{
     self, MAX_RECONNECT, MIN_RECONNECT, MqttError, Outage, REQUEST_CAPACITY, SignatureError,
 };
 use crate::paths::{self, Paths};
-use crate::session::Backoff;
-use crate::speech::{Speech, TtsError};
+use crate::payment::Wallet;
+use crate::readiness;
+use crate::speech::{Clip, Speech, TtsError};
 use crate::text::Escaped;
 
 /// Longest event id accepted: paysay's are 32 hex digits; a cloud system's may be longer.
@@ -79,6 +82,10 @@ pub enum SpeakerError {
     Speech(#[from] TtsError),
     #[error(transparent)]
     Audio(#[from] AudioError),
+    #[error(
+        "the announcer stopped unexpectedly ({0}); the speaker stops so the service restarts it and says what is pending"
+    )]
+    AnnouncerCrashed(String),
 }
 
 /// What went wrong with the speaker's ledger.
@@ -101,7 +108,8 @@ CREATE TABLE IF NOT EXISTS heard (
     id           TEXT PRIMARY KEY,
     amount_fen   INTEGER NOT NULL CHECK (amount_fen >= 0),
     received_at  INTEGER NOT NULL,
-    announced_at INTEGER
+    announced_at INTEGER,
+    wallet       TEXT NOT NULL DEFAULT 'wechat'
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -129,6 +137,7 @@ impl Heard {
             .map_err(err("opening"))?;
         conn.execute_batch(HEARD_SCHEMA)
             .map_err(err("creating the tables"))?;
+        migrate(&conn).map_err(err("upgrading the tables"))?;
         for companion in ["-wal", "-shm"] {
             let mut name = path.as_os_str().to_owned();
             name.push(companion);
@@ -168,13 +177,13 @@ impl Heard {
 
     /// Stores a payment's id unless it is known. The amount is stored as it is or not at
     /// all (an error), never clamped: what is said and what is recorded are one number.
-    pub fn record(&self, id: &str, amount_fen: u64) -> Result<Recorded, HeardError> {
+    pub fn record(&self, p: &Payment) -> Result<Recorded, HeardError> {
         let inserted = self
             .conn
             .execute(
-                "INSERT INTO heard (id, amount_fen, received_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO heard (id, amount_fen, wallet, received_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
-                params![id, amount_fen, crate::now_unix()],
+                params![p.id, p.amount_fen, p.wallet.as_str(), crate::now_unix()],
             )
             .map_err(self.err("recording a payment"))?;
         Ok(if inserted == 1 {
@@ -199,13 +208,17 @@ impl Heard {
     pub fn unannounced(&self) -> Result<Vec<Payment>, HeardError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, amount_fen FROM heard WHERE announced_at IS NULL ORDER BY rowid")
+            .prepare(
+                "SELECT id, amount_fen, wallet FROM heard WHERE announced_at IS NULL ORDER BY rowid",
+            )
             .map_err(self.err("reading the backlog"))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(Payment {
                     id: r.get(0)?,
                     amount_fen: r.get(1)?,
+                    // Written by `record` from a `Wallet`: anything else is a hand edit.
+                    wallet: r.get::<_, String>(2)?.parse().unwrap_or(Wallet::WeChat),
                 })
             })
             .map_err(self.err("reading the backlog"))?;
@@ -227,6 +240,26 @@ impl Heard {
     }
 }
 
+/// Brings a ledger of an older paysay up to date; `user_version` says how far it is.
+/// Version 1 added `wallet` (a speaker from before Alipay said every payment as WeChat).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        let has_wallet: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('heard') WHERE name = 'wallet'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_wallet {
+            conn.execute_batch(
+                "ALTER TABLE heard ADD COLUMN wallet TEXT NOT NULL DEFAULT 'wechat'",
+            )?;
+        }
+        conn.pragma_update(None, "user_version", 1)?;
+    }
+    Ok(())
+}
+
 /// Creates `path` owner-only before SQLite does (SQLite gives -wal and -shm the database's
 /// mode), and tightens an existing one.
 fn create_private(path: &Path) {
@@ -243,6 +276,22 @@ fn create_private(path: &Path) {
 pub struct Payment {
     pub id: String,
     pub amount_fen: u64,
+    /// Said with that wallet's template; WeChat when the event does not say.
+    pub wallet: Wallet,
+}
+
+impl Spoken for Payment {
+    fn wallet(&self) -> Wallet {
+        self.wallet
+    }
+
+    fn amount_fen(&self) -> u64 {
+        self.amount_fen
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 /// The fields of the MQTT payload the speaker reads; the rest is for other receivers.
@@ -251,6 +300,7 @@ struct Payload {
     id: String,
     amount_fen: Option<u64>,
     money: Option<String>,
+    wallet: Option<String>,
 }
 
 /// Why a message on the topic is not a payment the speaker can say.
@@ -272,6 +322,8 @@ pub enum PayloadError {
     Disagree { amount_fen: u64, money: String },
     #[error("{} yuan is more than any payment can be ({} at most)", Yuan(*.0), Yuan(MAX_PAYMENT_FEN))]
     Amount(u64),
+    #[error(transparent)]
+    Wallet(#[from] crate::payment::UnknownWallet),
 }
 
 impl PayloadError {
@@ -320,9 +372,14 @@ pub fn parse_payload(bytes: &[u8]) -> Result<Payment, PayloadError> {
     if amount_fen > MAX_PAYMENT_FEN {
         return Err(PayloadError::Amount(amount_fen));
     }
+    let wallet = match payload.wallet {
+        Some(name) => name.parse()?,
+        None => Wallet::WeChat,
+    };
     Ok(Payment {
         id: payload.id,
         amount_fen,
+        wallet,
     })
 }
 
@@ -348,11 +405,37 @@ impl SharedHeard {
     }
 }
 
+impl Record for SharedHeard {
+    type Payment = Payment;
+
+    async fn heard(&self, payment: &Payment, clip: &Clip) {
+        let id = payment.id.clone();
+        match self.call(move |h| h.mark_announced(&id)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "payment announced, but the ledger could not record it")
+            }
+            None => {
+                tracing::error!("payment announced, but the ledger task failed before recording it")
+            }
+        }
+        tracing::info!(
+            id = %Escaped(&payment.id),
+            amount = %Yuan(payment.amount_fen),
+            wallet = payment.wallet.as_str(),
+            text = %clip.text,
+            voice = clip.backend,
+            "payment announced"
+        );
+    }
+}
+
 /// `paysay speaker`, ready to run: `Speaker::new(config, paths).run(shutdown).await`.
 pub struct Speaker {
     config: Config,
     paths: Paths,
     player: Option<PlayerHandle>,
+    speech: Option<Speech>,
 }
 
 impl Speaker {
@@ -361,7 +444,14 @@ impl Speaker {
             config,
             paths,
             player: None,
+            speech: None,
         }
+    }
+
+    /// Speaks with `speech` instead of `[speech]`'s voices (tests).
+    pub fn speech(mut self, speech: Speech) -> Speaker {
+        self.speech = Some(speech);
+        self
     }
 
     /// Plays through `player` instead of `[audio]`'s device (`--dry-run`, tests).
@@ -376,6 +466,10 @@ impl Speaker {
     }
 
     /// Runs until `shutdown` is cancelled; the announcement under way is finished first.
+    ///
+    /// Stops with [`SpeakerError::AnnouncerCrashed`] if the announcer ends by itself (a
+    /// panic): the payments it has not said stay unsaid in the ledger, and the restart the
+    /// service manager then does says them.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SpeakerError> {
         let mqtt = self.config.mqtt.clone().ok_or(SpeakerError::NoMqtt)?;
         self.paths
@@ -388,7 +482,10 @@ impl Speaker {
         let client_id = heard.client_id()?;
         let backlog = heard.unannounced()?;
         let heard = SharedHeard(Arc::new(Mutex::new(heard)));
-        let speech = Speech::from_config(&self.config.speech, self.paths.tts_cache_dir())?;
+        let speech = match self.speech {
+            Some(speech) => speech,
+            None => Speech::from_config(&self.config.speech, self.paths.tts_cache_dir())?,
+        };
         let player = match self.player {
             Some(player) => player,
             None => Player::spawn(&self.config.audio)?,
@@ -406,20 +503,28 @@ impl Speaker {
             );
         }
         for payment in backlog {
-            let _ = queue.send(payment);
+            // The receiver is right here: the send cannot fail.
+            let _ = queue.send(Announcement::Payment(payment));
         }
-        let announcer = tokio::spawn(
+        // No reload in the speaker: the sender only has to outlive the announcer.
+        let (_speech, speech_rx) = watch::channel(Arc::new(speech));
+        // Its own token, cancelled once the subscriber has stopped: an announcer that ends
+        // before that has crashed, never merely seen the shutdown first.
+        let stop_announcer = CancellationToken::new();
+        let mut announcer = tokio::spawn(
             Announcer {
-                speech,
+                speech: speech_rx,
                 player: player.clone(),
-                heard: heard.clone(),
+                record: heard.clone(),
                 queue: queue_rx,
-                shutdown: shutdown.clone(),
+                shutdown: stop_announcer.clone(),
+                // Nobody watches the speaker's state: publishing it costs nothing.
+                live: Live::default(),
             }
             .run(),
         );
         let watchdog = tokio::spawn(watchdog());
-        notify::ready(&format!("connecting to the MQTT broker {}", mqtt.url));
+        readiness::ready(&format!("connecting to the MQTT broker {}", mqtt.url));
         let subscriber = Subscriber {
             options,
             broker: mqtt.url.clone(),
@@ -429,14 +534,24 @@ impl Speaker {
             queue,
             subscribed: AtomicBool::new(false),
         };
-        subscriber.run(&shutdown).await;
-        notify::stopping();
-        shutdown.cancel();
+        let crashed = tokio::select! {
+            () = subscriber.run(&shutdown) => None,
+            ended = &mut announcer => Some(
+                ended.err().map_or_else(|| "it returned".to_string(), |e| e.to_string()),
+            ),
+        };
+        readiness::stopping();
+        stop_announcer.cancel();
         watchdog.abort();
-        if let Err(e) = announcer.await {
+        if crashed.is_none()
+            && let Err(e) = announcer.await
+        {
             tracing::error!(error = %e, "the announcer failed while stopping");
         }
         player.shutdown().await;
+        if let Some(why) = crashed {
+            return Err(SpeakerError::AnnouncerCrashed(why));
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -444,13 +559,13 @@ impl Speaker {
 
 /// systemd's watchdog, when the unit asks for one.
 async fn watchdog() {
-    let Some(period) = notify::watchdog_period() else {
+    let Some(period) = readiness::watchdog_period() else {
         return;
     };
     let mut interval = tokio::time::interval(period);
     loop {
         interval.tick().await;
-        notify::watchdog();
+        readiness::watchdog();
     }
 }
 
@@ -463,7 +578,7 @@ struct Subscriber {
     /// `[mqtt] secret`: only payments signed with it are said.
     secret: Option<String>,
     heard: SharedHeard,
-    queue: mpsc::UnboundedSender<Payment>,
+    queue: mpsc::UnboundedSender<Announcement<Payment>>,
     /// Whether a subscription was acknowledged yet (said once).
     subscribed: AtomicBool,
 }
@@ -480,7 +595,7 @@ impl Subscriber {
                 e = self.serve(&client, &mut events, &mut backoff, &mut outage) => e,
             };
             outage.failed(&self.broker, &error);
-            notify::status(&format!(
+            readiness::status(&format!(
                 "MQTT broker {} unreachable; retrying",
                 self.broker
             ));
@@ -509,7 +624,7 @@ impl Subscriber {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     up_since = Some(tokio::time::Instant::now());
                     outage.connected(&self.broker);
-                    notify::status(&format!("listening on {} at {}", self.topic, self.broker));
+                    readiness::status(&format!("listening on {} at {}", self.topic, self.broker));
                     if let Err(e) = client.try_subscribe(&self.topic, QoS::AtLeastOnce) {
                         tracing::error!(error = %e, "cannot subscribe to the payment topic");
                     }
@@ -556,8 +671,8 @@ impl Subscriber {
             Ok(payment) => payment,
             Err(e) => return skipped(publish, &e),
         };
-        let (id, fen) = (payment.id.clone(), payment.amount_fen);
-        match self.heard.call(move |h| h.record(&id, fen)).await {
+        let record = payment.clone();
+        match self.heard.call(move |h| h.record(&record)).await {
             Some(Ok(Recorded::Duplicate | Recorded::Merged)) => {
                 tracing::info!(id = %Escaped(&payment.id), "payment already announced; skipped");
                 return;
@@ -569,8 +684,12 @@ impl Subscriber {
             }
             None => tracing::error!("the ledger task failed; announcing the payment anyway"),
         }
-        tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), "payment received");
-        let _ = self.queue.send(payment);
+        tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), wallet = payment.wallet.as_str(), "payment received");
+        if self.queue.send(Announcement::Payment(payment)).is_err() {
+            // The announcer has ended: `run` sees it and stops; the payment, recorded and
+            // not marked said, is said at the next start.
+            tracing::error!("the announcer has stopped; the payment is said at the next start");
+        }
     }
 }
 
@@ -592,61 +711,6 @@ fn skipped(publish: &Publish, e: &PayloadError) {
     }
 }
 
-/// Says payments one after another, in the order they came, and marks each said.
-struct Announcer {
-    speech: Speech,
-    player: PlayerHandle,
-    heard: SharedHeard,
-    queue: mpsc::UnboundedReceiver<Payment>,
-    shutdown: CancellationToken,
-}
-
-impl Announcer {
-    async fn run(mut self) {
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => break,
-                next = self.queue.recv() => next,
-            };
-            let Some(payment) = next else { break };
-            self.announce_until_heard(payment).await;
-        }
-    }
-
-    /// Says one payment, retrying (later ones wait) while the speaker or every voice fails;
-    /// on shutdown it stays unannounced for the next start.
-    async fn announce_until_heard(&self, payment: Payment) {
-        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
-        loop {
-            match self.say(payment.amount_fen).await {
-                Ok(text) => {
-                    let id = payment.id.clone();
-                    if let Some(Err(e)) = self.heard.call(move |h| h.mark_announced(&id)).await {
-                        tracing::error!(error = %e, "payment announced, but the ledger could not record it");
-                    }
-                    tracing::info!(id = %Escaped(&payment.id), amount = %Yuan(payment.amount_fen), text = %text, "payment announced");
-                    return;
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::error!(error = %e, retry_in_s = delay.as_secs(), "announcement not heard yet; retrying");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    async fn say(&self, fen: u64) -> Result<String, SpeakerError> {
-        let clip = self.speech.announce(fen).await?;
-        self.player.play(clip.clone()).await?;
-        Ok(clip.text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,11 +722,14 @@ mod tests {
             p,
             Payment {
                 id: "abc".into(),
-                amount_fen: 1250
+                amount_fen: 1250,
+                wallet: Wallet::WeChat,
             }
         );
         let p = parse_payload(br#"{"id":"x1","money":"0.01"}"#).unwrap();
         assert_eq!(p.amount_fen, 1);
+        let p = parse_payload(br#"{"id":"x2","amount_fen":5,"wallet":"alipay"}"#).unwrap();
+        assert_eq!(p.wallet, Wallet::Alipay);
         for bad in [
             &br#"{"money":"1.00"}"#[..],
             br#"{"id":"","money":"1.00"}"#,
@@ -670,6 +737,7 @@ mod tests {
             br#"{"id":"a","money":"12.345"}"#,
             br#"{"id":"a","amount_fen":-1}"#,
             br#"{"id":"a","amount_fen":18446744073709551616}"#,
+            br#"{"id":"a","amount_fen":1,"wallet":"paypal"}"#,
             b"not json",
         ] {
             assert!(
@@ -730,12 +798,50 @@ mod tests {
         ));
     }
 
+    fn payment(id: &str, amount_fen: u64) -> Payment {
+        Payment {
+            id: id.into(),
+            amount_fen,
+            wallet: Wallet::WeChat,
+        }
+    }
+
+    #[test]
+    fn a_payments_wallet_is_kept_for_the_backlog_and_older_ledgers_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("speaker.sqlite3");
+        // A speaker ledger as paysay wrote it before wallets: no column, user_version 0.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE heard (id TEXT PRIMARY KEY, amount_fen INTEGER NOT NULL CHECK (amount_fen >= 0),
+                                 received_at INTEGER NOT NULL, announced_at INTEGER);
+             INSERT INTO heard VALUES ('old', 100, 0, NULL);",
+        )
+        .unwrap();
+        drop(old);
+        let heard = Heard::open(&path).unwrap();
+        let alipay = Payment {
+            wallet: Wallet::Alipay,
+            ..payment("new", 200)
+        };
+        heard.record(&alipay).unwrap();
+        assert_eq!(
+            heard.unannounced().unwrap(),
+            vec![payment("old", 100), alipay]
+        );
+        drop(heard);
+        assert!(Heard::open(&path).is_ok(), "opened again, upgraded once");
+    }
+
     #[test]
     fn amounts_are_recorded_as_they_are_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let heard = Heard::open(&dir.path().join("speaker.sqlite3")).unwrap();
-        assert!(heard.record("max", u64::MAX).is_err());
-        assert_eq!(heard.record("a", MAX_PAYMENT_FEN).unwrap(), Recorded::New);
+        assert!(heard.record(&payment("max", u64::MAX)).is_err());
+        assert_eq!(
+            heard.record(&payment("a", MAX_PAYMENT_FEN)).unwrap(),
+            Recorded::New
+        );
         assert_eq!(heard.unannounced().unwrap()[0].amount_fen, MAX_PAYMENT_FEN);
     }
 
@@ -746,8 +852,11 @@ mod tests {
         let heard = Heard::open(&path).unwrap();
         let id = heard.client_id().unwrap();
         assert!(id.starts_with("paysay-speaker-"), "{id}");
-        assert_eq!(heard.record("a", 100).unwrap(), Recorded::New);
-        assert_eq!(heard.record("a", 100).unwrap(), Recorded::Duplicate);
+        assert_eq!(heard.record(&payment("a", 100)).unwrap(), Recorded::New);
+        assert_eq!(
+            heard.record(&payment("a", 100)).unwrap(),
+            Recorded::Duplicate
+        );
         assert_eq!(heard.unannounced().unwrap().len(), 1);
         heard.mark_announced("a").unwrap();
         drop(heard);

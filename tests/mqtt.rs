@@ -478,6 +478,39 @@ async fn the_speaker_refuses_amounts_no_payment_can_be() {
     assert_eq!(ids, ["real"]);
 }
 
+/// The daemon's events carry `wallet`: the speaker says an Alipay or 云闪付 payment with that
+/// wallet's template, as the daemon does, and one without `wallet` (a cloud system's) as
+/// WeChat; an unknown wallet is no payment it can say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speaker_says_each_wallet_as_the_daemon_does() {
+    let broker = Broker::start();
+    let speaker = Speaker::new(&broker);
+    let mut child = speaker.start("speaker.log");
+    speaker
+        .wait_log("speaker.log", "subscribed to the payment topic", 1)
+        .await;
+    for event in [
+        r#"{"id":"a","amount_fen":1250,"wallet":"alipay"}"#,
+        r#"{"id":"u","amount_fen":300,"wallet":"unionpay"}"#,
+        r#"{"id":"w","amount_fen":100}"#,
+        r#"{"id":"x","amount_fen":100,"wallet":"paypal"}"#,
+    ] {
+        publish_raw(broker.port, event.as_bytes()).await;
+    }
+    let log = speaker
+        .wait_log("speaker.log", "payment announced", 3)
+        .await;
+    let announced = speaker.announced("speaker.log");
+    assert_eq!(announced.len(), 3, "{log}");
+    assert!(announced[0].contains("支付宝收款十二点五元"), "{log}");
+    assert!(announced[1].contains("云闪付收款三元"), "{log}");
+    assert!(announced[2].contains("微信收款一元"), "{log}");
+    speaker
+        .wait_log("speaker.log", "malformed MQTT payment skipped", 1)
+        .await;
+    assert!(stop(&mut child).success());
+}
+
 /// With `[mqtt] secret`, the speaker says only what was signed with it: an unsigned message,
 /// one signed with another secret and a signed one changed on the way are refused; one
 /// signed by hand as README says and one from paysay's own sink are said.

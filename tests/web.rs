@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use paysay::config::{Config, WebhookConfig};
-use paysay::daemon::live::{Live, SessionState};
 use paysay::ledger::Ledger;
+use paysay::live::{Live, SessionState};
 use paysay::paths::Paths;
 use paysay::payment::{Payment, PaymentKind};
 use paysay::web::Server;

@@ -2,10 +2,8 @@
 //! (speech → audio). One supervisor loop owns the session's events, the reload signal and
 //! the watchdog; shutdown reaches every task through one `CancellationToken`.
 
-mod announcer;
-pub mod live;
+mod heard;
 mod login_alert;
-pub(crate) mod notify;
 pub mod notify_owner;
 mod unrecorded;
 mod ways;
@@ -18,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use announcer::Announcement;
-use announcer::Announcer;
-use live::{Live, SessionState};
+pub use crate::announcer::Announcement;
+use crate::announcer::Announcer;
+use crate::live::{self, Live, SessionState};
+use crate::readiness;
 use login_alert::LoginAlerts;
 use notify_owner::{OwnerEvent, OwnerNotifier, WallClock};
 use unrecorded::{Resolved, Unrecorded};
@@ -233,8 +232,10 @@ impl Daemon {
             Announcer {
                 speech: speech_rx,
                 player: player.clone(),
-                ledger: ledger.clone(),
-                unrecorded: unrecorded.clone(),
+                record: heard::Heard {
+                    ledger: ledger.clone(),
+                    unrecorded: unrecorded.clone(),
+                },
                 queue: queue_rx,
                 shutdown: shutdown.clone(),
                 live: live.clone(),
@@ -249,7 +250,7 @@ impl Daemon {
             .await
         {
             tracing::error!(error = %e, "the shop's page is not served; payments are still announced");
-            notify::status(&format!("the shop's page is not served: {e}"));
+            readiness::status(&format!("the shop's page is not served: {e}"));
         }
         let intake = tasks
             .spawn_intake(&config, intake_listening, &shutdown)
@@ -313,7 +314,7 @@ impl Daemon {
             .run(events_rx, intake, &mut tasks, &shutdown)
             .await;
         // Whatever ended the loop, stop the rest: the announcer finishes what it is saying.
-        notify::stopping();
+        readiness::stopping();
         shutdown.cancel();
         tasks.join().await;
         player.shutdown().await;
@@ -559,8 +560,8 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> Result<(), DaemonError> {
         let mut hangup = Hangup::new();
-        let mut watchdog = notify::watchdog_period().map(tokio::time::interval);
-        notify::ready("connecting to WeChat");
+        let mut watchdog = readiness::watchdog_period().map(tokio::time::interval);
+        readiness::ready("connecting to WeChat");
         loop {
             tokio::select! {
                 // The session ends on shutdown, or on an error a person must fix. A crashed
@@ -590,7 +591,7 @@ impl Supervisor {
                 // SIGHUP: new speech, volume and payment settings without a new login.
                 _ = hangup.recv() => self.reload(),
                 // systemd's watchdog: the loop is alive.
-                _ = tick(&mut watchdog) => notify::watchdog(),
+                _ = tick(&mut watchdog) => readiness::watchdog(),
             }
         }
     }
@@ -613,7 +614,7 @@ impl Supervisor {
                 self.beat_while_heard();
                 self.tell_owner(OwnerEvent::Away);
                 self.live.new_qr(url);
-                notify::status(&format!("waiting for a QR scan: {}", path.display()));
+                readiness::status(&format!("waiting for a QR scan: {}", path.display()));
                 if self.login_alerts.should_speak(tokio::time::Instant::now()) {
                     let _ = self
                         .queue
@@ -633,7 +634,7 @@ impl Supervisor {
                     s.last_sync = Some(crate::now_unix());
                 });
                 let how = if resumed { "resumed" } else { "logged in" };
-                notify::status(&format!("{how} as {nick_name}"));
+                readiness::status(&format!("{how} as {nick_name}"));
             }
             SessionEvent::LoggedOut { retcode } => {
                 self.web_up = false;
@@ -646,7 +647,7 @@ impl Supervisor {
                     retcode,
                     "logged out by WeChat; waiting for a new login (payment events wait too)"
                 );
-                notify::status(&format!(
+                readiness::status(&format!(
                     "logged out by WeChat (retcode {retcode}); waiting for a new login"
                 ));
             }
@@ -850,7 +851,7 @@ impl Supervisor {
     /// `systemctl status` say why and what to do each time.
     fn ledger_fails(&mut self, e: &LedgerError) {
         let advice = e.advice();
-        notify::status(&format!(
+        readiness::status(&format!(
             "cannot write the payment ledger: {advice}. Payments are still announced, and recorded once it works ({e})"
         ));
         self.live.update(|s| s.ledger_ok = false);
@@ -871,7 +872,7 @@ impl Supervisor {
             tracing::info!(
                 "the ledger can be written again; the payments announced meanwhile are recorded"
             );
-            notify::status("the payment ledger can be written again");
+            readiness::status("the payment ledger can be written again");
         }
     }
 
@@ -987,7 +988,7 @@ impl Supervisor {
                         phone.online = false;
                     }
                 });
-                notify::status("the shop's phone has stopped sending heartbeats");
+                readiness::status("the shop's phone has stopped sending heartbeats");
                 let _ = self
                     .queue
                     .send(Announcement::Alert(self.config.speech.phone_alert.clone()));
@@ -1025,12 +1026,12 @@ impl Supervisor {
     }
 
     fn reload(&mut self) {
-        notify::reloading();
+        readiness::reloading();
         let config = match Config::load(&self.paths.config_file, false) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "config not reloaded; keeping the running settings");
-                notify::status("config reload failed; see the log");
+                readiness::status("config reload failed; see the log");
                 return;
             }
         };
@@ -1053,7 +1054,7 @@ impl Supervisor {
         }
         self.config = config;
         tracing::info!("config reloaded");
-        notify::ready("config reloaded");
+        readiness::ready("config reloaded");
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::backoff::Backoff;
 use super::error::{ErrorKind, SessionError};
 use super::http::{self, Http, Request};
 use super::{Events, SessionEvent, long_poll_timeout, now_ms, qr};
+use crate::backoff::Backoff;
 use crate::config::WechatConfig;
 use crate::protocol::{self, Hosts, LoginPoll, LoginTicket};
 

@@ -8,7 +8,6 @@
 //! from the old SyncKey after a backoff, until it is recorded.
 
 mod api;
-mod backoff;
 pub mod error;
 mod http;
 mod login;
@@ -24,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use api::{Session, SyncPosition};
-pub use backoff::Backoff;
 pub use error::{ErrorKind, SessionError};
 pub use login::PreviousLogin;
 
+use crate::backoff::Backoff;
 use crate::config::WechatConfig;
 use crate::failing::Failing;
 use crate::protocol::{Contact, Message};
@@ -137,6 +136,15 @@ impl SessionFiles {
     }
 }
 
+/// The wait between tries while WeChat cannot be reached: `[wechat] min_backoff_ms`
+/// doubling up to `max_backoff_secs`.
+pub fn backoff(config: &WechatConfig) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(config.min_backoff_ms),
+        Duration::from_secs(config.max_backoff_secs),
+    )
+}
+
 /// Connects: resumes the saved session when the server still accepts it, else logs in
 /// (push login first, then QR codes until one is confirmed), and saves the result.
 ///
@@ -206,7 +214,7 @@ pub async fn run(
     mut outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
 ) -> Result<(), SessionError> {
-    let mut backoff = Backoff::from_config(config);
+    let mut backoff = backoff(config);
     let mut relogins = pace::Relogins::from_config(config);
     let mut previous = None;
     let mut next_login_at = None;

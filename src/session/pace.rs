@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Backoff;
+use crate::backoff::Backoff;
 use crate::config::WechatConfig;
 
 /// The least time between the starts of two requests of one kind.
@@ -83,7 +83,7 @@ pub struct IdleRounds {
 impl IdleRounds {
     pub fn from_config(config: &WechatConfig) -> IdleRounds {
         IdleRounds {
-            backoff: Backoff::from_config(config),
+            backoff: super::backoff(config),
             in_a_row: 0,
             resume_at: None,
             logged: false,

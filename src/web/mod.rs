@@ -41,9 +41,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::live::{Live, SessionState, Status};
 use crate::ledger::report::{self, CSV_HEADER, csv_row};
 use crate::ledger::{Ledger, LedgerError, SinkSummary};
+use crate::live::{Live, SessionState, Status};
 use crate::money::Yuan;
 use crate::paths::Paths;
 use crate::payment::Payment;

@@ -1,7 +1,11 @@
-//! The announcer: one task that says payments (and login alerts) one after another, in the
-//! order they arrived, and marks each payment announced in the ledger only once it has been
-//! heard. What it could not say stays unannounced in the ledger for the next run.
+//! The announcer: one task that says payments (and spoken alerts) one after another, in the
+//! order they arrived, and has each payment marked heard only once it has been heard. What
+//! it could not say stays unmarked for the next run.
+//!
+//! The daemon and `paysay speaker` both say payments through it; they differ only in where
+//! "heard" is written ([`Record`]): the daemon's ledger, or the speaker's own.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,21 +13,51 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::SharedLedger;
-use super::live::{Live, SpeakerState};
-use super::unrecorded::Unrecorded;
 use crate::audio::{AudioError, PlayerHandle};
+use crate::backoff::Backoff;
+use crate::live::{Live, SpeakerState};
 use crate::money::Yuan;
-use crate::payment::Payment;
-use crate::session::Backoff;
+use crate::payment::{Payment, Wallet};
 use crate::speech::{Clip, Speech, TtsError};
 
-/// Something to say.
+/// Something to say: a payment (the daemon's [`Payment`], or what the speaker heard of one),
+/// or a spoken alert, e.g. that WeChat needs a new scan.
 #[derive(Debug, Clone)]
-pub enum Announcement {
-    Payment(Payment),
-    /// A spoken alert, e.g. that WeChat needs a new scan.
+pub enum Announcement<P = Payment> {
+    Payment(P),
     Alert(String),
+}
+
+/// What the announcer needs to know of a payment: what to say, and what to log.
+pub trait Spoken: Send + Sync + 'static {
+    fn wallet(&self) -> Wallet;
+    fn amount_fen(&self) -> u64;
+    /// The payment's id, for the log.
+    fn id(&self) -> &str;
+}
+
+impl Spoken for Payment {
+    fn wallet(&self) -> Wallet {
+        self.wallet
+    }
+
+    fn amount_fen(&self) -> u64 {
+        self.amount_fen
+    }
+
+    fn id(&self) -> &str {
+        &self.msg_id
+    }
+}
+
+/// Where the announcer writes that a payment was heard (and says so in the log): the
+/// daemon's ledger, or the speaker's. Called only once the payment has been heard; a
+/// failure to write is logged by the implementation, and the next start says it again,
+/// better twice than never.
+pub trait Record: Send + Sync + 'static {
+    type Payment: Spoken;
+
+    fn heard(&self, payment: &Self::Payment, clip: &Clip) -> impl Future<Output = ()> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +69,18 @@ enum SayError {
 }
 
 /// What the announcer needs; `speech` is swapped on a config reload.
-pub struct Announcer {
+pub struct Announcer<R: Record> {
     pub speech: watch::Receiver<Arc<Speech>>,
     pub player: PlayerHandle,
-    pub ledger: SharedLedger,
-    /// Payments said before the ledger could record them: marked later, by the supervisor.
-    pub unrecorded: Unrecorded,
-    pub queue: mpsc::UnboundedReceiver<Announcement>,
+    /// Where heard payments are marked.
+    pub record: R,
+    pub queue: mpsc::UnboundedReceiver<Announcement<R::Payment>>,
     pub shutdown: CancellationToken,
     /// Told whether the speaker is speaking, idle or failing.
     pub live: Live,
 }
 
-impl Announcer {
+impl<R: Record> Announcer<R> {
     /// Runs until shutdown; the announcement being spoken then is finished first.
     pub async fn run(mut self) {
         loop {
@@ -63,10 +96,10 @@ impl Announcer {
 
     /// Says one announcement, retrying (in order: later ones wait) while the speaker or every
     /// voice fails. Gives up only on shutdown, leaving the payment for the next run.
-    async fn announce(&mut self, announcement: Announcement) {
+    async fn announce(&mut self, announcement: Announcement<R::Payment>) {
         let span = match &announcement {
             Announcement::Payment(p) => {
-                tracing::info_span!("announce", msg_id = %crate::text::Escaped(&p.msg_id), amount = %Yuan(p.amount_fen))
+                tracing::info_span!("announce", id = %crate::text::Escaped(p.id()), amount = %Yuan(p.amount_fen()))
             }
             Announcement::Alert(_) => tracing::info_span!("announce", alert = true),
         };
@@ -75,7 +108,7 @@ impl Announcer {
             .await
     }
 
-    async fn announce_until_heard(&mut self, announcement: Announcement) {
+    async fn announce_until_heard(&mut self, announcement: Announcement<R::Payment>) {
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
         loop {
             let speech = self.speech.borrow().clone();
@@ -103,35 +136,10 @@ impl Announcer {
         }
     }
 
-    async fn done(&self, announcement: &Announcement, clip: &Clip) {
-        let Announcement::Payment(p) = announcement else {
-            tracing::info!(text = %clip.text, "alert spoken");
-            return;
-        };
-        if self.unrecorded.heard(p) {
-            tracing::warn!(
-                amount = %Yuan(p.amount_fen),
-                kind = %p.kind,
-                text = %clip.text,
-                voice = clip.backend,
-                "payment announced; not in the ledger yet, it is recorded once the ledger can be written"
-            );
-            return;
-        }
-        let payment = p.clone();
-        match self.ledger.call(move |l| l.mark_heard(&payment)).await {
-            Ok(()) => tracing::info!(
-                amount = %Yuan(p.amount_fen),
-                kind = %p.kind,
-                text = %clip.text,
-                voice = clip.backend,
-                "payment announced"
-            ),
-            // Heard, but not recorded as heard: the next start says it again. Better twice
-            // than never, and the log says why.
-            Err(e) => {
-                tracing::error!(error = %e, "payment announced, but the ledger could not record it")
-            }
+    async fn done(&self, announcement: &Announcement<R::Payment>, clip: &Clip) {
+        match announcement {
+            Announcement::Payment(p) => self.record.heard(p, clip).await,
+            Announcement::Alert(_) => tracing::info!(text = %clip.text, "alert spoken"),
         }
     }
 }
@@ -149,13 +157,13 @@ impl SayError {
     }
 }
 
-async fn say(
+async fn say<P: Spoken>(
     speech: &Speech,
     player: &PlayerHandle,
-    announcement: &Announcement,
+    announcement: &Announcement<P>,
 ) -> Result<Clip, SayError> {
     let clip = match announcement {
-        Announcement::Payment(p) => speech.announce_in(p.wallet, p.amount_fen).await?,
+        Announcement::Payment(p) => speech.announce_in(p.wallet(), p.amount_fen()).await?,
         Announcement::Alert(text) => speech.speak(text).await?,
     };
     player.play(clip.clone()).await?;

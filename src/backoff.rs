@@ -1,11 +1,10 @@
-//! Exponential backoff with jitter: network trouble is retried for as long as the server has
-//! not ended the session, but never in a busy loop and never all clients in step.
+//! Exponential backoff with jitter, for every retry loop in paysay (the WeChat session, the
+//! announcer, the outbox, MQTT): trouble is retried for as long as it lasts, but never in a
+//! busy loop and never all clients in step.
 
 use std::time::Duration;
 
 use rand::Rng;
-
-use crate::config::WechatConfig;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -21,13 +20,6 @@ impl Backoff {
             max: max.max(min),
             attempt: 0,
         }
-    }
-
-    pub fn from_config(config: &WechatConfig) -> Backoff {
-        Backoff::new(
-            Duration::from_millis(config.min_backoff_ms),
-            Duration::from_secs(config.max_backoff_secs),
-        )
     }
 
     /// The next wait: `min · 2^attempt`, capped at `max`, then scaled by a random factor in
