@@ -211,7 +211,13 @@ struct Phone {
 impl Phone {
     /// Forwards one notification in the JSON template the README gives.
     async fn forward(&self, app: &str, title: &str, text: &str) -> Result<(), DemoError> {
-        let timestamp = crate::now_unix().saturating_mul(1000).to_string();
+        // SmsForwarder signs the millisecond timestamp alone, and paysay refuses a signature
+        // it has seen (a replay): two notices in one second must not share one.
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let timestamp = millis.to_string();
         let sign = crate::intake::sign::smsforwarder_sign(&self.secret, &timestamp);
         let body = serde_json::json!({
             "from": app, "title": title, "content": text, "timestamp": timestamp, "sign": sign,
