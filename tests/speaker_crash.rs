@@ -16,7 +16,7 @@ use paysay::audio::{NullOutput, Player};
 use paysay::config::Config;
 use paysay::paths::Paths;
 use paysay::speaker::{Heard, Speaker, SpeakerError};
-use paysay::speech::{Audio, AudioFormat, ClipCache, Speech, SynthFuture, Synthesizer};
+use paysay::speech::{ClipCache, Speech, SynthFuture, Synthesizer};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -36,28 +36,6 @@ impl Synthesizer for PanickingVoice {
 
     fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
         Box::pin(async move { panic!("a voice with a bug") })
-    }
-}
-
-/// A voice that says everything as a tenth of a second of beep.
-struct Beep;
-
-impl Synthesizer for Beep {
-    fn name(&self) -> &'static str {
-        "beep"
-    }
-
-    fn voice(&self) -> String {
-        "beep".into()
-    }
-
-    fn synthesize<'a>(&'a self, _text: &'a str) -> SynthFuture<'a> {
-        Box::pin(async move {
-            Ok(Audio {
-                bytes: common::wav::beep(16_000, 1600),
-                format: AudioFormat::Wav,
-            })
-        })
     }
 }
 
@@ -152,7 +130,7 @@ async fn a_crashed_announcer_stops_the_speaker_with_an_error_and_the_next_start_
     // Second run, with a voice that works: the payment is said, and marked said.
     let output = NullOutput::default();
     let stats = output.stats();
-    let (second, paths) = speaker(&broker, dir.path(), Box::new(Beep), output);
+    let (second, paths) = speaker(&broker, dir.path(), Box::new(common::daemon::Beep), output);
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(second.run(shutdown.clone()));
     let started = std::time::Instant::now();
