@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::routing::post;
 use paysay::config::{MQTT_SINK, MqttConfig, WebhookConfig};
 use paysay::events::Sink;
-use paysay::ledger::Ledger;
+use paysay::ledger::{Ledger, LedgerHandle};
 use paysay::mqtt::MqttSink;
 use paysay::outbox::Outbox;
 use paysay::sinks::Webhook;
@@ -72,10 +72,10 @@ fn main() {
     let mut ledger = Ledger::open(&db).expect("the ledger");
     ledger.set_sinks(vec![sink.name().to_string()]);
     let shutdown = CancellationToken::new();
-    let (tasks, wakers) = runtime.block_on(async {
-        Outbox::open(&db, Duration::from_secs(10), time::UtcOffset::UTC)
-            .expect("the outbox")
-            .spawn(vec![sink], &shutdown)
+    // The daemon's handle: a write through it wakes the sink's task.
+    let ledger = LedgerHandle::new(ledger).expect("the ledger's reader");
+    let tasks = runtime.block_on(async {
+        Outbox::new(ledger.clone(), time::UtcOffset::UTC).spawn(vec![sink], &shutdown)
     });
 
     println!(
@@ -84,15 +84,15 @@ fn main() {
     );
     let mut latencies = Vec::with_capacity(payments);
     for i in 0..payments {
-        ledger
-            .record(&payment(
-                &format!("bench-{i}"),
-                1250 + i as u64,
-                1_714_528_800 + i as i64,
-            ))
+        let p = payment(
+            &format!("bench-{i}"),
+            1250 + i as u64,
+            1_714_528_800 + i as i64,
+        );
+        runtime
+            .block_on(ledger.write(move |l| l.record(&p)))
             .expect("recorded");
         let committed = Instant::now();
-        wakers.wake_all();
         let at = arrivals
             .recv_timeout(Duration::from_secs(30))
             .expect("the event arrives");

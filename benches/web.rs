@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use paysay::config::Config;
-use paysay::ledger::Ledger;
+use paysay::ledger::{Ledger, LedgerHandle};
 use paysay::live::Live;
 use paysay::paths::Paths;
 use paysay::web::Server;
@@ -37,10 +37,14 @@ fn main() {
         .expect("paths")
         .with_state_dir(&scratch.path().join("state"));
     let live = Live::new();
+    let ledger = Ledger::open(&paths.ledger_db()).expect("the ledger");
+    let handle = LedgerHandle::new(Ledger::open(&paths.ledger_db()).expect("the ledger"))
+        .expect("the ledger's reader");
     let server = server_rt
         .block_on(Server::bind(
             &config,
             &paths,
+            handle,
             time::UtcOffset::UTC,
             live.clone(),
         ))
@@ -48,7 +52,6 @@ fn main() {
     let base = format!("http://{}", server.local_addr());
     let shutdown = CancellationToken::new();
     server_rt.spawn(server.run(shutdown.clone()));
-    let ledger = Ledger::open(&paths.ledger_db()).expect("the ledger");
     // A busy day already in the ledger: 300 payments.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for i in 0..300 {

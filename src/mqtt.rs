@@ -16,6 +16,8 @@
 //! still waiting on it fails as [`DeliveryError::Transient`].
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -327,13 +329,14 @@ impl MqttSink {
         ));
         let shared = Shared::default();
         let stop = CancellationToken::new();
-        let connection = Connection {
-            options,
-            broker: config.url.clone(),
+        let mut connection = Connection {
             status_topic: status_topic.clone(),
             shared: shared.clone(),
         };
-        let task = tokio::spawn(connection.run(stop.clone()));
+        let (broker, token) = (config.url.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            connect_and_serve(&options, &broker, &mut connection, &token).await;
+        });
         Ok(MqttSink {
             topic: config.topic.clone(),
             secret: config.secret.clone(),
@@ -430,96 +433,95 @@ impl Drop for MqttSink {
     }
 }
 
-/// The background task of an [`MqttSink`]: connects, tracks acknowledgements, reconnects.
+/// What one side does on a connection that [`connect_and_serve`] keeps up: the sink tracks
+/// the acknowledgements of its publishes, `paysay speaker` subscribes and receives.
+pub(crate) trait Session: Send {
+    /// The broker accepted a connection; `client` sends on it until it ends.
+    fn connected(&mut self, client: &AsyncClient);
+    /// Any other event of the connection. `Break` ends it for good: paysay said goodbye.
+    fn event(
+        &mut self,
+        client: &AsyncClient,
+        event: Event,
+    ) -> impl Future<Output = ControlFlow<()>> + Send;
+    /// The connection failed or could not be made; the next try comes after a backoff.
+    fn lost(&mut self);
+}
+
+/// Connects to the broker and keeps connecting until `stop` (or the session says
+/// goodbye): a fresh client and event loop per connection, so that nothing of a dead
+/// connection is sent on the next; capped exponential backoff between tries, reset only by
+/// a connection that held [`STABLE`]; an outage logged once when it starts and once when
+/// it ends ([`Outage`]).
+pub(crate) async fn connect_and_serve(
+    options: &MqttOptions,
+    broker: &str,
+    session: &mut impl Session,
+    stop: &CancellationToken,
+) {
+    let mut backoff = Backoff::new(MIN_RECONNECT, MAX_RECONNECT);
+    let mut outage = Outage::default();
+    loop {
+        let (client, mut events) = AsyncClient::new(options.clone(), REQUEST_CAPACITY);
+        let ended = tokio::select! {
+            _ = stop.cancelled() => return,
+            ended = serve(&client, &mut events, broker, session, &mut backoff, &mut outage) => ended,
+        };
+        session.lost();
+        match ended {
+            ControlFlow::Break(()) => return,
+            ControlFlow::Continue(e) => outage.failed(broker, &e),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Polls one connection's event loop until it fails (`Continue`, with why) or the session
+/// ends it (`Break`).
+async fn serve(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    broker: &str,
+    session: &mut impl Session,
+    backoff: &mut Backoff,
+    outage: &mut Outage,
+) -> ControlFlow<(), ConnectionError> {
+    let mut up_since: Option<tokio::time::Instant> = None;
+    loop {
+        let event = match events.poll().await {
+            Ok(event) => event,
+            Err(e) => {
+                if up_since.is_some_and(|t| t.elapsed() >= STABLE) {
+                    backoff.reset();
+                }
+                return ControlFlow::Continue(e);
+            }
+        };
+        outage.holding(broker);
+        if let Event::Incoming(Incoming::ConnAck(_)) = event {
+            up_since = Some(tokio::time::Instant::now());
+            outage.connected(broker);
+            session.connected(client);
+        } else if session.event(client, event).await.is_break() {
+            return ControlFlow::Break(());
+        }
+    }
+}
+
+/// The sink's side of a connection: tracks acknowledgements, says `online`.
 struct Connection {
-    options: MqttOptions,
-    broker: String,
     status_topic: String,
     shared: Shared,
 }
 
-/// How one connection ended.
-enum Ended {
-    /// paysay said goodbye (a clean stop).
-    Disconnected,
-    Failed(ConnectionError),
-}
-
-impl Connection {
-    async fn run(self, stop: CancellationToken) {
-        let mut backoff = Backoff::new(MIN_RECONNECT, MAX_RECONNECT);
-        let mut outage = Outage::default();
-        loop {
-            let (client, mut events) = AsyncClient::new(self.options.clone(), REQUEST_CAPACITY);
-            let ended = tokio::select! {
-                _ = stop.cancelled() => return,
-                ended = self.serve(client, &mut events, &mut backoff, &mut outage) => ended,
-            };
-            // Deliveries still waiting on this connection fail now (their senders drop).
-            self.shared.lock().take();
-            match ended {
-                Ended::Disconnected => return,
-                Ended::Failed(e) => outage.failed(&self.broker, &e),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-            }
-        }
-    }
-
-    /// Polls one connection's event loop until it ends.
-    async fn serve(
-        &self,
-        client: AsyncClient,
-        events: &mut EventLoop,
-        backoff: &mut Backoff,
-        outage: &mut Outage,
-    ) -> Ended {
-        let mut client = Some(client);
-        let mut up_since: Option<tokio::time::Instant> = None;
-        loop {
-            let event = match events.poll().await {
-                Ok(event) => {
-                    outage.holding(&self.broker);
-                    event
-                }
-                Err(e) => {
-                    if up_since.is_some_and(|t| t.elapsed() >= STABLE) {
-                        backoff.reset();
-                    }
-                    return Ended::Failed(e);
-                }
-            };
-            match event {
-                Event::Incoming(Incoming::ConnAck(_)) => {
-                    let Some(client) = client.take() else {
-                        continue;
-                    };
-                    up_since = Some(tokio::time::Instant::now());
-                    outage.connected(&self.broker);
-                    self.online(client);
-                }
-                Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)) => {
-                    if let Some(link) = self.shared.lock().as_mut() {
-                        link.written(pkid);
-                    }
-                }
-                Event::Incoming(Incoming::PubAck(ack)) => {
-                    if let Some(link) = self.shared.lock().as_mut() {
-                        link.acked(ack.pkid);
-                    }
-                }
-                Event::Outgoing(Outgoing::Disconnect) => return Ended::Disconnected,
-                _ => {}
-            }
-        }
-    }
-
+impl Session for Connection {
     /// The connection is up: deliveries may use it, and `<topic>/status` says `online`.
-    fn online(&self, client: AsyncClient) {
+    fn connected(&mut self, client: &AsyncClient) {
         let mut link = Link {
-            client,
+            client: client.clone(),
             queued: VecDeque::new(),
             unacked: HashMap::new(),
         };
@@ -531,6 +533,29 @@ impl Connection {
             *waiter = None;
         }
         *self.shared.lock() = Some(link);
+    }
+
+    async fn event(&mut self, _client: &AsyncClient, event: Event) -> ControlFlow<()> {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)) => {
+                if let Some(link) = self.shared.lock().as_mut() {
+                    link.written(pkid);
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(link) = self.shared.lock().as_mut() {
+                    link.acked(ack.pkid);
+                }
+            }
+            Event::Outgoing(Outgoing::Disconnect) => return ControlFlow::Break(()),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Deliveries still waiting on the connection fail now (their senders drop).
+    fn lost(&mut self) {
+        self.shared.lock().take();
     }
 }
 

@@ -2,39 +2,38 @@
 //! each configured sink (`deliveries` in the ledger), and one task per sink sends the queue
 //! in order, at least once, until the receiver acknowledges.
 //!
-//! Delivery never delays an announcement: the record path only inserts rows and wakes the
-//! tasks, which send on their own ledger connection. A receiver that is down holds back
-//! only its own queue, retried with capped exponential backoff; the queue lives in the
-//! ledger file, so it waits through restarts, and a task sends what is pending when it
-//! starts. `paysay resend` (another process) marks events pending again: the tasks look
-//! for pending rows every [`POLL`] besides being woken.
+//! Delivery never delays an announcement: the record path only inserts rows, and the
+//! ledger's handle wakes the tasks after each write ([`LedgerHandle::changes`]); they read
+//! on its reader connection. A receiver that is down holds back only its own queue, retried
+//! with capped exponential backoff; the queue lives in the ledger file, so it waits through
+//! restarts, and a task sends what is pending when it starts. `paysay resend` (another
+//! process) marks events pending again: one task asks SQLite every [`POLL`] whether another
+//! process wrote, and wakes them if so. An idle outbox reads nothing else.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::UtcOffset;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::events::{DeliveryError, PaymentEvent, Sink};
-use crate::ledger::{DeliveryState, Ledger, LedgerError, Pending};
+use crate::ledger::{DeliveryState, LedgerHandle, Pending};
 use crate::money::Yuan;
 use crate::text::Escaped;
 
-/// How often an idle task looks for pending events it was not woken for (`paysay resend`
-/// from another process).
+/// How often the outbox asks SQLite whether another process wrote (`paysay resend`).
 pub const POLL: Duration = Duration::from_secs(2);
 /// First wait after a failed delivery; doubles per failure up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// The delivery side of the ledger: its own connection, shared by the sinks' tasks.
+/// The delivery side of the ledger, shared by the sinks' tasks.
 #[derive(Clone)]
 pub struct Outbox {
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: LedgerHandle,
     /// The offset events' times are written with (read once, at start: `time` cannot read
     /// the local offset in a multi-threaded process).
     offset: UtcOffset,
@@ -43,34 +42,16 @@ pub struct Outbox {
     poll: Duration,
 }
 
-/// Wakes every delivery task: a payment was just recorded.
-#[derive(Clone, Default)]
-pub struct Wakers(Vec<Arc<Notify>>);
-
-impl Wakers {
-    pub fn wake_all(&self) {
-        for waker in &self.0 {
-            // A permit is stored if the task is busy, so the payment is not left for POLL.
-            waker.notify_one();
-        }
-    }
-}
-
 impl Outbox {
-    /// Opens its own connection to the ledger at `path`.
-    pub fn open(
-        path: &Path,
-        busy_timeout: Duration,
-        offset: UtcOffset,
-    ) -> Result<Outbox, LedgerError> {
-        let ledger = Ledger::open_with(path, busy_timeout)?;
-        Ok(Outbox {
-            ledger: Arc::new(Mutex::new(ledger)),
+    /// Delivers what `ledger` queues, events' times written at `offset`.
+    pub fn new(ledger: LedgerHandle, offset: UtcOffset) -> Outbox {
+        Outbox {
+            ledger,
             offset,
             min_backoff: MIN_BACKOFF,
             max_backoff: MAX_BACKOFF,
             poll: POLL,
-        })
+        }
     }
 
     /// Other waits than the daemon's (tests).
@@ -86,46 +67,31 @@ impl Outbox {
         self
     }
 
-    /// Starts one delivery task per sink; they end on `shutdown`.
+    /// Starts one delivery task per sink, and the one that notices other processes'
+    /// writes; they end on `shutdown`.
     pub fn spawn(
         &self,
         sinks: Vec<Arc<dyn Sink>>,
         shutdown: &CancellationToken,
-    ) -> (Vec<JoinHandle<()>>, Wakers) {
-        let mut tasks = Vec::new();
-        let mut wakers = Wakers::default();
-        for sink in sinks {
-            let wake = Arc::new(Notify::new());
-            wakers.0.push(wake.clone());
-            let task = Delivery {
-                outbox: self.clone(),
-                sink,
-                wake,
-                shutdown: shutdown.clone(),
-            };
-            tasks.push(tokio::spawn(task.run()));
-        }
-        (tasks, wakers)
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, LedgerError> {
-        let ledger = self.ledger.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-call cannot leave SQLite inconsistent: its transactions see to that.
-            let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
-            let result = f(&ledger);
-            if result.as_ref().is_err_and(LedgerError::is_read_only) {
-                // Opened read-only when the file was not writable: once the owner has fixed
-                // it, only a new connection can write. The next call sees which it is.
-                let _ = ledger.reopen_if_read_only();
-            }
-            result
-        })
-        .await
-        .unwrap_or_else(|e| Err(LedgerError::Task(e.to_string())))
+    ) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> = sinks
+            .into_iter()
+            .map(|sink| {
+                let task = Delivery {
+                    outbox: self.clone(),
+                    sink,
+                    changes: self.ledger.changes(),
+                    shutdown: shutdown.clone(),
+                };
+                tokio::spawn(task.run())
+            })
+            .collect();
+        tasks.push(tokio::spawn(
+            self.ledger
+                .clone()
+                .watch_other_writers(self.poll, shutdown.clone()),
+        ));
+        tasks
     }
 }
 
@@ -133,18 +99,26 @@ impl Outbox {
 struct Delivery {
     outbox: Outbox,
     sink: Arc<dyn Sink>,
-    wake: Arc<Notify>,
+    /// Moves when the ledger was written: something may be pending.
+    changes: watch::Receiver<u64>,
     shutdown: CancellationToken,
 }
 
 impl Delivery {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut backoff = Backoff::new(self.outbox.min_backoff, self.outbox.max_backoff);
         let name = self.sink.name().to_string();
         tracing::debug!(sink = %name, "delivery task started");
         while !self.shutdown.is_cancelled() {
             let sink = name.clone();
-            let wait = match self.outbox.call(move |l| l.next_pending(&sink)).await {
+            // Whatever is written from here on wakes the wait below.
+            self.changes.mark_unchanged();
+            let wait = match self
+                .outbox
+                .ledger
+                .read(move |l| l.next_pending(&sink))
+                .await
+            {
                 Ok(Some(pending)) => match self.deliver(&pending).await {
                     Some(Step::Delivered) => {
                         backoff.reset();
@@ -158,11 +132,10 @@ impl Delivery {
                     // Shut down mid-request: the event stays pending for the next start.
                     None => return,
                 },
-                // Nothing to send: until a payment is recorded, or the next look.
+                // Nothing to send: until something is written.
                 Ok(None) => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(self.outbox.poll) => {}
+                        changed = self.changes.changed() => if changed.is_err() { return },
                         _ = self.shutdown.cancelled() => return,
                     }
                     None
@@ -207,7 +180,8 @@ impl Delivery {
         let row = pending.row;
         let noted = self
             .outbox
-            .call(move |l| {
+            .ledger
+            .write(move |l| {
                 let outcome = outcome
                     .as_ref()
                     .copied()

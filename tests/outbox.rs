@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use paysay::config::{VmqConfig, WebhookConfig};
 use paysay::events::{Sink, event_id};
-use paysay::ledger::{DeliveryState, Entry, Ledger, Redeliver};
+use paysay::ledger::{DeliveryState, Entry, Ledger, LedgerHandle, Redeliver};
 use paysay::outbox::Outbox;
 use paysay::payment::{Payment, PaymentKind};
 use paysay::sinks::{Vmq, Webhook};
@@ -56,13 +56,14 @@ fn webhook(name: &str, url: &str, secret: Option<&str>) -> Arc<dyn Sink> {
 fn ledger_and_outbox(db: &Path, sinks: &[&str]) -> (Ledger, Outbox) {
     let mut ledger = Ledger::open(db).unwrap();
     ledger.set_sinks(sinks.iter().map(|s| s.to_string()).collect());
-    let outbox = Outbox::open(db, Duration::from_secs(5), time::UtcOffset::UTC)
-        .unwrap()
-        .timing(
-            Duration::from_millis(50),
-            Duration::from_millis(400),
-            Duration::from_millis(50),
-        );
+    // The outbox's own handle: the test's `ledger` writes like another process would
+    // (`paysay resend`), seen through SQLite's data_version.
+    let handle = LedgerHandle::new(Ledger::open(db).unwrap()).unwrap();
+    let outbox = Outbox::new(handle, time::UtcOffset::UTC).timing(
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+        Duration::from_millis(50),
+    );
     (ledger, outbox)
 }
 
@@ -101,14 +102,13 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards_once_in_order()
     let url = format!("http://{port}/hook");
     let (ledger, outbox) = ledger_and_outbox(&db, &["shop"]);
     let shutdown = CancellationToken::new();
-    let (tasks, wakers) = outbox.spawn(vec![webhook("shop", &url, Some(SECRET))], &shutdown);
+    let tasks = outbox.spawn(vec![webhook("shop", &url, Some(SECRET))], &shutdown);
 
     let payments: Vec<Payment> = (1..=5)
         .map(|i| payment(&format!("m{i}"), i * 100))
         .collect();
     for p in &payments {
         ledger.record(p).unwrap();
-        wakers.wake_all();
     }
     // Tried and failed at least twice while down; nothing delivered.
     wait_until(|| {
@@ -156,6 +156,38 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards_once_in_order()
     assert_eq!(received[0].body["time"], "2024-05-01T02:00:00Z");
 }
 
+/// A payment recorded through the daemon's own handle wakes the delivery task at once:
+/// with the look for other processes' writes an hour away, only the handle's news of the
+/// write can have sent it.
+#[tokio::test]
+async fn a_write_through_the_handle_wakes_the_outbox_without_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.sqlite3");
+    let good = WebhookReceiver::start("127.0.0.1:0".parse().unwrap(), Some(SECRET), 204).await;
+    let mut ledger = Ledger::open(&db).unwrap();
+    ledger.set_sinks(vec!["good".into()]);
+    let handle = LedgerHandle::new(ledger).unwrap();
+    let hour = Duration::from_secs(3600);
+    let outbox = Outbox::new(handle.clone(), time::UtcOffset::UTC).timing(
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+        hour,
+    );
+    let shutdown = CancellationToken::new();
+    let tasks = outbox.spawn(vec![webhook("good", &good.url(), Some(SECRET))], &shutdown);
+    // Let the task find nothing and go to sleep first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 1..=3 {
+        let p = payment(&format!("m{i}"), i);
+        handle.write(move |l| l.record(&p)).await.unwrap();
+    }
+    wait_until(|| good.ids().len() == 3).await;
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_refusing_receiver_is_noted_once_and_the_others_get_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,10 +201,9 @@ async fn a_refusing_receiver_is_noted_once_and_the_others_get_everything() {
         webhook("bad", &refusing.url(), None),
         webhook("good", &good.url(), Some(SECRET)),
     ];
-    let (tasks, wakers) = outbox.spawn(sinks, &shutdown);
+    let tasks = outbox.spawn(sinks, &shutdown);
     for i in 1..=3 {
         ledger.record(&payment(&format!("m{i}"), i)).unwrap();
-        wakers.wake_all();
     }
     wait_until(|| {
         states(&ledger, "good")
@@ -210,7 +241,7 @@ async fn a_refusing_receiver_is_noted_once_and_the_others_get_everything() {
         .resend(0, i64::MAX, &[("good".to_string(), Redeliver::Everything)])
         .unwrap();
     assert_eq!(resent.queued, 3);
-    let (tasks, _wakers) = outbox.spawn(
+    let tasks = outbox.spawn(
         vec![webhook("good", &good.url(), Some(SECRET))],
         &CancellationToken::new(),
     );
@@ -244,10 +275,9 @@ async fn vmq_is_told_each_payment_signed_as_sent_and_orders_are_confirmed() {
     .unwrap();
     let (ledger, outbox) = ledger_and_outbox(&db, &["vmq"]);
     let shutdown = CancellationToken::new();
-    let (tasks, wakers) = outbox.spawn(vec![Arc::new(vmq)], &shutdown);
+    let tasks = outbox.spawn(vec![Arc::new(vmq)], &shutdown);
     for (id, fen) in [("m1", 1250), ("m2", 300), ("m3", 10000)] {
         ledger.record(&payment(id, fen)).unwrap();
-        wakers.wake_all();
     }
     wait_until(|| {
         states(&ledger, "vmq")
@@ -290,9 +320,8 @@ async fn vmq_clock_skew_is_retried_with_the_servers_words_and_delivered_once_the
     .unwrap();
     let (ledger, outbox) = ledger_and_outbox(&db, &["vmq"]);
     let shutdown = CancellationToken::new();
-    let (tasks, wakers) = outbox.spawn(vec![Arc::new(vmq)], &shutdown);
+    let tasks = outbox.spawn(vec![Arc::new(vmq)], &shutdown);
     ledger.record(&payment("m1", 99)).unwrap();
-    wakers.wake_all();
     wait_until(|| server.refusals().len() >= 2).await;
     let conn = rusqlite::Connection::open(&db).unwrap();
     let error: String = conn

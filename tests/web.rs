@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use paysay::config::{Config, WebhookConfig};
-use paysay::ledger::Ledger;
+use paysay::ledger::{Ledger, LedgerHandle};
 use paysay::live::{Live, SessionState};
 use paysay::paths::Paths;
 use paysay::payment::{Payment, PaymentKind};
@@ -48,15 +48,16 @@ impl Page {
             .with_state_dir(&dir.path().join("state"));
         let live = Live::new();
         let offset = time::UtcOffset::UTC;
-        let server = Server::bind(&config, &paths, offset, live.clone())
+        let mut ledger = Ledger::open(&paths.ledger_db()).unwrap();
+        ledger.set_sinks(config.sink_names());
+        let handle = LedgerHandle::new(Ledger::open(&paths.ledger_db()).unwrap()).unwrap();
+        let server = Server::bind(&config, &paths, handle, offset, live.clone())
             .await
             .unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0, "port 0 must become the port bound");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
-        let mut ledger = Ledger::open(&paths.ledger_db()).unwrap();
-        ledger.set_sinks(config.sink_names());
         assert!(
             !paths.web_token().exists(),
             "no token is made for a page on loopback"

@@ -1,16 +1,16 @@
 //! Where the daemon's announcer marks a payment heard: the ledger, or, for a payment said
 //! before the ledger could record it, the list the supervisor marks once it is recorded.
 
-use super::SharedLedger;
 use super::unrecorded::Unrecorded;
 use crate::announcer::Record;
+use crate::ledger::LedgerHandle;
 use crate::money::Yuan;
 use crate::payment::Payment;
 use crate::speech::Clip;
 
 /// The daemon's [`Record`].
 pub struct Heard {
-    pub ledger: SharedLedger,
+    pub ledger: LedgerHandle,
     /// Payments said before the ledger could record them: marked later, by the supervisor.
     pub unrecorded: Unrecorded,
 }
@@ -30,7 +30,7 @@ impl Record for Heard {
             return;
         }
         let payment = p.clone();
-        match self.ledger.call(move |l| l.mark_heard(&payment)).await {
+        match self.ledger.write(move |l| l.mark_heard(&payment)).await {
             Ok(()) => tracing::info!(
                 amount = %Yuan(p.amount_fen),
                 kind = %p.kind,

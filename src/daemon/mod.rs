@@ -9,7 +9,7 @@ mod unrecorded;
 mod ways;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -28,9 +28,9 @@ use ways::{PhoneVerdict, Ways};
 use crate::audio::{AudioError, Player, PlayerHandle};
 use crate::config::Config;
 use crate::intake::{IntakeEvent, PhoneNotice};
-use crate::ledger::{Ledger, LedgerError, Recorded, reconcile, report};
+use crate::ledger::{Ledger, LedgerError, LedgerHandle, Recorded, reconcile, report};
 use crate::money::Yuan;
-use crate::outbox::{Outbox, Wakers};
+use crate::outbox::Outbox;
 use crate::paths::Paths;
 use crate::payment::{Detector, Payment, PaymentKind, Source, Wallet};
 use crate::session::{self, Ack, Events, Incoming, SessionError, SessionEvent, SessionFiles};
@@ -67,28 +67,6 @@ pub enum DaemonError {
     Sink(#[from] SinkError),
     #[error("cannot hear the phone's notices: {0}")]
     Intake(String),
-}
-
-/// The ledger, shared by the supervisor (records) and the announcer (marks announced).
-/// SQLite calls are short; they run on the blocking pool, never on an async worker.
-#[derive(Clone)]
-pub struct SharedLedger(Arc<Mutex<Ledger>>);
-
-impl SharedLedger {
-    fn lock(&self) -> MutexGuard<'_, Ledger> {
-        // A panic mid-call cannot leave SQLite inconsistent: its transactions see to that.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Ledger) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, LedgerError> {
-        let ledger = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut ledger.lock()))
-            .await
-            .unwrap_or_else(|e| Err(LedgerError::Task(e.to_string())))
-    }
 }
 
 /// The daemon, ready to run: the config and paths it runs with, and the parts a test, the
@@ -241,25 +219,24 @@ impl Daemon {
                 live: live.clone(),
             }
             .run(),
+            &shutdown,
         );
         // The page is a convenience; the speaker is what the shop needs: a port taken by
         // another program is logged, and paysay speaks all the same.
         #[cfg(feature = "web")]
         if let Err(e) = tasks
-            .spawn_web(&config, &paths, offset, &live, web_listening, &shutdown)
+            .spawn_web(&config, &paths, &ledger, offset, &live, web_listening)
             .await
         {
             tracing::error!(error = %e, "the shop's page is not served; payments are still announced");
             readiness::status(&format!("the shop's page is not served: {e}"));
         }
-        let intake = tasks
-            .spawn_intake(&config, intake_listening, &shutdown)
-            .await?;
+        let intake = tasks.spawn_intake(&config, intake_listening).await?;
         if intake.is_some() {
             live.update(|s| s.phone = Some(live::PhoneStatus::default()));
         }
         let (logged_in, logged_in_rx) = watch::channel(false);
-        let wakers = tasks.spawn_outbox(&config, &paths, offset, sinks, logged_in_rx, &shutdown)?;
+        tasks.spawn_outbox(&ledger, offset, sinks, logged_in_rx);
         let owner = config.notify.clone().map(|notify| {
             let (tx, events) = mpsc::unbounded_channel();
             tracing::info!(to = %crate::text::Escaped(&notify.to), daily_summary = %notify.daily_summary, "[notify]: texts go to the owner in WeChat");
@@ -299,13 +276,12 @@ impl Daemon {
             speech: speech_tx,
             player: player.clone(),
             login_alerts: LoginAlerts::default(),
-            wakers,
             logged_in,
             live,
         };
         // A ledger SQLite could only open read-only: the owner learns now, not at the first
         // payment.
-        let writable = supervisor.ledger.lock().is_writable();
+        let writable = supervisor.ledger.is_writable();
         if !writable {
             let path = supervisor.paths.ledger_db();
             supervisor.ledger_fails(&LedgerError::ReadOnly { path });
@@ -329,7 +305,7 @@ fn open_ledger(
     config: &Config,
     paths: &Paths,
     sinks: Vec<String>,
-) -> Result<SharedLedger, DaemonError> {
+) -> Result<LedgerHandle, DaemonError> {
     paths
         .prepare_state_dir()
         .map_err(|source| DaemonError::StateDir {
@@ -345,7 +321,7 @@ fn open_ledger(
             .as_ref()
             .map(|i| Duration::from_secs(i.match_window_secs)),
     );
-    Ok(SharedLedger(Arc::new(Mutex::new(ledger))))
+    Ok(LedgerHandle::new(ledger)?)
 }
 
 /// The daemon's tasks, the WeChat session, the announcer, and the outbox's (one delivery
@@ -362,12 +338,15 @@ struct Tasks {
     mqtt: Option<Arc<crate::mqtt::MqttSink>>,
     /// The shop's page; it stops on shutdown.
     web: Option<JoinHandle<()>>,
+    /// What ends the tasks started later.
+    shutdown: CancellationToken,
 }
 
 impl Tasks {
     fn spawn(
         session: impl Future<Output = Result<(), SessionError>> + Send + 'static,
         announcer: impl Future<Output = ()> + Send + 'static,
+        shutdown: &CancellationToken,
     ) -> Tasks {
         Tasks {
             session: Some(tokio::spawn(session)),
@@ -375,29 +354,31 @@ impl Tasks {
             outbox: Vec::new(),
             mqtt: None,
             web: None,
+            shutdown: shutdown.clone(),
         }
     }
 
-    /// The shop's page, when `[web]` enables it, reading the ledger on its own connection.
+    /// The shop's page, when `[web]` enables it.
     #[cfg(feature = "web")]
     async fn spawn_web(
         &mut self,
         config: &Config,
         paths: &Paths,
+        ledger: &LedgerHandle,
         offset: time::UtcOffset,
         live: &Live,
         listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
-        shutdown: &CancellationToken,
     ) -> Result<(), crate::web::WebError> {
         if !config.web.enabled {
             tracing::info!("the shop's page is off ([web] enabled = false)");
             return Ok(());
         }
-        let server = crate::web::Server::bind(config, paths, offset, live.clone()).await?;
+        let server =
+            crate::web::Server::bind(config, paths, ledger.clone(), offset, live.clone()).await?;
         if let Some(tx) = listening {
             let _ = tx.send(server.local_addr());
         }
-        self.web = Some(tokio::spawn(server.run(shutdown.clone())));
+        self.web = Some(tokio::spawn(server.run(self.shutdown.clone())));
         Ok(())
     }
 
@@ -406,7 +387,6 @@ impl Tasks {
         &mut self,
         config: &Config,
         listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
-        shutdown: &CancellationToken,
     ) -> Result<Option<mpsc::UnboundedReceiver<IntakeEvent>>, DaemonError> {
         let Some(intake) = &config.intake else {
             return Ok(None);
@@ -424,44 +404,40 @@ impl Tasks {
             if let Some(tx) = listening {
                 let _ = tx.send(server.local_addr());
             }
-            self.outbox.push(tokio::spawn(server.run(shutdown.clone())));
+            self.outbox
+                .push(tokio::spawn(server.run(self.shutdown.clone())));
             Ok(Some(rx))
         }
         #[cfg(not(feature = "intake"))]
         {
-            let _ = (intake, listening, shutdown);
+            let _ = (intake, listening);
             Err(DaemonError::Intake(
                 "this paysay was built without the intake feature".into(),
             ))
         }
     }
 
-    /// One delivery task per sink, on the outbox's own ledger connection, and V免签's
-    /// heartbeat, told by `logged_in` whether WeChat is in. Returns what wakes the delivery
-    /// tasks when a payment is recorded.
+    /// One delivery task per sink, woken by the ledger's writes, and V免签's heartbeat,
+    /// told by `logged_in` whether WeChat is in.
     fn spawn_outbox(
         &mut self,
-        config: &Config,
-        paths: &Paths,
+        ledger: &LedgerHandle,
         offset: time::UtcOffset,
         sinks: Sinks,
         logged_in: watch::Receiver<bool>,
-        shutdown: &CancellationToken,
-    ) -> Result<Wakers, DaemonError> {
+    ) {
         if sinks.all.is_empty() {
-            return Ok(Wakers::default());
+            return;
         }
-        let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
-        let outbox = Outbox::open(&paths.ledger_db(), busy_timeout, offset)?;
         self.mqtt = sinks.mqtt.clone();
         if let Some(vmq) = sinks.vmq.clone() {
-            self.outbox
-                .push(tokio::spawn(vmq.run_heartbeat(logged_in, shutdown.clone())));
+            self.outbox.push(tokio::spawn(
+                vmq.run_heartbeat(logged_in, self.shutdown.clone()),
+            ));
         }
         tracing::info!(sinks = ?sinks.names(), "payment events go out to these sinks");
-        let (deliveries, wakers) = outbox.spawn(sinks.all, shutdown);
-        self.outbox.extend(deliveries);
-        Ok(wakers)
+        let outbox = Outbox::new(ledger.clone(), offset);
+        self.outbox.extend(outbox.spawn(sinks.all, &self.shutdown));
     }
 
     /// After shutdown has been cancelled: waits for whichever task is still running. The
@@ -500,10 +476,10 @@ impl Tasks {
 /// Payments recorded but never heard (a crash, a power cut, a stop mid-sentence) are said
 /// first, oldest first.
 async fn queue_backlog(
-    ledger: &SharedLedger,
+    ledger: &LedgerHandle,
     queue: &mpsc::UnboundedSender<Announcement>,
 ) -> Result<(), LedgerError> {
-    let backlog = ledger.call(|l| l.unannounced()).await?;
+    let backlog = ledger.read(|l| l.unannounced()).await?;
     if !backlog.is_empty() {
         tracing::warn!(
             count = backlog.len(),
@@ -532,7 +508,7 @@ struct Supervisor {
     paths: Paths,
     /// Built from `config.payments`; rebuilt on reload.
     detector: Detector,
-    ledger: SharedLedger,
+    ledger: LedgerHandle,
     /// Payments announced while the ledger could not record them.
     unrecorded: Unrecorded,
     /// Whether the last write failed (and the owner was told, once).
@@ -542,8 +518,6 @@ struct Supervisor {
     player: PlayerHandle,
     /// When the owner was told (out loud) that a scan is needed, and when to tell again.
     login_alerts: LoginAlerts,
-    /// Wakes the outbox's delivery tasks after a payment is recorded.
-    wakers: Wakers,
     /// Whether WeChat is logged in: V免签's heartbeat beats only then.
     logged_in: watch::Sender<bool>,
     /// The state and the new payments, for the shop's page.
@@ -670,7 +644,7 @@ impl Supervisor {
         if self.ledger_down {
             // Fixed meanwhile? A read-only connection does not notice by itself; when it is
             // still not writable, the first record below says so.
-            let _ = self.ledger.call(|l| l.reopen_if_read_only()).await;
+            let _ = self.ledger.write(|l| l.reopen_if_read_only()).await;
         }
         let mut failed: Option<LedgerError> = None;
         for incoming in batch {
@@ -684,11 +658,9 @@ impl Supervisor {
                 continue;
             }
             let p = payment.clone();
-            match self.ledger.call(move |l| l.record(&p)).await {
+            match self.ledger.write(move |l| l.record(&p)).await {
                 Ok(recorded) => {
                     if recorded == Recorded::New {
-                        // Its events are in the outbox now.
-                        self.wakers.wake_all();
                         self.live.recorded(&payment);
                     }
                     let counted = payment.clone();
@@ -757,7 +729,7 @@ impl Supervisor {
             (Resolved::AlreadyHeard, _) => {
                 let amount = Yuan(payment.amount_fen);
                 let msg_id = crate::text::Escaped(payment.msg_id.clone());
-                match self.ledger.call(move |l| l.mark_heard(&payment)).await {
+                match self.ledger.write(move |l| l.mark_heard(&payment)).await {
                     Ok(()) => {
                         tracing::info!(%amount, %msg_id, "payment recorded now; it was announced already, not again")
                     }
@@ -789,7 +761,7 @@ impl Supervisor {
         let p = payment.clone();
         let previous = match self
             .ledger
-            .call(move |l| {
+            .read(move |l| {
                 let previous = l.previous_notice(&p, day_start)?;
                 let since = previous.as_ref().map_or(day_start, |prev| prev.time);
                 Ok((previous, l.phone_only_between(since, p.time)?))
@@ -1009,10 +981,9 @@ impl Supervisor {
     async fn record_phone(&mut self, notice: PhoneNotice) {
         let payment = phone_payment(&notice);
         let p = payment.clone();
-        match self.ledger.call(move |l| l.record(&p)).await {
+        match self.ledger.write(move |l| l.record(&p)).await {
             Ok(recorded) => {
                 if recorded == Recorded::New {
-                    self.wakers.wake_all();
                     self.live.recorded(&payment);
                 }
                 self.recorded(payment, recorded).await;
@@ -1193,9 +1164,11 @@ mod tests {
     async fn a_crashed_announcer_leaves_no_session_running() {
         let shutdown = CancellationToken::new();
         let ended = Arc::new(AtomicBool::new(false));
-        let mut tasks = Tasks::spawn(slow_to_stop(shutdown.clone(), ended.clone()), async {
-            panic!("an announcer with a bug")
-        });
+        let mut tasks = Tasks::spawn(
+            slow_to_stop(shutdown.clone(), ended.clone()),
+            async { panic!("an announcer with a bug") },
+            &shutdown,
+        );
         let crash = finished(&mut tasks.announcer).await;
         assert!(crash.is_err_and(|e| e.is_panic()));
         shutdown.cancel();

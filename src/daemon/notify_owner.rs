@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::SharedLedger;
 use crate::config::NotifyConfig;
+use crate::ledger::LedgerHandle;
 use crate::ledger::{Entry, reconcile, report};
 use crate::money::Yuan;
 use crate::payment::PaymentKind;
@@ -126,7 +126,7 @@ impl Pacer {
 pub struct OwnerNotifier {
     pub config: NotifyConfig,
     pub outgoing: mpsc::Sender<Outgoing>,
-    pub ledger: SharedLedger,
+    pub ledger: LedgerHandle,
     pub offset: UtcOffset,
     pub clock: WallClock,
     pub events: mpsc::UnboundedReceiver<OwnerEvent>,
@@ -209,7 +209,7 @@ impl OwnerNotifier {
         let offset = self.offset;
         let day = reconcile::local_date(due, &|_| offset);
         let (from, to) = report::day_range(day, day, &|_| offset);
-        match self.ledger.call(move |l| l.entries(from, to)).await {
+        match self.ledger.read(move |l| l.entries(from, to)).await {
             Ok(entries) => {
                 let text = summary_text(&entries, offset);
                 tracing::info!(summary = %text, "the day's summary goes to the owner in WeChat");
@@ -527,7 +527,7 @@ mod tests {
         let notifier = OwnerNotifier {
             config,
             outgoing,
-            ledger: SharedLedger(Arc::new(std::sync::Mutex::new(ledger))),
+            ledger: LedgerHandle::new(ledger).unwrap(),
             offset: UtcOffset::UTC,
             clock,
             events: events_rx,

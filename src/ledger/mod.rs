@@ -16,6 +16,8 @@
 //! A file that fails SQLite's quick check is refused at open, never written into: paysay
 //! would otherwise start, fail every write, and the owner would learn it only from the log.
 
+pub(crate) mod db;
+pub mod handle;
 pub mod reconcile;
 pub mod report;
 
@@ -23,17 +25,29 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::paths;
 use crate::payment::{Payment, PaymentKind, Source, Wallet};
+pub use handle::{LedgerHandle, Shared, Store};
 
 /// How long a write waits for another program's lock (`paysay ledger`, a backup) before
 /// it fails: `[ledger] busy_timeout_ms` overrides it.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The ledger's schema, one step per version: `PRAGMA user_version` says which steps a
+/// file has had.
+const SCHEMA: db::Schema = db::Schema {
+    steps: &[
+        ("creating the schema", SCHEMA_V1),
+        // v1 → v2: the outbox starts empty; payments recorded before it are not sent.
+        ("adding the outbox to the schema", SCHEMA_V2),
+        // v2 → v3: what was recorded is WeChat's, from the web session.
+        ("adding wallets and sources to the schema", SCHEMA_V3),
+    ],
+};
+
 /// The schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = SCHEMA.version();
 
 const SCHEMA_V1: &str = "
 CREATE TABLE payments (
@@ -108,9 +122,13 @@ pub enum LedgerError {
         source: rusqlite::Error,
     },
     #[error(
-        "the ledger {path} was written by a newer paysay (schema {found}, this one knows {SCHEMA_VERSION}); update paysay or point [ledger] path elsewhere"
+        "the ledger {path} was written by a newer paysay (schema {found}, this one knows {known}); update paysay or point [ledger] path elsewhere"
     )]
-    NewerSchema { path: PathBuf, found: i64 },
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("ledger {path}: {action} failed: {source}")]
     Sql {
         path: PathBuf,
@@ -319,33 +337,8 @@ impl Ledger {
     /// [`Ledger::open`], waiting up to `busy_timeout` for another program's lock on each
     /// write before failing.
     pub fn open_with(path: &Path, busy_timeout: Duration) -> Result<Ledger, LedgerError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            paths::create_private_dir_all(dir).map_err(|source| LedgerError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let open_err = |source| LedgerError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        // SQLite gives -wal and -shm the mode of the database file: a file made owner-only
-        // first keeps all three so; older files (or another umask) are tightened.
-        keep_private(path);
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        // The daemon and `paysay ledger` may touch the file at once: wait, don't fail.
-        conn.busy_timeout(busy_timeout).map_err(open_err)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| corrupt_or(path, e, open_err))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        check_integrity(&conn, path)?;
-        migrate(&mut conn, path)?;
-        for companion in ["-wal", "-shm"] {
-            keep_private(&with_suffix(path, companion));
-        }
         Ok(Ledger {
-            conn,
+            conn: db::open(path, busy_timeout, &SCHEMA)?,
             path: path.to_path_buf(),
             busy_timeout,
             sinks: Vec::new(),
@@ -353,28 +346,41 @@ impl Ledger {
         })
     }
 
+    /// A second connection to this ledger's file, for reads only: no second integrity
+    /// check or migration ([`LedgerHandle`]).
+    pub fn reader(&self) -> Result<Ledger, LedgerError> {
+        Ok(Ledger {
+            conn: db::open_reader(&self.path, self.busy_timeout)?,
+            path: self.path.clone(),
+            busy_timeout: self.busy_timeout,
+            sinks: Vec::new(),
+            match_window: None,
+        })
+    }
+
+    /// SQLite's count of changes other connections committed (`PRAGMA data_version`): it
+    /// moves when another connection or process wrote.
+    pub fn data_version(&self) -> Result<i64, LedgerError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|source| LedgerError::Sql {
+                path: self.path.clone(),
+                action: "asking whether the ledger changed",
+                source,
+            })
+    }
+
     /// Whether SQLite can write the file. When it was not writable at open, SQLite opened
     /// it read-only without a word, and every write fails until it is opened again.
     pub fn is_writable(&self) -> bool {
-        !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true)
+        db::is_writable(&self.conn)
     }
 
     /// A connection opened read-only stays read-only after the owner has fixed the file:
     /// opens it again, and keeps the new connection if it can write. Errors with
     /// [`LedgerError::ReadOnly`] while it still cannot.
     pub fn reopen_if_read_only(&mut self) -> Result<(), LedgerError> {
-        if self.is_writable() {
-            return Ok(());
-        }
-        let mut fresh = Ledger::open_with(&self.path, self.busy_timeout)?;
-        if !fresh.is_writable() {
-            return Err(LedgerError::ReadOnly {
-                path: self.path.clone(),
-            });
-        }
-        fresh.sinks = std::mem::take(&mut self.sinks);
-        *self = fresh;
-        Ok(())
+        db::reopen_if_read_only(&mut self.conn, &self.path, self.busy_timeout, &SCHEMA)
     }
 
     /// From now on, [`Ledger::record`] queues each new payment's event for these sinks, in
@@ -961,106 +967,4 @@ impl LedgerError {
             _ => "check the disk (full? read-only?) and the ledger file's permissions",
         }
     }
-}
-
-/// SQLite's quick check: every page of every table and index is read and checked, which
-/// finds a damaged page (but skips the slower index-to-table cross-check).
-fn check_integrity(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
-    let open_err = |source| LedgerError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let problems = conn
-        .prepare("PRAGMA quick_check(3)")
-        .and_then(|mut stmt| {
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|e| corrupt_or(path, e, open_err))?;
-    if problems.len() == 1 && problems[0] == "ok" {
-        return Ok(());
-    }
-    Err(LedgerError::Corrupt {
-        path: path.to_path_buf(),
-        problem: format!("SQLite's integrity check says: {}", problems.join("; ")),
-    })
-}
-
-/// [`LedgerError::Corrupt`] for SQLite's "database disk image is malformed", else `other`.
-fn corrupt_or(
-    path: &Path,
-    e: rusqlite::Error,
-    other: impl FnOnce(rusqlite::Error) -> LedgerError,
-) -> LedgerError {
-    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) {
-        LedgerError::Corrupt {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        }
-    } else {
-        other(e)
-    }
-}
-
-/// `ledger.sqlite3` + `-wal`: SQLite's names for the files beside the database.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Makes the file at `path` owner-only, creating it empty (SQLite's "new database") if it
-/// is missing, so that it is never readable by others even for a moment. Best effort: a
-/// file paysay may read but not change (another user's) stays as it is, with a warning.
-fn keep_private(path: &Path) {
-    if let Err(e) = paths::create_private_file(path) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot make the ledger file owner-only");
-    }
-}
-
-/// Brings the schema to [`SCHEMA_VERSION`] inside one immediate transaction, so that two
-/// processes opening a new ledger at once cannot both create it.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
-    let sql = |action| {
-        move |source| LedgerError::Sql {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql("starting the schema check"))?;
-    let found: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|source| LedgerError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    match found {
-        0..=2 => {
-            if found == 0 {
-                tx.execute_batch(SCHEMA_V1)
-                    .map_err(sql("creating the schema"))?;
-            }
-            // v1 → v2: the outbox starts empty; payments recorded before it are not sent.
-            if found <= 1 {
-                tx.execute_batch(SCHEMA_V2)
-                    .map_err(sql("adding the outbox to the schema"))?;
-            }
-            // v2 → v3: what was recorded is WeChat's, from the web session.
-            tx.execute_batch(SCHEMA_V3)
-                .map_err(sql("adding wallets and sources to the schema"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(sql("setting the schema version"))?;
-        }
-        SCHEMA_VERSION => {}
-        newer => {
-            return Err(LedgerError::NewerSchema {
-                path: path.to_path_buf(),
-                found: newer,
-            });
-        }
-    }
-    tx.commit().map_err(sql("committing the schema"))
 }

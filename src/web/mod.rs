@@ -23,7 +23,7 @@ pub mod access;
 use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::ledger::report::{self, CSV_HEADER, csv_row};
-use crate::ledger::{Ledger, LedgerError, SinkSummary};
+use crate::ledger::{Ledger, LedgerError, LedgerHandle, SinkSummary};
 use crate::live::{Live, SessionState, Status};
 use crate::money::Yuan;
 use crate::paths::Paths;
@@ -90,7 +90,7 @@ pub struct Server {
 struct App {
     live: Live,
     /// The page's own connection: reads never wait behind the supervisor's lock.
-    ledger: Mutex<Ledger>,
+    ledger: LedgerHandle,
     /// The configured sinks, by the names the ledger keeps them under.
     sinks: Vec<String>,
     /// Days and hours are local at this offset (the daemon's).
@@ -100,11 +100,12 @@ struct App {
 }
 
 impl Server {
-    /// Listens on `[web] listen`, opens the ledger, and makes the token when the address
+    /// Listens on `[web] listen`, reading `ledger`, and makes the token when the address
     /// is reachable from other devices (then logs the page's address with it).
     pub async fn bind(
         config: &Config,
         paths: &Paths,
+        ledger: LedgerHandle,
         offset: UtcOffset,
         live: Live,
     ) -> Result<Server, WebError> {
@@ -117,8 +118,6 @@ impl Server {
         } else {
             Access::loopback_only()
         };
-        let busy_timeout = Duration::from_millis(config.ledger.busy_timeout_ms);
-        let ledger = Ledger::open_with(&paths.ledger_db(), busy_timeout)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| WebError::Bind {
@@ -132,7 +131,7 @@ impl Server {
         log_addresses(addr, &access);
         let app = Arc::new(App {
             live,
-            ledger: Mutex::new(ledger),
+            ledger,
             sinks: config.sink_names(),
             offset,
             access,
@@ -509,19 +508,12 @@ impl Today {
 }
 
 impl App {
-    /// Runs `f` on the page's ledger connection, on the blocking pool.
+    /// Runs `f` on the ledger's reader.
     async fn read<T: Send + 'static>(
-        self: &Arc<App>,
+        &self,
         f: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let app = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-read leaves nothing half-written: it only read.
-            let ledger = app.ledger.lock().unwrap_or_else(|e| e.into_inner());
-            f(&ledger)
-        })
-        .await
-        .unwrap_or_else(|e| Err(LedgerError::Task(e.to_string())))
+        self.ledger.read(f).await
     }
 
     fn today_date(&self) -> Date {
@@ -872,7 +864,7 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("ledger.sqlite3")).unwrap();
         let app = Arc::new(App {
             live: live.clone(),
-            ledger: Mutex::new(ledger),
+            ledger: LedgerHandle::new(ledger).unwrap(),
             sinks: Vec::new(),
             offset: UtcOffset::UTC,
             access,
