@@ -133,13 +133,16 @@ fn webhook_sink(receiver: &Runtime, arrived: mpsc::Sender<Instant>) -> Arc<dyn S
         .with_state(Arc::new(std::sync::Mutex::new(arrived)));
     receiver.spawn(async move { axum::serve(listener, app).await });
     Arc::new(
-        Webhook::new(&WebhookConfig {
-            url,
-            name: Some("shop".into()),
-            secret: Some("bench-secret".into()),
-            timeout_ms: 5000,
-            allow_insecure_http: false,
-        })
+        Webhook::new(
+            "shop",
+            &WebhookConfig {
+                url,
+                name: Some("shop".into()),
+                secret: Some("bench-secret".into()),
+                timeout_ms: 5000,
+                allow_insecure_http: false,
+            },
+        )
         .expect("the webhook"),
     )
 }
@@ -192,7 +195,7 @@ fn mqtt_sink(
     ready.recv_timeout(READY).expect("the bench subscribed");
     let sink = Arc::new(
         runtime
-            .block_on(async { MqttSink::start(&config) })
+            .block_on(async { MqttSink::start(&config, &config.broker().expect("a broker URL")) })
             .expect("the MQTT sink"),
     );
     let started = Instant::now();

@@ -517,7 +517,9 @@ pub struct WebhookConfig {
     /// Where each payment is POSTed.
     pub url: String,
     /// The sink's name in the log, `paysay ledger` and `paysay resend --sink`. Default: the
-    /// URL's host. Renaming a sink leaves its undelivered events behind under the old name.
+    /// URL's host, or host:port, then host:port/path, when another sink has it
+    /// ([`Config::sinks`]). Renaming a sink (adding a second webhook on its host renames
+    /// the first) leaves its undelivered events behind under the old name.
     pub name: Option<String>,
     /// A secret shared with the receiver: each request then carries `X-Paysay-Timestamp`
     /// (unix seconds) and `X-Paysay-Signature`, the hex HMAC-SHA256 of `timestamp.body`.
@@ -536,14 +538,60 @@ fn default_webhook_timeout_ms() -> u64 {
 }
 
 impl WebhookConfig {
-    /// The sink's name: `name`, else the URL's host.
-    pub fn sink_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            url::Url::parse(&self.url)
-                .ok()
-                .and_then(|u| u.host_str().map(String::from))
-                .unwrap_or_else(|| "webhook".into())
-        })
+    /// The names this webhook may go by when it has no `name`, from the shortest: the
+    /// URL's host, then host:port, then host:port and path (never the query, which may
+    /// carry the receiver's token). [`Config::sinks`] takes the first no other sink has.
+    fn default_names(&self) -> [String; 3] {
+        let Ok(url) = url::Url::parse(&self.url) else {
+            return ["webhook".into(), "webhook".into(), "webhook".into()];
+        };
+        let host = url.host_str().unwrap_or("webhook").to_string();
+        let with_port = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        let with_path = format!("{with_port}{}", url.path().trim_end_matches('/'));
+        // A name is at most 64 characters; a long path is cut, not refused.
+        [host, with_port, with_path.chars().take(64).collect()]
+    }
+}
+
+/// A configured sink as paysay runs it: its name (under which the ledger keeps its
+/// deliveries and `paysay resend --sink` knows it), its kind, and its address parsed once.
+/// [`Config::sinks`] lists them; the daemon, the page, the doctor and `resend` all take
+/// names and kinds from that one list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkSpec {
+    Webhook {
+        name: String,
+        config: WebhookConfig,
+    },
+    Vmq {
+        server: VmqServer,
+        config: VmqConfig,
+    },
+    Mqtt {
+        broker: Broker,
+        config: MqttConfig,
+    },
+}
+
+impl SinkSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            SinkSpec::Webhook { name, .. } => name,
+            SinkSpec::Vmq { .. } => VMQ_SINK,
+            SinkSpec::Mqtt { .. } => MQTT_SINK,
+        }
+    }
+
+    /// What kind of receiver it is, for people: `webhook`, `V免签`, `MQTT`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Webhook { .. } => "webhook",
+            SinkSpec::Vmq { .. } => "V免签",
+            SinkSpec::Mqtt { .. } => "MQTT",
+        }
     }
 }
 
@@ -702,17 +750,99 @@ pub const VMQ_SINK: &str = "vmq";
 pub const MQTT_SINK: &str = "mqtt";
 
 impl Config {
-    /// The names of the configured sinks, as the ledger keeps their deliveries: the
-    /// webhooks in the order written, then `vmq`, then `mqtt`.
+    /// The configured sinks, resolved: the webhooks in the order written, then V免签, then
+    /// MQTT. Errors name the key to fix. Checked at load, so a loaded config's sinks
+    /// resolve.
+    pub fn sinks(&self) -> Result<Vec<SinkSpec>, (&'static str, String)> {
+        let mut sinks = Vec::new();
+        for (webhook, name) in self.webhooks.iter().zip(self.webhook_names()?) {
+            sinks.push(SinkSpec::Webhook {
+                name,
+                config: webhook.clone(),
+            });
+        }
+        if let Some(server) = &self.vmq.server {
+            sinks.push(SinkSpec::Vmq {
+                server: VmqServer::parse(server).map_err(|p| ("vmq.server", p))?,
+                config: self.vmq.clone(),
+            });
+        }
+        if let Some(mqtt) = &self.mqtt {
+            sinks.push(SinkSpec::Mqtt {
+                broker: mqtt.broker().map_err(|p| ("mqtt.url", p))?,
+                config: mqtt.clone(),
+            });
+        }
+        Ok(sinks)
+    }
+
+    /// The names of the configured sinks, as the ledger keeps their deliveries
+    /// ([`Config::sinks`]); none for sinks that do not resolve (refused at load).
     pub fn sink_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.webhooks.iter().map(WebhookConfig::sink_name).collect();
-        if self.vmq.server.is_some() {
-            names.push(VMQ_SINK.to_string());
+        self.sinks()
+            .map(|sinks| sinks.iter().map(|s| s.name().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Each webhook's name: its `name`, else the shortest of its default names that no
+    /// other sink has (two receivers on one machine are told apart by port, then path).
+    /// Only two webhooks with the same URL and no name cannot be told apart.
+    fn webhook_names(&self) -> Result<Vec<String>, (&'static str, String)> {
+        let mut taken: Vec<String> = self
+            .webhooks
+            .iter()
+            .filter_map(|w| w.name.clone())
+            .collect();
+        taken.extend([VMQ_SINK.to_string(), MQTT_SINK.to_string()]);
+        let defaults: Vec<[String; 3]> = self.webhooks.iter().map(|w| w.default_names()).collect();
+        let mut level = vec![0; self.webhooks.len()];
+        loop {
+            let names: Vec<String> = self
+                .webhooks
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    w.name
+                        .clone()
+                        .unwrap_or_else(|| defaults[i][level[i]].clone())
+                })
+                .collect();
+            let clashing: Vec<usize> = (0..names.len())
+                .filter(|&i| self.webhooks[i].name.is_none())
+                .filter(|&i| {
+                    taken.contains(&names[i])
+                        || names
+                            .iter()
+                            .enumerate()
+                            .any(|(j, n)| j != i && *n == names[i])
+                })
+                .collect();
+            if clashing.is_empty() {
+                return Ok(names);
+            }
+            if let Some(&i) = clashing.iter().find(|&&i| level[i] == 2) {
+                let same_url = self
+                    .webhooks
+                    .iter()
+                    .enumerate()
+                    .any(|(j, w)| j != i && w.url == self.webhooks[i].url);
+                let problem = if same_url {
+                    format!(
+                        "two [[webhook]]s have the URL of {}; keep one, or give each its own name = \"…\"",
+                        names[i]
+                    )
+                } else {
+                    format!(
+                        "{} names two sinks; give each [[webhook]] its own name = \"…\"",
+                        names[i]
+                    )
+                };
+                return Err(("webhook.name", problem));
+            }
+            for i in clashing {
+                level[i] += 1;
+            }
         }
-        if self.mqtt.is_some() {
-            names.push(MQTT_SINK.to_string());
-        }
-        names
     }
 
     /// Reads `path`; a missing file at the *default* path means "all defaults", while a
@@ -959,11 +1089,6 @@ impl Config {
             key,
             problem,
         };
-        let mut names = Vec::new();
-        if let Some(server) = &self.vmq.server {
-            VmqServer::parse(server).map_err(|p| invalid("vmq.server", p))?;
-            names.push(VMQ_SINK.to_string());
-        }
         for bound in [
             Bound::new(
                 "vmq.heartbeat_secs",
@@ -980,6 +1105,7 @@ impl Config {
         ] {
             bound.check().map_err(|p| invalid(bound.key, p))?;
         }
+        let mut named = Vec::new();
         for webhook in &self.webhooks {
             validate_url(&webhook.url, webhook.allow_insecure_http)
                 .map_err(|p| invalid("webhook.url", p))?;
@@ -991,21 +1117,23 @@ impl Config {
             )
             .check()
             .map_err(|p| invalid("webhook.timeout_ms", p))?;
-            let name = webhook.sink_name();
+            let Some(name) = &webhook.name else { continue };
             if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
                 return Err(invalid(
                     "webhook.name",
                     "must be 1 to 64 printable characters".into(),
                 ));
             }
-            if names.contains(&name) || name == MQTT_SINK {
+            if named.contains(&name) || name == VMQ_SINK || name == MQTT_SINK {
                 return Err(invalid(
                     "webhook.name",
                     format!("{name} names two sinks; give each [[webhook]] its own name = \"…\""),
                 ));
             }
-            names.push(name);
+            named.push(name);
         }
+        self.sinks()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         Ok(())
     }
 
@@ -1311,6 +1439,52 @@ mod tests {
         assert!(err.contains("qos") && err.contains("line 2"), "{err}");
     }
 
+    /// Two receivers on one machine, as a new user would set them up (different ports, or
+    /// different paths), need no `name`: each gets the shortest default no other sink has.
+    #[test]
+    fn webhooks_on_one_host_get_names_of_their_own() {
+        let hooks = |urls: &[&str]| {
+            let text: String = urls
+                .iter()
+                .map(|u| format!("[[webhook]]\nurl = \"{u}\"\n"))
+                .collect();
+            parse(&text).map(|c| c.sink_names())
+        };
+        assert_eq!(
+            hooks(&["http://127.0.0.1:9001/hook", "http://127.0.0.1:9002/hook"]).unwrap(),
+            ["127.0.0.1:9001", "127.0.0.1:9002"]
+        );
+        assert_eq!(
+            hooks(&[
+                "https://a.example.com/1?token=s",
+                "https://a.example.com/2",
+                "https://b.example.com/x"
+            ])
+            .unwrap(),
+            [
+                "a.example.com:443/1",
+                "a.example.com:443/2",
+                "b.example.com"
+            ]
+        );
+        // A webhook alone keeps the host, the name it had before.
+        assert_eq!(
+            hooks(&["https://a.example.com/1"]).unwrap(),
+            ["a.example.com"]
+        );
+        // A named one keeps its name; the other gives way.
+        let c = parse(
+            "[[webhook]]\nurl = \"http://127.0.0.1:1/h\"\nname = \"127.0.0.1\"\n[[webhook]]\nurl = \"http://127.0.0.1:2/h\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sink_names(), ["127.0.0.1", "127.0.0.1:2"]);
+        let err = hooks(&["https://a.example.com/1", "https://a.example.com/1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("same") || err.to_string().contains("URL"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn sinks_need_usable_urls_and_names_of_their_own() {
         let c = parse(
@@ -1331,7 +1505,11 @@ mod tests {
             ),
             ("[[webhook]]\nurl = \"ftp://127.0.0.1/h\"\n", "webhook.url"),
             (
-                "[[webhook]]\nurl = \"https://a.example.com/1\"\n[[webhook]]\nurl = \"https://a.example.com/2\"\n",
+                "[[webhook]]\nurl = \"https://a.example.com/1\"\n[[webhook]]\nurl = \"https://a.example.com/1\"\n",
+                "webhook.name",
+            ),
+            (
+                "[[webhook]]\nurl = \"https://a.example.com/1\"\nname = \"x\"\n[[webhook]]\nurl = \"https://b.example.com/1\"\nname = \"x\"\n",
                 "webhook.name",
             ),
             (

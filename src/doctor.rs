@@ -8,7 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::audio::OUTPUTS;
-use crate::config::{Backend, Config, ConfigError, SpeechConfig, VmqConfig, WebhookConfig};
+use crate::config::{
+    Backend, Broker, Config, ConfigError, MqttConfig, SinkSpec, SpeechConfig, VmqConfig, VmqServer,
+    WebhookConfig,
+};
 use crate::events::{DeliveryError, PaymentEvent};
 use crate::ledger::{Ledger, LedgerError, report};
 use crate::money::Yuan;
@@ -466,25 +469,37 @@ fn human_age(age: Duration) -> String {
 }
 
 /// Each payment-event sink answers as it must: a webhook accepts a signed test event (an
-/// event with `"test": true`, id `test-…` and amount 0, which receivers ignore), and V免签
-/// answers a heartbeat with code 1 (it then counts the monitor as online for 60 s).
+/// event with `"test": true`, id `test-…` and amount 0, which receivers ignore), V免签
+/// answers a heartbeat with code 1 (it then counts the monitor as online for 60 s), and the
+/// MQTT broker accepts a connection with `[mqtt]`'s login (nothing is published).
 fn check_sinks(config: &Config) -> Vec<Check> {
-    if config.webhooks.is_empty() && config.vmq.server.is_none() {
-        return Vec::new();
-    }
+    let specs = match config.sinks() {
+        Ok(specs) if specs.is_empty() => return Vec::new(),
+        Ok(specs) => specs,
+        Err((key, problem)) => {
+            return vec![Check::fail(
+                "sinks",
+                format!("{key} {problem}"),
+                "fix it in the config",
+            )];
+        }
+    };
     let runtime = match check_runtime("sinks") {
         Ok(runtime) => runtime,
         Err(failed) => return vec![failed],
     };
-    let mut checks: Vec<Check> = config
-        .webhooks
+    specs
         .iter()
-        .map(|webhook| runtime.block_on(check_webhook(webhook)))
-        .collect();
-    if config.vmq.server.is_some() {
-        checks.push(runtime.block_on(check_vmq(&config.vmq)));
-    }
-    checks
+        .map(|spec| {
+            runtime.block_on(async {
+                match spec {
+                    SinkSpec::Webhook { name, config } => check_webhook(name, config).await,
+                    SinkSpec::Vmq { server, config } => check_vmq(server, config).await,
+                    SinkSpec::Mqtt { broker, config } => check_mqtt(broker, config).await,
+                }
+            })
+        })
+        .collect()
 }
 
 /// The test event a webhook is sent: the shape of a real one, marked so that no receiver
@@ -507,14 +522,14 @@ pub fn test_event() -> serde_json::Value {
     event
 }
 
-async fn check_webhook(config: &WebhookConfig) -> Check {
-    let label = format!("webhook {}", config.sink_name());
+async fn check_webhook(name: &str, config: &WebhookConfig) -> Check {
+    let label = format!("webhook {name}");
     let signed = if config.secret.is_some() {
         "signed "
     } else {
         ""
     };
-    let sent = match Webhook::new(config) {
+    let sent = match Webhook::new(name, config) {
         Ok(webhook) => webhook.post(&test_event()).await,
         Err(e) => return Check::fail(label, e.to_string(), "check [[webhook]] in the config"),
     };
@@ -606,10 +621,9 @@ fn check_intake(intake: &crate::config::IntakeConfig) -> Check {
     }
 }
 
-async fn check_vmq(config: &VmqConfig) -> Check {
-    let vmq = match Vmq::from_config(config) {
-        Ok(Some(vmq)) => vmq,
-        Ok(None) => return Check::ok("vmq", "not configured"),
+async fn check_vmq(server: &VmqServer, config: &VmqConfig) -> Check {
+    let vmq = match Vmq::new(server.clone(), config) {
+        Ok(vmq) => vmq,
         Err(e) => return Check::fail("vmq", e.to_string(), "check [vmq] server in the config"),
     };
     match vmq.heartbeat().await {
@@ -618,6 +632,54 @@ async fn check_vmq(config: &VmqConfig) -> Check {
             "vmq",
             Escaped(&e).to_string(),
             "copy [vmq] server again from the V免签 admin page (host/key), and check this computer's clock",
+        ),
+    }
+}
+
+/// `[mqtt]`: the broker accepts a connection with the configured login, within
+/// `ack_timeout_secs`. A client id of its own, a clean session and no Last Will, so that
+/// neither a running daemon's connection nor its `<topic>/status` is touched.
+async fn check_mqtt(broker: &Broker, config: &MqttConfig) -> Check {
+    use rumqttc::{Event, Incoming};
+    let label = "mqtt";
+    let id = crate::mqtt::random_client_id("paysay-doctor");
+    let options = match crate::mqtt::options(config, broker, &id, true) {
+        Ok(options) => options,
+        Err(e) => return Check::fail(label, e.to_string(), "check [mqtt] url in the config"),
+    };
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
+    let wait = Duration::from_secs(config.ack_timeout_secs);
+    let answered = tokio::time::timeout(wait, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    let tls = if broker.tls { " over TLS" } else { "" };
+    match answered {
+        Ok(Ok(())) => Check::ok(
+            label,
+            format!("{}:{} accepted a connection{tls}", broker.host, broker.port),
+        ),
+        Ok(Err(e)) => Check::fail(
+            label,
+            Escaped(crate::error_chain(&e)).to_string(),
+            "check that the broker runs, [mqtt] url, and username/password if it asks for a login; events wait in the ledger meanwhile",
+        ),
+        Err(_) => Check::fail(
+            label,
+            format!(
+                "{}:{} did not answer within {} s",
+                broker.host,
+                broker.port,
+                wait.as_secs()
+            ),
+            "check that the broker runs and that no firewall drops the port; events wait in the ledger meanwhile",
         ),
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paysay::audio::{NullOutput, Player};
-use paysay::config::{Config, VMQ_SINK};
+use paysay::config::{Config, SinkSpec};
 use paysay::ledger::{Ledger, Redeliver, report};
 use paysay::money::{Yuan, parse_yuan};
 use paysay::paths::Paths;
@@ -351,17 +351,21 @@ fn resend(
     sink: Option<String>,
     include_delivered: bool,
 ) -> anyhow::Result<()> {
-    let configured = config.sink_names();
-    let sinks = match sink {
-        Some(name) if configured.contains(&name) => vec![name],
-        Some(name) => anyhow::bail!(
-            "no sink named {name} in the config (configured: {})",
-            shown_names(&configured)
-        ),
+    let configured = config
+        .sinks()
+        .map_err(|(key, problem)| anyhow::anyhow!("{key} {problem}"))?;
+    let sinks: Vec<&SinkSpec> = match sink {
+        Some(name) => match configured.iter().find(|s| s.name() == name) {
+            Some(spec) => vec![spec],
+            None => anyhow::bail!(
+                "no sink named {name} in the config (configured: {})",
+                shown_sinks(configured.iter())
+            ),
+        },
         None if configured.is_empty() => {
             anyhow::bail!("no sink is configured: add a [[webhook]], [vmq] or [mqtt] to the config")
         }
-        None => configured,
+        None => configured.iter().collect(),
     };
     let offset_at = local_offset_reader();
     let until = until.unwrap_or_else(|| report::today(&offset_at));
@@ -375,9 +379,9 @@ fn resend(
     }
     let plan: Vec<(String, Redeliver)> = sinks
         .iter()
-        .map(|name| (name.clone(), redeliver(name, include_delivered)))
+        .map(|spec| (spec.name().to_string(), redeliver(spec, include_delivered)))
         .collect();
-    if include_delivered && sinks.iter().any(|s| s == VMQ_SINK) {
+    if include_delivered && sinks.iter().any(|s| matches!(s, SinkSpec::Vmq { .. })) {
         eprintln!(
             "warning: --include-delivered pushes again to V免签 the payments it already took; V免签 matches by amount alone and confirms any open order of that amount, even one nobody paid"
         );
@@ -389,7 +393,7 @@ fn resend(
     println!(
         "{} event(s) from {since} to {until} queued again for {}; the running paysay sends them within a few seconds, else the next start does",
         resent.queued,
-        shown_names(&sinks)
+        shown_sinks(sinks.iter().copied())
     );
     if resent.kept_delivered > 0 {
         println!(
@@ -400,21 +404,24 @@ fn resend(
     Ok(())
 }
 
-/// What `paysay resend` sends again to the sink named `name`: V免签 matches payments to
-/// orders by amount alone, so only what it has not taken, unless the owner insists.
-fn redeliver(name: &str, include_delivered: bool) -> Redeliver {
-    if name == VMQ_SINK && !include_delivered {
-        Redeliver::Undelivered
-    } else {
-        Redeliver::Everything
+/// What `paysay resend` sends again to `sink`: V免签 matches payments to orders by amount
+/// alone, so only what it has not taken, unless the owner insists.
+fn redeliver(sink: &SinkSpec, include_delivered: bool) -> Redeliver {
+    match sink {
+        SinkSpec::Vmq { .. } if !include_delivered => Redeliver::Undelivered,
+        _ => Redeliver::Everything,
     }
 }
 
-fn shown_names(names: &[String]) -> String {
-    if names.is_empty() {
+/// `shop (webhook), vmq (V免签), mqtt (MQTT)`, or `none`.
+fn shown_sinks<'a>(sinks: impl Iterator<Item = &'a SinkSpec>) -> String {
+    let shown: Vec<String> = sinks
+        .map(|s| format!("{} ({})", s.name(), s.kind()))
+        .collect();
+    if shown.is_empty() {
         "none".into()
     } else {
-        names.join(", ")
+        shown.join(", ")
     }
 }
 

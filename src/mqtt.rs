@@ -70,14 +70,11 @@ pub enum MqttError {
 /// client id while it reconnects (the speaker); true makes each connection start afresh.
 pub fn options(
     config: &MqttConfig,
+    broker: &Broker,
     client_id: &str,
     clean_session: bool,
 ) -> Result<MqttOptions, MqttError> {
-    let broker = config.broker().map_err(|problem| MqttError::Url {
-        url: config.url.clone(),
-        problem,
-    })?;
-    let Broker { host, port, tls } = broker;
+    let Broker { host, port, tls } = broker.clone();
     let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(config.keep_alive_secs))
@@ -314,12 +311,12 @@ pub struct MqttSink {
 impl MqttSink {
     /// Starts connecting to `config`'s broker in the background (on the current tokio
     /// runtime); deliveries fail as transient until the broker has accepted the connection.
-    pub fn start(config: &MqttConfig) -> Result<MqttSink, MqttError> {
+    pub fn start(config: &MqttConfig, broker: &Broker) -> Result<MqttSink, MqttError> {
         let client_id = config
             .client_id
             .clone()
             .unwrap_or_else(|| random_client_id("paysay"));
-        let mut options = options(config, &client_id, true)?;
+        let mut options = options(config, broker, &client_id, true)?;
         let status_topic = config.status_topic();
         options.set_last_will(LastWill::new(
             &status_topic,

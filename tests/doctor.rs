@@ -5,6 +5,8 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
 #[path = "common/receivers.rs"]
 mod receivers;
 
@@ -237,6 +239,49 @@ async fn each_sink_is_checked_with_a_signed_test_event_or_a_heartbeat() {
     assert!(received[0].signed && !received[1].signed);
     assert_eq!(received[0].body["test"], true);
     assert_eq!(received[0].body["amount_fen"], 0);
+}
+
+/// `[mqtt]` is checked like every other sink: a real mosquitto accepts the connection; a
+/// port nobody listens on fails with what to check. Two webhooks on one host with no name
+/// are two sinks, each checked under its own name.
+#[test]
+fn the_mqtt_broker_is_checked_too() {
+    let broker = mosquitto::Broker::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (url, works) in [
+        (broker.url(), true),
+        (format!("mqtt://127.0.0.1:{closed}"), false),
+    ] {
+        let shop = Shop::new(&format!(
+            "{SYSTEM_VOICE}\n[mqtt]\nurl = \"{url}\"\nack_timeout_secs = 5\n\n[[webhook]]\nurl = \"http://127.0.0.1:{closed}/a\"\n\n[[webhook]]\nurl = \"http://127.0.0.1:9/b\"\n"
+        ));
+        let out = shop.doctor(Alsa::Capture);
+        let report = stdout(&out);
+        let mqtt = line(&report, "mqtt");
+        if works {
+            assert!(
+                mqtt.starts_with('✓') && mqtt.contains("accepted a connection"),
+                "{report}"
+            );
+        } else {
+            assert!(
+                mqtt.starts_with('✗') && mqtt.contains("broker runs"),
+                "{report}"
+            );
+        }
+        assert!(
+            line(&report, &format!("webhook 127.0.0.1:{closed}")).starts_with('✗'),
+            "{report}"
+        );
+        assert!(
+            line(&report, "webhook 127.0.0.1:9").starts_with('✗'),
+            "{report}"
+        );
+    }
 }
 
 /// `[intake]`: a free port passes (paysay run will listen there); a port another program

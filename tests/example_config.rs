@@ -48,7 +48,7 @@ fn every_commented_key_parses_when_uncommented() {
     let mqtt = config.mqtt.clone().expect("[mqtt] uncommented");
     assert_eq!(mqtt.client_id.as_deref(), Some("paysay-counter-1"));
     assert_eq!(config.webhooks.len(), 1);
-    assert_eq!(config.webhooks[0].sink_name(), "shop");
+    assert_eq!(config.webhooks[0].name.as_deref(), Some("shop"));
     assert_eq!(
         config.webhooks[0].secret.as_deref(),
         Some("a-long-random-string")

@@ -135,7 +135,7 @@ fn json(p: &Publish) -> serde_json::Value {
 async fn a_payment_is_published_qos1_with_money_and_the_status_is_online() {
     let broker = Broker::start();
     let mut payments = subscribe(broker.port, "paysay/payments").await;
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     let e = event("1001", 1250);
     sink.deliver(&e).await.unwrap();
@@ -160,7 +160,7 @@ async fn a_payment_is_published_qos1_with_money_and_the_status_is_online() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_waits_for_the_brokers_puback() {
     let broker = Broker::start();
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     // A broker that is connected but does not answer: the publish is written, and no
     // PUBACK comes, so the delivery is not done.
@@ -176,7 +176,7 @@ async fn delivery_waits_for_the_brokers_puback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_sink_leaves_offline_as_its_last_will() {
     let broker = Broker::start();
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     wait_status(broker.port, "online").await;
     // Dropped: the connection is cut without a DISCONNECT, as when the daemon is killed.
@@ -187,7 +187,7 @@ async fn a_vanished_sink_leaves_offline_as_its_last_will() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_publishes_offline() {
     let broker = Broker::start();
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     wait_status(broker.port, "online").await;
     sink.shutdown().await;
@@ -198,7 +198,7 @@ async fn a_clean_stop_publishes_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_is_transient_and_delivery_resumes_when_it_is_back() {
     let mut broker = Broker::start();
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     sink.deliver(&event("4001", 1)).await.unwrap();
     broker.stop();
@@ -340,7 +340,7 @@ async fn the_speaker_says_each_payment_once_across_duplicates_garbage_and_restar
     speaker
         .wait_log("first.log", "subscribed to the payment topic", 1)
         .await;
-    let sink = MqttSink::start(&broker.config()).unwrap();
+    let sink = start_sink(&broker.config());
     wait_connected(&sink).await;
     let first = event("5001", 1250);
     sink.deliver(&first).await.unwrap();
@@ -534,7 +534,7 @@ async fn with_a_secret_the_speaker_says_only_payments_signed_with_it() {
         &signed(SECRET, br#"{"id":"by-hand","money":"4.00"}"#),
     )
     .await;
-    let sink = MqttSink::start(&with_secret(&broker)).unwrap();
+    let sink = start_sink(&with_secret(&broker));
     wait_connected(&sink).await;
     let from_paysay = event("6001", 1250);
     sink.deliver(&from_paysay).await.unwrap();
@@ -774,4 +774,9 @@ async fn a_broker_that_keeps_dropping_the_speaker_is_one_warning() {
         .wait_log("speaker.log", "payment announced", 1)
         .await;
     assert!(stop(&mut child).success());
+}
+
+/// The sink for `config`'s broker, as the daemon starts it.
+fn start_sink(config: &paysay::config::MqttConfig) -> MqttSink {
+    MqttSink::start(config, &config.broker().unwrap()).unwrap()
 }

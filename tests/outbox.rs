@@ -41,13 +41,16 @@ fn payment(msg_id: &str, amount_fen: u64) -> Payment {
 
 fn webhook(name: &str, url: &str, secret: Option<&str>) -> Arc<dyn Sink> {
     Arc::new(
-        Webhook::new(&WebhookConfig {
-            url: url.into(),
-            name: Some(name.into()),
-            secret: secret.map(String::from),
-            timeout_ms: 2000,
-            allow_insecure_http: false,
-        })
+        Webhook::new(
+            name,
+            &WebhookConfig {
+                url: url.into(),
+                name: Some(name.into()),
+                secret: secret.map(String::from),
+                timeout_ms: 2000,
+                allow_insecure_http: false,
+            },
+        )
         .unwrap(),
     )
 }

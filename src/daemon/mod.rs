@@ -182,7 +182,12 @@ impl Daemon {
             Some(speech) => speech,
             None => Speech::from_config(&config.speech, paths.tts_cache_dir())?,
         };
-        let sinks = Sinks::from_config(&config)?;
+        // Resolved once: the sinks' names and addresses for the outbox and the page.
+        let specs = config.sinks().map_err(|(key, problem)| SinkError::Config {
+            name: key.to_string(),
+            problem,
+        })?;
+        let sinks = Sinks::start(&specs)?;
         let ledger = open_ledger(&config, &paths, sinks.names())?;
         let unrecorded = Unrecorded::default();
         let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));

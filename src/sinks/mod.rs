@@ -8,7 +8,7 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::SinkSpec;
 use crate::events::{DeliveryError, Sink};
 use crate::mqtt::MqttSink;
 
@@ -44,30 +44,35 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    pub fn from_config(config: &Config) -> Result<Sinks, SinkError> {
-        let mut all: Vec<Arc<dyn Sink>> = Vec::new();
-        for webhook in &config.webhooks {
-            all.push(Arc::new(Webhook::new(webhook)?));
+    /// The sinks of `specs` ([`crate::config::Config::sinks`]), in that order.
+    pub fn start(specs: &[SinkSpec]) -> Result<Sinks, SinkError> {
+        let mut sinks = Sinks {
+            all: Vec::new(),
+            vmq: None,
+            mqtt: None,
+        };
+        for spec in specs {
+            let sink: Arc<dyn Sink> = match spec {
+                SinkSpec::Webhook { name, config } => Arc::new(Webhook::new(name, config)?),
+                SinkSpec::Vmq { server, config } => {
+                    let vmq = Arc::new(Vmq::new(server.clone(), config)?);
+                    sinks.vmq = Some(vmq.clone());
+                    vmq
+                }
+                // Connects in the background: a broker that is down is a transient
+                // delivery error.
+                SinkSpec::Mqtt { broker, config } => {
+                    let mqtt = Arc::new(MqttSink::start(config, broker)?);
+                    sinks.mqtt = Some(mqtt.clone());
+                    mqtt
+                }
+            };
+            sinks.all.push(sink);
         }
-        let vmq = Vmq::from_config(&config.vmq)?.map(Arc::new);
-        if let Some(vmq) = &vmq {
-            all.push(vmq.clone());
-        }
-        // Connects in the background: a broker that is down is a transient delivery error.
-        let mqtt = config
-            .mqtt
-            .as_ref()
-            .map(MqttSink::start)
-            .transpose()?
-            .map(Arc::new);
-        if let Some(mqtt) = &mqtt {
-            all.push(mqtt.clone());
-        }
-        Ok(Sinks { all, vmq, mqtt })
+        Ok(sinks)
     }
 
-    /// The sinks' names, which the ledger queues each payment's event under (the same as
-    /// [`Config::sink_names`]).
+    /// The sinks' names, which the ledger queues each payment's event under.
     pub fn names(&self) -> Vec<String> {
         self.all.iter().map(|s| s.name().to_string()).collect()
     }

@@ -58,6 +58,11 @@ impl Vmq {
             name: VMQ_SINK.into(),
             problem: format!("server {problem}"),
         })?;
+        Vmq::new(server, config).map(Some)
+    }
+
+    /// V免签 at `server` (parsed from `[vmq] server`), with `config`'s timing.
+    pub fn new(server: VmqServer, config: &VmqConfig) -> Result<Vmq, SinkError> {
         if server.base.scheme() == "http" && !crate::config::is_loopback(&server.base) {
             // V免签 servers mostly speak plain http and their signatures have no nonce:
             // allowed, because that is how they are run, but worth knowing.
@@ -67,11 +72,11 @@ impl Vmq {
             );
         }
         let client = super::client(VMQ_SINK, Duration::from_millis(config.timeout_ms))?;
-        Ok(Some(Vmq {
+        Ok(Vmq {
             server,
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             client,
-        }))
+        })
     }
 
     /// `appHeart`: tells the server a monitor is watching.

@@ -23,8 +23,9 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(config: &WebhookConfig) -> Result<Webhook, SinkError> {
-        let name = config.sink_name();
+    /// The webhook named `name` ([`crate::config::SinkSpec`]).
+    pub fn new(name: &str, config: &WebhookConfig) -> Result<Webhook, SinkError> {
+        let name = name.to_string();
         let url = url::Url::parse(&config.url).map_err(|e| SinkError::Config {
             name: name.clone(),
             problem: format!("url is not a URL: {e}"),

@@ -281,7 +281,11 @@ impl Speaker {
             Some(player) => player,
             None => Player::spawn(&self.config.audio)?,
         };
-        let mut options = crate::mqtt::options(&mqtt, &client_id, false)?;
+        let broker = mqtt.broker().map_err(|problem| MqttError::Url {
+            url: mqtt.url.clone(),
+            problem,
+        })?;
+        let mut options = crate::mqtt::options(&mqtt, &broker, &client_id, false)?;
         // Acknowledged only once recorded: a crash before that gets the message again.
         options
             .set_manual_acks(true)
