@@ -455,11 +455,15 @@ pub struct LedgerConfig {
     pub busy_timeout_ms: u64,
 }
 
+/// How long a ledger write waits for another program's lock (`paysay ledger`, a backup)
+/// before it fails, unless `[ledger] busy_timeout_ms` says otherwise.
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             path: None,
-            busy_timeout_ms: crate::ledger::DEFAULT_BUSY_TIMEOUT.as_millis() as u64,
+            busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Every receiver is told the same facts in the same words, and each event carries an id
 //! derived from the payment's identity, so a receiver that is told twice (a retry, a
 //! redelivery, a restart, a resend by hand) can tell it is the same payment.
-//! `../shared/protocol/OUTBOUND.md` says what the receivers expect.
+//! `docs/protocol/OUTBOUND.md` says what the receivers expect.
 
 use std::future::Future;
 use std::pin::Pin;

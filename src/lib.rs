@@ -9,9 +9,9 @@
 //! `wechat-sim` crate: the WeChat simulator the tests and `paysay demo` run. The simulator is
 //! a tool beside the daemon, not part of it: only the `demo` feature links it in.
 
-pub mod announcer;
+pub(crate) mod announcer;
 pub mod audio;
-pub mod backoff;
+pub(crate) mod backoff;
 mod body;
 pub mod config;
 pub mod daemon;
@@ -20,7 +20,7 @@ pub mod demo;
 pub mod doctor;
 pub mod events;
 mod failing;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod intake;
 pub mod ledger;
 #[cfg(any(feature = "web", feature = "intake"))]
@@ -30,9 +30,10 @@ pub mod mqtt;
 pub mod outbox;
 pub mod paths;
 pub mod payment;
-pub mod readiness;
+pub(crate) mod readiness;
 pub mod service;
 pub mod session;
+mod signing;
 pub mod sinks;
 pub mod speaker;
 pub mod speech;

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{Broker, MqttConfig};
 use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
-use crate::sinks::webhook::{hex, hmac_sha256};
+use crate::signing::{hex, hmac_sha256};
 use crate::text::Escaped;
 
 /// Retained on `<topic>/status` while the daemon is connected.

@@ -509,5 +509,5 @@ fn vmq_words(why: &Refusal) -> String {
 fn id_of(signature: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(signature.as_bytes());
-    crate::sinks::webhook::hex(&digest[..8])
+    crate::signing::hex(&digest[..8])
 }

@@ -14,8 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use base64::Engine;
 use hmac::Mac;
 
+use crate::signing::hmac_sha256;
 use crate::sinks::vmq::md5_hex;
-use crate::sinks::webhook::hmac_sha256;
 
 /// How far a forwarder's timestamp may be from this computer's clock, either way.
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;

@@ -32,7 +32,8 @@ pub use handle::{LedgerHandle, Shared, Store};
 
 /// How long a write waits for another program's lock (`paysay ledger`, a backup) before
 /// it fails: `[ledger] busy_timeout_ms` overrides it.
-pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BUSY_TIMEOUT: Duration =
+    Duration::from_millis(crate::config::DEFAULT_BUSY_TIMEOUT_MS);
 
 /// The ledger's schema, one step per version: `PRAGMA user_version` says which steps a
 /// file has had.

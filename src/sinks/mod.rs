@@ -1,6 +1,6 @@
 //! Where payment events go: one module per kind of receiver, each a [`Sink`] the outbox
 //! delivers to (`crate::outbox`). What each receiver expects is in
-//! `../shared/protocol/OUTBOUND.md`.
+//! `docs/protocol/OUTBOUND.md`.
 
 pub mod vmq;
 pub mod webhook;

@@ -6,13 +6,13 @@
 //! the shared secret. A receiver recomputes it over the raw body, compares in constant
 //! time, and refuses timestamps far from its clock, which bounds replays.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use std::time::Duration;
 
 use super::SinkError;
 use crate::config::WebhookConfig;
 use crate::events::{DeliveryError, DeliveryFuture, PaymentEvent, Sink};
+use crate::signing::{hex, hmac_sha256};
 
 /// One webhook receiver.
 pub struct Webhook {
@@ -92,22 +92,6 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     hex(&hmac_sha256(secret, &[timestamp.as_bytes(), b".", body])
         .finalize()
         .into_bytes())
-}
-
-/// HMAC-SHA256 with `secret` over `parts`, one after another: how paysay signs what it
-/// sends, webhook requests here and MQTT payloads (`crate::mqtt`), so a receiver checks
-/// both with the same few lines.
-pub(crate) fn hmac_sha256(secret: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac
-}
-
-/// Bytes as lower-case hex, the way signatures are written.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A faithful WeChat web server on `127.0.0.1`, because the real one cannot be reached from
 //! the machines paysay is built and tested on. It is a second implementation of the server
-//! side of `shared/protocol/WECHAT-WEB.md`, not a special case in the client: it speaks the
+//! side of `docs/protocol/WECHAT-WEB.md`, not a special case in the client: it speaks the
 //! same three dialects (JavaScript assignments, the `<error>` XML ticket, JSON as
 //! `text/plain`), sets the same cookies, and refuses what WeChat refuses, so a sloppy client
 //! fails here before it fails at a shop counter.

@@ -1,6 +1,6 @@
 //! Builds the messages the simulated phone receives, in the shape the web client gets them:
 //! app-message XML HTML-escaped with `<br/>` for newlines (see the 2018 webwxsync capture in
-//! `shared/fixtures/payments/`), and the envelope fields a real `AddMsgList` entry carries.
+//! `tests/fixtures/payments/`), and the envelope fields a real `AddMsgList` entry carries.
 
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 //! The server speaks three dialects: JavaScript assignments (`window.QRLogin.uuid = "…";`),
 //! an XML login ticket whose root is `<error>` even on success, and JSON served as
 //! `text/plain`. Field names follow the server's spelling (`BaseRequest`, `SyncKey`, …) so a
-//! reader can match them to `../shared/protocol/WECHAT-WEB.md` and to captures.
+//! reader can match them to `docs/protocol/WECHAT-WEB.md` and to captures.
 
 use serde::{Deserialize, Serialize};
 
