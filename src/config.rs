@@ -6,6 +6,7 @@
 //! silently does nothing is worse than an error at start-up.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -202,6 +203,18 @@ pub struct WechatConfig {
     /// Longest wait before logging in again when WeChat keeps ending sessions soon after
     /// login (each short session in a row doubles the wait), in seconds.
     pub max_relogin_backoff_secs: u64,
+}
+
+impl WechatConfig {
+    /// `request_timeout_secs`: how long one WeChat request may take.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// `min_backoff_ms`: the first wait after a failure, for the session and re-logins.
+    pub fn min_backoff(&self) -> Duration {
+        Duration::from_millis(self.min_backoff_ms)
+    }
 }
 
 impl Default for WechatConfig {

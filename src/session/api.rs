@@ -226,7 +226,7 @@ impl Session {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.config.request_timeout_secs)
+        self.config.request_timeout()
     }
 
     async fn post(

@@ -111,7 +111,7 @@ async fn fetch_uuid(http: &Http, config: &WechatConfig) -> Result<String, Sessio
                 now_ms()
             ),
             json: None,
-            timeout: Duration::from_secs(config.request_timeout_secs),
+            timeout: config.request_timeout(),
             headers: &[],
         })
         .await?;
@@ -372,7 +372,7 @@ async fn fetch_ticket(
             host,
             path_and_query,
             json: None,
-            timeout: Duration::from_secs(config.request_timeout_secs),
+            timeout: config.request_timeout(),
             headers: desktop_headers,
         })
         .await?;
@@ -422,7 +422,7 @@ async fn push_login(
                 previous.uin
             ),
             json: None,
-            timeout: Duration::from_secs(config.request_timeout_secs),
+            timeout: config.request_timeout(),
             headers: &[],
         })
         .await?;

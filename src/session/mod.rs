@@ -140,7 +140,7 @@ impl SessionFiles {
 /// doubling up to `max_backoff_secs`.
 pub fn backoff(config: &WechatConfig) -> Backoff {
     Backoff::new(
-        Duration::from_millis(config.min_backoff_ms),
+        config.min_backoff(),
         Duration::from_secs(config.max_backoff_secs),
     )
 }

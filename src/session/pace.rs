@@ -146,7 +146,7 @@ impl Relogins {
     pub fn from_config(config: &WechatConfig) -> Relogins {
         Relogins {
             backoff: Backoff::new(
-                Duration::from_millis(config.min_backoff_ms),
+                config.min_backoff(),
                 Duration::from_secs(config.max_relogin_backoff_secs),
             ),
             short_in_a_row: 0,
