@@ -204,10 +204,11 @@ fn raise_open_file_limit() {
 }
 
 /// glibc gives threads malloc arenas of their own, and tokio's blocking threads come and go
-/// all day (each idle delivery task looks at the ledger every 2 s): with the default arenas
-/// an idle daemon with sinks grew 80 kB in 14 minutes and kept growing; with one it stayed
-/// flat and 0.5 MB smaller (BENCHMARKS.md). paysay allocates little, so one lock costs
-/// nothing it could measure. Called first, before any thread exists.
+/// (SQLite calls run there). Measured again once the delivery tasks stopped polling the
+/// ledger (one `PRAGMA data_version` read every 2 s for the whole outbox instead): idle with
+/// every sink for 10 minutes, the same binary grew 4.9 kB/min with glibc's default arenas
+/// and 0.5 kB/min with one (BENCHMARKS.md). So it stays. paysay allocates little, so one
+/// lock costs nothing it could measure. Called first, before any thread exists.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a glibc tunable; no other thread is running yet.
