@@ -12,7 +12,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ledger::report::rfc3339;
+use crate::rfc3339;
 use crate::money::Yuan;
 use crate::payment::{Payment, PaymentKind};
 

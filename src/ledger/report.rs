@@ -13,24 +13,16 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time, UtcOffset};
 
 use super::Entry;
 use crate::money::Yuan;
+use crate::rfc3339;
 
 /// The local offset at an instant, `None` where the platform cannot tell.
 pub fn local_offset_at(unix: i64) -> Option<UtcOffset> {
     let at = OffsetDateTime::from_unix_timestamp(unix).ok()?;
     UtcOffset::local_offset_at(at).ok()
-}
-
-/// `unix` in RFC 3339 at the given offset; out-of-range times show as the raw number.
-pub fn rfc3339(unix: i64, offset: UtcOffset) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.to_offset(offset).format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Unix seconds at the local midnight that starts `date`.
