@@ -335,7 +335,7 @@ async fn wake_at(at: Option<Instant>) {
     }
 }
 
-/// `今日收款 12 笔，共计 ￥1,234.50（收款码 10 笔 ￥1,034.50，转账 2 笔 ￥200.00）`, and a second
+/// `今日收款 12 笔，共计 ￥1,234.50（二维码收款 10 笔 ￥1,034.50，转账 2 笔 ￥200.00）`, and a second
 /// line when WeChat counted payments the ledger lacks.
 pub fn summary_text(entries: &[Entry], offset: UtcOffset) -> String {
     let total = report::total_fen(entries);
@@ -355,7 +355,7 @@ pub fn summary_text(entries: &[Entry], offset: UtcOffset) -> String {
             (!of_kind.is_empty()).then(|| {
                 format!(
                     "{} {} 笔 ￥{}",
-                    kind_label(kind),
+                    kind.label_zh(),
                     of_kind.len(),
                     grouped_yuan(fen)
                 )
@@ -374,16 +374,6 @@ pub fn summary_text(entries: &[Entry], offset: UtcOffset) -> String {
         ));
     }
     text
-}
-
-fn kind_label(kind: PaymentKind) -> &'static str {
-    match kind {
-        PaymentKind::Collection => "收款码",
-        PaymentKind::ClerkCollection => "店员收款",
-        PaymentKind::Transfer => "转账",
-        PaymentKind::RedPacket => "红包",
-        PaymentKind::GroupCollection => "群收款",
-    }
 }
 
 /// `1,234.50`: yuan with thousands separators.
@@ -466,7 +456,7 @@ mod tests {
         ];
         assert_eq!(
             summary_text(&entries, UtcOffset::UTC),
-            "今日收款 3 笔，共计 ￥1,234.50（收款码 2 笔 ￥1,034.50，转账 1 笔 ￥200.00）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
+            "今日收款 3 笔，共计 ￥1,234.50（二维码收款 2 笔 ￥1,034.50，转账 1 笔 ￥200.00）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
         );
         assert_eq!(
             summary_text(&[], UtcOffset::UTC),
