@@ -41,7 +41,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::ledger::report::{self, CSV_HEADER, csv_row};
+use crate::ledger::report::{self, CSV_HEADER, DayTotals, Tally, csv_row};
 use crate::ledger::{Ledger, LedgerError, LedgerHandle, SinkSummary};
 use crate::live::{Live, SessionState, Status};
 use crate::money::Yuan;
@@ -452,13 +452,6 @@ impl PaymentView {
     }
 }
 
-/// Count and total of one kind of payment.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct KindTotal {
-    pub count: u64,
-    pub total_fen: u64,
-}
-
 /// `/api/today`, and the `today` event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Today {
@@ -466,9 +459,10 @@ pub struct Today {
     pub total_fen: u64,
     pub total_yuan: String,
     pub count: u64,
-    pub by_kind: BTreeMap<&'static str, KindTotal>,
+    /// Count and total per kind (`collection`, `transfer`, …).
+    pub by_kind: BTreeMap<&'static str, Tally>,
     /// Count and total per wallet (`wechat`, `alipay`, `unionpay`).
-    pub by_wallet: BTreeMap<&'static str, KindTotal>,
+    pub by_wallet: BTreeMap<&'static str, Tally>,
     /// Total fen per local hour, 0–23.
     pub hourly_fen: [u64; 24],
     /// Oldest first.
@@ -476,34 +470,37 @@ pub struct Today {
 }
 
 impl Today {
+    /// The day's sums are [`DayTotals`]'s, the same as the owner's daily summary; only the
+    /// hours, which the summary does not show, are added up here.
     fn of(date: Date, payments: &[Payment], offset: UtcOffset) -> Today {
-        let mut today = Today {
-            date: date.to_string(),
-            total_fen: 0,
-            total_yuan: String::new(),
-            count: 0,
-            by_kind: BTreeMap::new(),
-            by_wallet: BTreeMap::new(),
-            hourly_fen: [0; 24],
-            payments: Vec::with_capacity(payments.len()),
-        };
-        for p in payments {
-            let view = PaymentView::new(p, offset);
-            today.total_fen = today.total_fen.saturating_add(p.amount_fen);
-            today.count += 1;
-            for total in [
-                today.by_kind.entry(view.kind).or_default(),
-                today.by_wallet.entry(view.wallet).or_default(),
-            ] {
-                total.count += 1;
-                total.total_fen = total.total_fen.saturating_add(p.amount_fen);
-            }
-            let hour = &mut today.hourly_fen[usize::from(view.hour) % 24];
+        let totals = DayTotals::of(payments);
+        let payments: Vec<PaymentView> = payments
+            .iter()
+            .map(|p| PaymentView::new(p, offset))
+            .collect();
+        let mut hourly_fen = [0u64; 24];
+        for p in &payments {
+            let hour = &mut hourly_fen[usize::from(p.hour) % 24];
             *hour = hour.saturating_add(p.amount_fen);
-            today.payments.push(view);
         }
-        today.total_yuan = Yuan(today.total_fen).to_string();
-        today
+        Today {
+            date: date.to_string(),
+            total_fen: totals.all.total_fen,
+            total_yuan: Yuan(totals.all.total_fen).to_string(),
+            count: totals.all.count,
+            by_kind: totals
+                .by_kind
+                .into_iter()
+                .map(|(kind, tally)| (kind.as_str(), tally))
+                .collect(),
+            by_wallet: totals
+                .by_wallet
+                .into_iter()
+                .map(|(wallet, tally)| (wallet.as_str(), tally))
+                .collect(),
+            hourly_fen,
+            payments,
+        }
     }
 }
 
