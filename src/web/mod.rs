@@ -46,10 +46,11 @@ use crate::ledger::{Ledger, LedgerError, LedgerHandle, SinkSummary};
 use crate::live::{Live, SessionState, Status};
 use crate::money::Yuan;
 use crate::paths::Paths;
-use crate::payment::Payment;
+use crate::payment::{Payment, PaymentKind};
 use access::{Access, Refusal};
 
-/// The page, with `{{lang}}` where the server puts the language.
+/// The page, with `{{lang}}` and `{{kinds}}` where the server puts the language and the
+/// payment kinds' names in it.
 const PAGE: &str = include_str!("page.html");
 
 /// Days of history the page shows, and the most a request may ask for.
@@ -332,6 +333,22 @@ impl Lang {
         }
     }
 
+    /// Each payment kind's name in this language, as a script's object literal
+    /// (`{"collection":"二维码收款",…}`): the page shows the words the owner's summary uses.
+    fn kind_labels(self) -> String {
+        let labels: serde_json::Map<String, serde_json::Value> = PaymentKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let label = match self {
+                    Lang::Zh => kind.label_zh(),
+                    Lang::En => kind.label_en(),
+                };
+                (kind.as_str().to_string(), label.into())
+            })
+            .collect();
+        serde_json::Value::Object(labels).to_string()
+    }
+
     /// From `Accept-Language`: the language of the highest weight (the first among
     /// equals) decides; anything but English is Chinese.
     pub fn negotiate(accept: Option<&str>) -> Lang {
@@ -374,7 +391,10 @@ async fn page(Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
                 .and_then(|v| v.to_str().ok()),
         ),
     };
-    let mut response = Html(PAGE.replace("{{lang}}", lang.tag())).into_response();
+    let page = PAGE
+        .replace("{{lang}}", lang.tag())
+        .replace("{{kinds}}", &lang.kind_labels());
+    let mut response = Html(page).into_response();
     response
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept-Language"));
@@ -801,6 +821,16 @@ mod tests {
     }
 
     #[test]
+    fn the_page_names_kinds_as_the_summary_does() {
+        let zh: serde_json::Value = serde_json::from_str(&Lang::Zh.kind_labels()).unwrap();
+        assert_eq!(zh["collection"], PaymentKind::Collection.label_zh());
+        assert_eq!(zh["collection"], "二维码收款");
+        let en: serde_json::Value = serde_json::from_str(&Lang::En.kind_labels()).unwrap();
+        assert_eq!(en["red_packet"], "red packet");
+        assert_eq!(en.as_object().unwrap().len(), PaymentKind::ALL.len());
+    }
+
+    #[test]
     fn tokens_come_from_the_query_a_bearer_header_or_the_cookie() {
         assert_eq!(
             query_token(Some("lang=en&token=abc")).as_deref(),
@@ -971,7 +1001,7 @@ mod tests {
     #[test]
     fn the_page_is_small_and_self_contained() {
         assert!(PAGE.len() < 50 * 1024, "{} bytes", PAGE.len());
-        assert!(PAGE.contains("{{lang}}"));
+        assert!(PAGE.contains("{{lang}}") && PAGE.contains("{{kinds}}"));
         for outside in ["http://", "https://", "//cdn", "@import"] {
             assert!(!PAGE.contains(outside), "the page refers to {outside}");
         }
