@@ -515,7 +515,7 @@ pub fn test_event() -> serde_json::Value {
         payer: None,
         remark: Some("paysay doctor: a test, not a payment".into()),
         account: "paysay".into(),
-        time: report::rfc3339(crate::now_unix(), time::UtcOffset::UTC),
+        time: crate::rfc3339(crate::now_unix(), time::UtcOffset::UTC),
     }
     .to_json();
     event["test"] = serde_json::Value::Bool(true);

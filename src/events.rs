@@ -12,9 +12,9 @@ use std::pin::Pin;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ledger::report::rfc3339;
 use crate::money::Yuan;
 use crate::payment::{Payment, PaymentKind};
+use crate::rfc3339;
 
 /// One payment as every sink sends it: the webhook's JSON body, and the MQTT payload with
 /// `money` added.

@@ -63,3 +63,17 @@ pub(crate) fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// `unix` in RFC 3339 at the given offset; out-of-range times show as the raw number. One
+/// format for every time paysay writes for programs: the ledger's JSON and CSV, the
+/// events sinks send, the doctor's report.
+pub(crate) fn rfc3339(unix: i64, offset: time::UtcOffset) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.to_offset(offset)
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}

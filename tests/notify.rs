@@ -280,7 +280,7 @@ async fn a_skipped_notice_is_said_once_and_shows_in_the_log_the_ledger_and_the_s
     assert_eq!(sent[0].to, "filehelper");
     assert_eq!(
         sent[0].content,
-        "今日收款 3 笔，共计 ￥6.50（收款码 3 笔 ￥6.50）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
+        "今日收款 3 笔，共计 ￥6.50（二维码收款 3 笔 ￥6.50）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
     );
 }
 

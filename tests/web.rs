@@ -127,6 +127,9 @@ async fn the_page_is_chinese_unless_the_browser_prefers_english() {
     );
     let body = zh.text().await.unwrap();
     assert!(body.contains("<html lang=\"zh-CN\">"));
+    // The kinds' names are paysay's, filled in by the server in the page's language.
+    assert!(body.contains(r#""collection":"二维码收款""#));
+    assert!(!body.contains("{{"), "a placeholder was left in the page");
     assert!(
         body.len() < 50 * 1024,
         "the page weighs {} bytes",
@@ -143,6 +146,7 @@ async fn the_page_is_chinese_unless_the_browser_prefers_english() {
         .await
         .unwrap();
     assert!(en.contains("<html lang=\"en\">"));
+    assert!(en.contains(r#""collection":"QR""#));
     let forced = page.get("/?lang=zh").await.text().await.unwrap();
     assert!(forced.contains("<html lang=\"zh-CN\">"));
 }

@@ -308,6 +308,8 @@ async fn the_page_shows_the_login_and_a_payment_live_in_chromium() {
         );
         let newest = browser.eval("document.querySelector('#payments li').textContent");
         assert!(newest.as_str().unwrap().contains("¥12.50"), "{newest}");
+        // The kind's name comes from paysay (PaymentKind::label_zh), not the page's script.
+        assert!(newest.as_str().unwrap().contains("二维码收款"), "{newest}");
         assert_eq!(
             browser.eval("document.getElementById('count').textContent"),
             "2 笔"

@@ -22,7 +22,6 @@ use crate::config::NotifyConfig;
 use crate::ledger::LedgerHandle;
 use crate::ledger::{Entry, reconcile, report};
 use crate::money::Yuan;
-use crate::payment::PaymentKind;
 use crate::session::{ErrorKind, Outgoing, SessionError};
 
 /// Unix seconds now: the wall clock, or a test's.
@@ -335,31 +334,25 @@ async fn wake_at(at: Option<Instant>) {
     }
 }
 
-/// `今日收款 12 笔，共计 ￥1,234.50（收款码 10 笔 ￥1,034.50，转账 2 笔 ￥200.00）`, and a second
+/// `今日收款 12 笔，共计 ￥1,234.50（二维码收款 10 笔 ￥1,034.50，转账 2 笔 ￥200.00）`, and a second
 /// line when WeChat counted payments the ledger lacks.
 pub fn summary_text(entries: &[Entry], offset: UtcOffset) -> String {
-    let total = report::total_fen(entries);
+    let totals = report::DayTotals::of(entries.iter().map(|e| &e.payment));
     let mut text = format!(
         "今日收款 {} 笔，共计 ￥{}",
-        entries.len(),
-        grouped_yuan(total)
+        totals.all.count,
+        grouped_yuan(totals.all.total_fen)
     );
-    let parts: Vec<String> = PaymentKind::ALL
-        .into_iter()
-        .filter_map(|kind| {
-            let of_kind: Vec<&Entry> = entries.iter().filter(|e| e.payment.kind == kind).collect();
-            let fen = of_kind
-                .iter()
-                .map(|e| e.payment.amount_fen)
-                .fold(0, u64::saturating_add);
-            (!of_kind.is_empty()).then(|| {
-                format!(
-                    "{} {} 笔 ￥{}",
-                    kind_label(kind),
-                    of_kind.len(),
-                    grouped_yuan(fen)
-                )
-            })
+    let parts: Vec<String> = totals
+        .by_kind
+        .iter()
+        .map(|(kind, tally)| {
+            format!(
+                "{} {} 笔 ￥{}",
+                kind.label_zh(),
+                tally.count,
+                grouped_yuan(tally.total_fen)
+            )
         })
         .collect();
     if !parts.is_empty() {
@@ -374,16 +367,6 @@ pub fn summary_text(entries: &[Entry], offset: UtcOffset) -> String {
         ));
     }
     text
-}
-
-fn kind_label(kind: PaymentKind) -> &'static str {
-    match kind {
-        PaymentKind::Collection => "收款码",
-        PaymentKind::ClerkCollection => "店员收款",
-        PaymentKind::Transfer => "转账",
-        PaymentKind::RedPacket => "红包",
-        PaymentKind::GroupCollection => "群收款",
-    }
 }
 
 /// `1,234.50`: yuan with thousands separators.
@@ -423,7 +406,7 @@ pub fn back_online_text(away_secs: i64, since: i64, offset: UtcOffset) -> String
 mod tests {
     use super::*;
     use crate::ledger::Ledger;
-    use crate::payment::Payment;
+    use crate::payment::{Payment, PaymentKind};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -466,7 +449,7 @@ mod tests {
         ];
         assert_eq!(
             summary_text(&entries, UtcOffset::UTC),
-            "今日收款 3 笔，共计 ￥1,234.50（收款码 2 笔 ￥1,034.50，转账 1 笔 ￥200.00）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
+            "今日收款 3 笔，共计 ￥1,234.50（二维码收款 2 笔 ￥1,034.50，转账 1 笔 ￥200.00）\n微信记录的收款比账本多 1 笔，￥12.50，请在手机上核对"
         );
         assert_eq!(
             summary_text(&[], UtcOffset::UTC),

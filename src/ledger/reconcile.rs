@@ -165,7 +165,7 @@ pub fn report_line(gap: &Gap, offset_at: &dyn Fn(i64) -> UtcOffset) -> String {
     let amount = gap
         .missed_fen
         .map_or_else(String::new, |fen| format!(", ￥{}", Yuan(fen)));
-    let seen = super::report::rfc3339(gap.seen_at, offset_at(gap.seen_at));
+    let seen = crate::rfc3339(gap.seen_at, offset_at(gap.seen_at));
     format!(
         "WeChat counted {} more {noun}{amount}, than the ledger ({}, before the notice of {seen}): check the phone",
         gap.missed, gap.account

@@ -13,24 +13,17 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time, UtcOffset};
 
 use super::Entry;
 use crate::money::Yuan;
+use crate::payment::{Payment, PaymentKind, Wallet};
+use crate::rfc3339;
 
 /// The local offset at an instant, `None` where the platform cannot tell.
 pub fn local_offset_at(unix: i64) -> Option<UtcOffset> {
     let at = OffsetDateTime::from_unix_timestamp(unix).ok()?;
     UtcOffset::local_offset_at(at).ok()
-}
-
-/// `unix` in RFC 3339 at the given offset; out-of-range times show as the raw number.
-pub fn rfc3339(unix: i64, offset: UtcOffset) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.to_offset(offset).format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Unix seconds at the local midnight that starts `date`.
@@ -204,6 +197,63 @@ pub fn total_fen(entries: &[Entry]) -> u64 {
         .fold(0, u64::saturating_add)
 }
 
+/// How many payments, and how much they came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: u64,
+    pub total_fen: u64,
+}
+
+impl Tally {
+    fn add(&mut self, fen: u64) {
+        self.count += 1;
+        self.total_fen = self.total_fen.saturating_add(fen);
+    }
+}
+
+/// A day's payments summed: in all, per kind and per wallet. The one place the day is
+/// added up, so the shop's page and the owner's daily summary cannot disagree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub all: Tally,
+    /// The kinds that occur, in [`PaymentKind::ALL`]'s order.
+    pub by_kind: Vec<(PaymentKind, Tally)>,
+    /// The wallets that occur, in [`Wallet::ALL`]'s order.
+    pub by_wallet: Vec<(Wallet, Tally)>,
+}
+
+impl DayTotals {
+    /// Sums `payments` (saturating, as [`total_fen`]).
+    pub fn of<'a>(payments: impl IntoIterator<Item = &'a Payment>) -> DayTotals {
+        let mut all = Tally::default();
+        let mut kinds = [Tally::default(); PaymentKind::ALL.len()];
+        let mut wallets = [Tally::default(); Wallet::ALL.len()];
+        for p in payments {
+            all.add(p.amount_fen);
+            // Both ALL lists name every variant, so the positions are always found.
+            if let Some(i) = PaymentKind::ALL.iter().position(|&k| k == p.kind) {
+                kinds[i].add(p.amount_fen);
+            }
+            if let Some(i) = Wallet::ALL.iter().position(|&w| w == p.wallet) {
+                wallets[i].add(p.amount_fen);
+            }
+        }
+        DayTotals {
+            all,
+            by_kind: occurring(PaymentKind::ALL, kinds),
+            by_wallet: occurring(Wallet::ALL, wallets),
+        }
+    }
+}
+
+/// The pairs whose tally counts anything.
+fn occurring<K, const N: usize>(keys: [K; N], tallies: [Tally; N]) -> Vec<(K, Tally)> {
+    keys.into_iter()
+        .zip(tallies)
+        .filter(|(_, t)| t.count > 0)
+        .collect()
+}
+
 /// `total: ￥12.50 (3 payments)`.
 pub fn total_line(entries: &[Entry]) -> String {
     let total = total_fen(entries);
@@ -216,7 +266,6 @@ pub fn total_line(entries: &[Entry]) -> String {
 mod tests {
     use super::*;
     use crate::ledger::DeliveryState;
-    use crate::payment::{Payment, PaymentKind};
     use time::macros::{date, offset};
 
     fn entry() -> Entry {
@@ -317,5 +366,32 @@ mod tests {
         let mut huge = entry();
         huge.payment.amount_fen = u64::MAX;
         assert_eq!(total_fen(&[huge, entry()]), u64::MAX);
+    }
+
+    #[test]
+    fn day_totals_count_each_kind_and_wallet_in_the_listed_order() {
+        let mut alipay = entry();
+        alipay.payment.kind = PaymentKind::Collection;
+        alipay.payment.wallet = crate::payment::Wallet::Alipay;
+        alipay.payment.amount_fen = 50;
+        let entries = [entry(), alipay, entry()];
+        let totals = DayTotals::of(entries.iter().map(|e| &e.payment));
+        let tally = |count, total_fen| Tally { count, total_fen };
+        assert_eq!(totals.all, tally(3, 246_950));
+        assert_eq!(
+            totals.by_kind,
+            [
+                (PaymentKind::Collection, tally(1, 50)),
+                (PaymentKind::Transfer, tally(2, 246_900)),
+            ]
+        );
+        assert_eq!(
+            totals.by_wallet,
+            [
+                (Wallet::WeChat, tally(2, 246_900)),
+                (Wallet::Alipay, tally(1, 50)),
+            ]
+        );
+        assert_eq!(DayTotals::of([]), DayTotals::default());
     }
 }

@@ -69,6 +69,30 @@ impl PaymentKind {
             PaymentKind::GroupCollection => "group_collection",
         }
     }
+
+    /// The name people read in Chinese: the owner's daily summary and the shop's page say
+    /// the same words. A collection is 二维码收款, as WeChat's own notice calls it
+    /// (二维码收款到账).
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            PaymentKind::Collection => "二维码收款",
+            PaymentKind::ClerkCollection => "店员收款",
+            PaymentKind::Transfer => "转账",
+            PaymentKind::RedPacket => "红包",
+            PaymentKind::GroupCollection => "群收款",
+        }
+    }
+
+    /// The name people read in English, on the page in English.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            PaymentKind::Collection => "QR",
+            PaymentKind::ClerkCollection => "clerk QR",
+            PaymentKind::Transfer => "transfer",
+            PaymentKind::RedPacket => "red packet",
+            PaymentKind::GroupCollection => "group",
+        }
+    }
 }
 
 impl fmt::Display for PaymentKind {
