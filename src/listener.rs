@@ -41,6 +41,17 @@ pub struct Limits {
     pub header_timeout: Duration,
 }
 
+impl Limits {
+    /// `[web]`'s cap and header timeout: the page and the phone's intake share them.
+    pub fn of(web: &crate::config::WebConfig) -> Limits {
+        Limits {
+            // Bounded at load (1-4096).
+            max_connections: web.max_connections as usize,
+            header_timeout: Duration::from_secs(web.header_timeout_secs),
+        }
+    }
+}
+
 /// After an accept error (typically no file handle left): a pause before the next accept,
 /// so that the loop does not spin while handles are short.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);

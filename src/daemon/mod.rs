@@ -4,7 +4,7 @@
 
 mod heard;
 mod login_alert;
-pub mod notify_owner;
+pub mod owner_texts;
 mod unrecorded;
 mod ways;
 
@@ -21,7 +21,7 @@ use crate::announcer::Announcer;
 use crate::live::{self, Live, SessionState};
 use crate::readiness;
 use login_alert::LoginAlerts;
-use notify_owner::{OwnerEvent, OwnerNotifier, WallClock};
+use owner_texts::{OwnerEvent, OwnerNotifier, WallClock};
 use unrecorded::{Resolved, Unrecorded};
 use ways::{PhoneVerdict, Ways};
 
@@ -104,7 +104,7 @@ impl Daemon {
             player: None,
             speech: None,
             offset,
-            clock: notify_owner::system_clock(),
+            clock: owner_texts::system_clock(),
             live: Live::new(),
             #[cfg(feature = "web")]
             web_listening: None,
@@ -399,10 +399,7 @@ impl Tasks {
         #[cfg(feature = "intake")]
         {
             let (tx, rx) = mpsc::unbounded_channel();
-            let limits = crate::listener::Limits {
-                max_connections: config.web.max_connections as usize,
-                header_timeout: Duration::from_secs(config.web.header_timeout_secs),
-            };
+            let limits = crate::listener::Limits::of(&config.web);
             let server = crate::intake::Server::bind(intake, limits, tx)
                 .await
                 .map_err(|e| DaemonError::Intake(e.to_string()))?;

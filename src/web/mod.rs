@@ -130,11 +130,7 @@ impl Server {
             access,
             shutdown: CancellationToken::new(),
         });
-        let limits = crate::listener::Limits {
-            // Bounded at load (1-4096).
-            max_connections: config.web.max_connections as usize,
-            header_timeout: Duration::from_secs(config.web.header_timeout_secs),
-        };
+        let limits = crate::listener::Limits::of(&config.web);
         Ok(Server {
             listener,
             addr,
