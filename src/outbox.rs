@@ -37,34 +37,12 @@ pub struct Outbox {
     /// The offset events' times are written with (read once, at start: `time` cannot read
     /// the local offset in a multi-threaded process).
     offset: UtcOffset,
-    min_backoff: Duration,
-    max_backoff: Duration,
-    poll: Duration,
 }
 
 impl Outbox {
     /// Delivers what `ledger` queues, events' times written at `offset`.
     pub fn new(ledger: LedgerHandle, offset: UtcOffset) -> Outbox {
-        Outbox {
-            ledger,
-            offset,
-            min_backoff: MIN_BACKOFF,
-            max_backoff: MAX_BACKOFF,
-            poll: POLL,
-        }
-    }
-
-    /// Other waits than the daemon's (tests).
-    pub fn timing(
-        mut self,
-        min_backoff: Duration,
-        max_backoff: Duration,
-        poll: Duration,
-    ) -> Outbox {
-        self.min_backoff = min_backoff;
-        self.max_backoff = max_backoff;
-        self.poll = poll;
-        self
+        Outbox { ledger, offset }
     }
 
     /// Starts one delivery task per sink, and the one that notices other processes'
@@ -89,7 +67,7 @@ impl Outbox {
         tasks.push(tokio::spawn(
             self.ledger
                 .clone()
-                .watch_other_writers(self.poll, shutdown.clone()),
+                .watch_other_writers(POLL, shutdown.clone()),
         ));
         tasks
     }
@@ -106,7 +84,7 @@ struct Delivery {
 
 impl Delivery {
     async fn run(mut self) {
-        let mut backoff = Backoff::new(self.outbox.min_backoff, self.outbox.max_backoff);
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         let name = self.sink.name().to_string();
         tracing::debug!(sink = %name, "delivery task started");
         while !self.shutdown.is_cancelled() {
@@ -127,7 +105,7 @@ impl Delivery {
                     // Refused for good: on to the next event, but not at once, so that a
                     // receiver refusing everything (a wrong V免签 key) does not get the
                     // whole backlog back to back.
-                    Some(Step::Rejected) => Some(self.outbox.min_backoff),
+                    Some(Step::Rejected) => Some(MIN_BACKOFF),
                     Some(Step::Retry) => Some(backoff.next_delay()),
                     // Shut down mid-request: the event stays pending for the next start.
                     None => return,

@@ -284,8 +284,13 @@ async fn shutdown_finishes_the_clip_being_spoken_and_refuses_the_queue() {
     let a = clip(dir.path(), "a", 0.1, 0.5);
     let first = tokio::spawn(player.play(a.clone()));
     let second = tokio::spawn(player.play(a.clone()));
-    // Let the first clip start playing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down once the first clip is playing (its write takes 300 ms). The audio thread
+    // is a real thread on real time: wait for it, not for a guess at how long it takes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !recorder.events().contains(&Event::Start) {
+        assert!(Instant::now() < deadline, "the first clip never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     player.shutdown().await;
     first.await.unwrap().unwrap();
     assert!(matches!(

@@ -210,20 +210,16 @@ struct PollPacer {
 
 impl Default for PollPacer {
     fn default() -> PollPacer {
-        PollPacer::new(MIN_POLL_INTERVAL)
-    }
-}
-
-impl PollPacer {
-    fn new(interval: Duration) -> PollPacer {
         PollPacer {
-            interval,
+            interval: MIN_POLL_INTERVAL,
             started: None,
             instant_in_row: 0,
             logged: false,
         }
     }
+}
 
+impl PollPacer {
     fn started(&mut self) {
         self.started = Some(Instant::now());
     }
@@ -256,26 +252,15 @@ impl PollPacer {
 #[derive(Debug)]
 pub(super) struct StepRetry {
     step: &'static str,
-    patience: Duration,
     backoff: Backoff,
     failing_since: Option<Instant>,
 }
 
 impl StepRetry {
     pub(super) fn new(step: &'static str) -> StepRetry {
-        StepRetry::with_timing(step, STEP_PATIENCE, STEP_RETRY_MIN, STEP_RETRY_MAX)
-    }
-
-    fn with_timing(
-        step: &'static str,
-        patience: Duration,
-        min: Duration,
-        max: Duration,
-    ) -> StepRetry {
         StepRetry {
             step,
-            patience,
-            backoff: Backoff::new(min, max),
+            backoff: Backoff::new(STEP_RETRY_MIN, STEP_RETRY_MAX),
             failing_since: None,
         }
     }
@@ -287,7 +272,7 @@ impl StepRetry {
             return Err(e);
         }
         let since = *self.failing_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= self.patience {
+        if since.elapsed() >= STEP_PATIENCE {
             tracing::warn!(
                 step = self.step,
                 error = %e,
@@ -448,30 +433,42 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// The waits are the daemon's own, on tokio's paused clock (three minutes that take no
+    /// real time).
+    #[tokio::test(start_paused = true)]
     async fn a_failing_step_is_retried_until_its_patience_runs_out() {
-        let patience = Duration::from_millis(60);
-        let mut retry = StepRetry::with_timing(
-            "test",
-            patience,
-            Duration::from_millis(2),
-            Duration::from_millis(10),
-        );
+        let tick = Duration::from_millis(1);
+        let mut retry = StepRetry::new("test");
         let start = Instant::now();
+        let mut last = start;
         let mut retries = 0;
         while retry.after_failure(transient()).await.is_ok() {
+            let waited = last.elapsed();
+            assert!(
+                waited >= STEP_RETRY_MIN / 2 && waited <= STEP_RETRY_MAX + tick,
+                "retry {} after {waited:?}",
+                retries + 1
+            );
+            last = Instant::now();
             retries += 1;
         }
+        let gave_up = start.elapsed();
         assert!(
-            start.elapsed() >= patience,
-            "gave up early: {:?}",
-            start.elapsed()
+            gave_up >= STEP_PATIENCE && gave_up <= STEP_PATIENCE + STEP_RETRY_MAX + tick,
+            "gave up after {gave_up:?}"
         );
-        assert!(retries >= 5, "retried only {retries} times");
+        let capped = STEP_PATIENCE.as_millis() / STEP_RETRY_MAX.as_millis();
+        assert!(retries >= capped, "retried only {retries} times");
 
-        // A success starts the count again: the next failure is retried.
+        // A success starts the count again: the next failure is retried, after a short wait.
         retry.succeeded();
+        let again = Instant::now();
         assert!(retry.after_failure(transient()).await.is_ok());
+        assert!(
+            again.elapsed() <= STEP_RETRY_MIN + tick,
+            "{:?}",
+            again.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -485,27 +482,28 @@ mod tests {
         assert!(matches!(e, SessionError::LoginRefused { ret: 1203, .. }));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn instant_answers_are_spaced_out_and_logged_once() {
-        let interval = Duration::from_millis(20);
-        let mut pacer = PollPacer::new(interval);
+        let mut pacer = PollPacer::default();
         let start = Instant::now();
         for n in 1..=INSTANT_POLLS_LOGGED {
             assert!(!pacer.logged, "logged after only {} instant answers", n - 1);
             pacer.started();
             pacer.answered().await;
+            assert_eq!(
+                start.elapsed(),
+                MIN_POLL_INTERVAL * n,
+                "polls {MIN_POLL_INTERVAL:?} apart"
+            );
         }
         assert!(pacer.logged, "a server that never holds is logged");
-        assert!(
-            start.elapsed() >= interval * INSTANT_POLLS_LOGGED,
-            "polls {interval:?} apart at least: {:?}",
-            start.elapsed()
-        );
 
-        // A poll that was held resets the count.
+        // A poll that was held resets the count, and the next goes out at once.
         pacer.started();
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(MIN_POLL_INTERVAL).await;
+        let answered = Instant::now();
         pacer.answered().await;
+        assert_eq!(answered.elapsed(), Duration::ZERO);
         assert_eq!(pacer.instant_in_row, 0);
     }
 }

@@ -194,14 +194,23 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the waits are exact and take no real time.
+    #[tokio::test(start_paused = true)]
     async fn the_floor_spaces_requests_of_one_kind() {
-        let mut floor = Floor::new(Duration::from_millis(100));
+        let interval = Duration::from_millis(100);
+        let mut floor = Floor::new(interval);
         let start = Instant::now();
-        for _ in 0..4 {
+        floor.wait().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "the first request at once");
+        for n in 1..=3 {
             floor.wait().await;
+            assert_eq!(start.elapsed(), interval * n, "request {}", n + 1);
         }
-        assert!(start.elapsed() >= Duration::from_millis(300));
+        // A request that began long ago does not hold the next one back.
+        tokio::time::sleep(interval * 5).await;
+        let late = Instant::now();
+        floor.wait().await;
+        assert_eq!(late.elapsed(), Duration::ZERO);
     }
 
     #[test]
