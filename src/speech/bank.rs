@@ -147,6 +147,11 @@ impl Bank {
         self.clips.len() + self.alerts.len()
     }
 
+    /// Bytes of samples it holds in memory (the alerts are files).
+    pub fn memory_bytes(&self) -> usize {
+        self.clips.values().map(|c| c.len() * 2).sum()
+    }
+
     /// True when it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
