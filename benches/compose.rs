@@ -21,7 +21,8 @@
 //! Also: composing one announcement (in memory, no daemon), the bank's build time and size
 //! per backend, and the memory the bank takes.
 //!
-//!     cargo bench --bench compose [-- --amounts 200 --today-hanging 12 --pause-ms 400]
+//!     cargo bench --bench compose [-- --amounts 200 --today-hanging 12 --pause-ms 400
+//!                                     --setups hanging,refused,espeak]
 
 mod common;
 
@@ -43,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 use common::stamping::Stamping;
-use common::{SimServer, arg, init_log, percentile, runtime, summary_ms};
+use common::{SimServer, arg, arg_str, init_log, percentile, runtime, summary_ms};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -85,7 +86,11 @@ fn main() {
         "\nnew amounts, webwxsync end → first sample (pause {} ms between customers):",
         pause.as_millis()
     );
-    for setup in [Setup::Hanging, Setup::Refused, Setup::Espeak] {
+    let only = arg_str("--setups", "hanging,refused,espeak");
+    let setups = [Setup::Hanging, Setup::Refused, Setup::Espeak]
+        .into_iter()
+        .filter(|s| only.contains(&format!("{s:?}").to_lowercase()));
+    for setup in setups {
         for way in [Way::Today, Way::Composed] {
             let n = match (setup, way) {
                 (Setup::Hanging, Way::Today) => today_hanging,

@@ -425,6 +425,7 @@ impl Record for SharedHeard {
             wallet = payment.wallet.as_str(),
             text = %clip.text,
             voice = clip.backend,
+            composed = clip.is_composed(),
             "payment announced"
         );
     }

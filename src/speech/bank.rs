@@ -46,6 +46,8 @@ const MARGIN_MS: u32 = 15;
 const FADE_MS: u32 = 4;
 /// A word of a voice pack is said in well under this; a longer file is a wrong file.
 pub const MAX_PACK_CLIP_SECS: f64 = 3.0;
+/// A spoken alert of a voice pack is a sentence: longer than a word, never this long.
+pub const MAX_PACK_ALERT_SECS: f64 = 15.0;
 /// The largest file of a voice pack read (a 3 s WAV at 48 kHz stereo is 576 kB).
 pub const MAX_PACK_FILE_BYTES: u64 = 2 * 1024 * 1024;
 /// The longest synthesized clip kept (an alert is a sentence, a few seconds).
@@ -375,7 +377,8 @@ pub struct PackError {
 }
 
 /// The voice pack in `dir` for `tokens`: one `<stem>.wav` or `<stem>.mp3` per word
-/// (alerts optional), each readable, at most [`MAX_PACK_CLIP_SECS`] long and
+/// (alerts optional), each readable, at most [`MAX_PACK_CLIP_SECS`] long (an alert
+/// [`MAX_PACK_ALERT_SECS`]) and
 /// [`MAX_PACK_FILE_BYTES`] big. Conditioned like a built bank.
 pub fn load_pack(dir: &Path, tokens: &[Token]) -> Result<Bank, PackError> {
     let mut bank = Bank {
@@ -403,9 +406,14 @@ pub fn load_pack(dir: &Path, tokens: &[Token]) -> Result<Bank, PackError> {
             continue;
         };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        match pack_clip(&path) {
-            Ok(samples) if token.alert => {
-                drop(samples);
+        let longest = if token.alert {
+            MAX_PACK_ALERT_SECS
+        } else {
+            MAX_PACK_CLIP_SECS
+        };
+        match pack_clip(&path, longest) {
+            // An alert is checked like a word, then played from its file as it is.
+            Ok(_) if token.alert => {
                 bank.alerts.insert(token.text.clone(), path.clone());
             }
             Ok(samples) => {
@@ -425,7 +433,7 @@ pub fn load_pack(dir: &Path, tokens: &[Token]) -> Result<Bank, PackError> {
 }
 
 /// One file of a voice pack, read and conditioned, or what is wrong with it.
-fn pack_clip(path: &Path) -> Result<Vec<i16>, String> {
+fn pack_clip(path: &Path, longest: f64) -> Result<Vec<i16>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
@@ -438,10 +446,10 @@ fn pack_clip(path: &Path) -> Result<Vec<i16>, String> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let limit = (RATE as f64 * MAX_PACK_CLIP_SECS) as usize;
+    let limit = (RATE as f64 * longest) as usize;
     let samples = decode_mono(bytes, limit + 1).map_err(|e| format!("cannot be decoded: {e}"))?;
     if samples.len() > limit {
-        return Err(format!("is longer than {MAX_PACK_CLIP_SECS} s"));
+        return Err(format!("is longer than {longest} s"));
     }
     condition(&samples).ok_or_else(|| "is silent".to_string())
 }

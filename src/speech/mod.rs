@@ -546,7 +546,7 @@ impl Speech {
     /// True when the bank should be built: none yet, or one spoken by a backend after the
     /// first (the first was down when it was built). A voice pack is never built.
     pub fn bank_wanted(&self) -> bool {
-        if self.pack.is_some() || !self.builds_bank {
+        if self.pack.is_some() || !self.builds_bank || self.compose == Compose::Never {
             return false;
         }
         let first = self.chain.voices.first().map(|v| v.synth.name());
