@@ -192,7 +192,7 @@ pub enum Stored {
     /// A bank for other settings (the reason says which).
     Stale(String),
     /// A usable bank and its manifest.
-    Fresh(Bank, Manifest),
+    Fresh(Box<(Bank, Manifest)>),
 }
 
 /// Builds a bank with `synth` for `tokens` in `dir`, replacing the bank there only once
@@ -320,7 +320,7 @@ pub fn load(dir: &Path, backends: &[&dyn Synthesizer], tokens: &[Token]) -> Stor
         return Stored::Stale("built for other templates or alerts".into());
     }
     match read(dir, &manifest, synth.name()) {
-        Ok(bank) => Stored::Fresh(bank, manifest),
+        Ok(bank) => Stored::Fresh(Box::new((bank, manifest))),
         Err(e) => Stored::Stale(e.to_string()),
     }
 }
@@ -555,7 +555,9 @@ mod tests {
         let pad = (RATE as f32 * silence) as usize;
         let n = (RATE as f32 * secs) as usize;
         let mut out = vec![0.0; pad];
-        out.extend((0..n).map(|i| level * (i as f32 * 440.0 * 6.283 / RATE as f32).sin()));
+        out.extend(
+            (0..n).map(|i| level * (i as f32 * 440.0 * std::f32::consts::TAU / RATE as f32).sin()),
+        );
         out.extend(vec![0.0; pad]);
         out
     }

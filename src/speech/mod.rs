@@ -534,7 +534,7 @@ impl Speech {
         let synths: Vec<&dyn Synthesizer> =
             self.chain.voices.iter().map(|v| v.synth.as_ref()).collect();
         match bank::load(&self.bank_dir, &synths, &self.tokens) {
-            bank::Stored::Fresh(bank, _) => self.set_bank(bank),
+            bank::Stored::Fresh(fresh) => self.set_bank(fresh.0),
             bank::Stored::Missing => self.set_note("not built yet".into()),
             bank::Stored::Stale(why) => {
                 tracing::info!("the voice bank is out of date ({why}); it is built again");
