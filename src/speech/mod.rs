@@ -427,6 +427,10 @@ impl Speech {
         speech.tokens = bank::tokens(config);
         speech.builds_bank = true;
         match &config.clips {
+            // Never composed: no clips held in memory, no pack to check.
+            _ if config.compose == Compose::Never => {
+                speech.set_note("not used (compose = \"never\")".into());
+            }
             Some(dir) => {
                 let pack = bank::load_pack(dir, &speech.tokens)?;
                 speech.set_bank(pack);
