@@ -12,6 +12,9 @@
 //!     cargo bench --bench footprint -- --web false     # no `[web]` in the config, for a
 //!                                                      # build from before the shop's page
 //!
+//!     cargo bench --bench footprint -- --compose never # no voice bank (issue 20: the
+//!                                                      # default builds and holds one)
+//!
 //! `--sinks true` adds a `[[webhook]]`, `[vmq]` and `[mqtt]` to the config: the webhook and
 //! V免签 point at a small loopback stand-in the bench runs (it answers every request with
 //! V免签's `{"code":1}` and counts them by path: heartbeats come every 30 s, and nothing goes
@@ -51,6 +54,10 @@ fn main() {
         // The shop's page on a free port: served, as by default, and two runs side by side
         // do not fight over 8151.
         toml.push_str("\n[web]\nlisten = \"127.0.0.1:0\"\n");
+    }
+    let compose = arg_str("--compose", "");
+    if !compose.is_empty() {
+        toml.push_str(&format!("\n[speech]\ncompose = \"{compose}\"\n"));
     }
     let sinks = arg("--sinks", false).then(|| {
         let sinks = Sinks::start();

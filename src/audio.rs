@@ -19,7 +19,7 @@ use rodio::Source;
 use tokio::sync::oneshot;
 
 use crate::config::AudioConfig;
-use crate::speech::Clip;
+use crate::speech::{Clip, ClipAudio};
 
 /// The built-in chime: two soft sine tones (C6 then E6, 0.73 s), embedded so it plays from
 /// any working directory.
@@ -423,12 +423,7 @@ impl AudioThread {
     /// Chime, words and a short silence as one sound, so nothing can slip between them.
     fn announcement(&self, clip: &Clip) -> Result<Sound, AudioError> {
         let volume = f32::from_bits(self.shared.volume.load(Ordering::SeqCst));
-        // The file is read whole and closed here: no descriptor stays open while playing.
-        let bytes = std::fs::read(&clip.path).map_err(|source| AudioError::ReadClip {
-            path: clip.path.clone(),
-            source,
-        })?;
-        let words = decode(bytes, &clip.path)?;
+        let words = words(clip)?;
         let (parts, sound) = rodio::queue::queue(false);
         if let Some(chime) = &self.chime {
             parts.append(decode(chime.clone(), "chime")?.amplify(volume));
@@ -438,6 +433,36 @@ impl AudioThread {
         let tail = (rate.get() as f64 * TAIL.as_secs_f64()) as usize * usize::from(channels.get());
         parts.append(rodio::source::Zero::new_samples(channels, rate, tail));
         Ok(Box::new(sound))
+    }
+}
+
+/// The words of `clip`, decoded: a whole phrase from its file, or composed samples. The
+/// volume is applied to both alike by the caller.
+fn words(clip: &Clip) -> Result<Sound, AudioError> {
+    match &clip.audio {
+        ClipAudio::File(path) => {
+            // The file is read whole and closed here: no descriptor stays open while playing.
+            let bytes = std::fs::read(path).map_err(|source| AudioError::ReadClip {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Box::new(decode(bytes, path)?))
+        }
+        ClipAudio::Composed(pcm) => {
+            const MONO: std::num::NonZeroU16 = std::num::NonZeroU16::new(1).unwrap();
+            let rate = std::num::NonZeroU32::new(pcm.rate).ok_or_else(|| AudioError::Decode {
+                path: "composed".into(),
+                reason: "a sample rate of 0".into(),
+            })?;
+            let samples: Vec<f32> = pcm
+                .samples
+                .iter()
+                .map(|s| f32::from(*s) / 32768.0)
+                .collect();
+            Ok(Box::new(rodio::buffer::SamplesBuffer::new(
+                MONO, rate, samples,
+            )))
+        }
     }
 }
 

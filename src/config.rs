@@ -290,6 +290,13 @@ pub struct SpeechConfig {
     /// Said once when the shop's phone, after sending heartbeats, falls silent for
     /// `[intake] phone_timeout_secs` (the forwarder killed in the background).
     pub phone_alert: String,
+    /// A voice pack: a directory of the shop's own recordings, one file per word (the
+    /// README lists the names). When set, new amounts are composed from it instead of
+    /// from a bank synthesized by the first backend.
+    pub clips: Option<PathBuf>,
+    /// When an amount is composed from clips: `on-miss` (an amount without a cached whole
+    /// phrase), `always`, or `never` (wait for a backend, as before voice banks).
+    pub compose: Compose,
     pub baidu: BaiduConfig,
     pub system: SystemVoiceConfig,
 }
@@ -306,10 +313,25 @@ impl Default for SpeechConfig {
             ledger_alert: "账本无法写入，收款仍会播报，请检查电脑".into(),
             gap_alert: "可能漏掉了一笔收款，请在手机上核对".into(),
             phone_alert: "收款手机已离线，请检查手机".into(),
+            clips: None,
+            compose: Compose::OnMiss,
             baidu: BaiduConfig::default(),
             system: SystemVoiceConfig::default(),
         }
     }
+}
+
+/// When an announcement is composed from clips (`[speech] compose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compose {
+    /// A whole phrase from the cache when there is one; otherwise composed at once, and the
+    /// whole phrase synthesized in the background for the next time.
+    OnMiss,
+    /// Always composed: one voice for every amount (a shop's own voice pack).
+    Always,
+    /// Never composed: a new amount waits for a backend to synthesize it.
+    Never,
 }
 
 /// A voice that can speak announcements, as named in `speech.backends`.

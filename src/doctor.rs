@@ -157,6 +157,7 @@ pub fn run(config_file: &Path, explicit: bool, progress: &mut dyn FnMut(&Check))
     for check in check_voices(&config.speech) {
         add(check);
     }
+    add(check_bank(&config.speech, &paths));
     for check in check_sinks(&config) {
         add(check);
     }
@@ -376,6 +377,28 @@ fn check_runtime(name: &'static str) -> Result<tokio::runtime::Runtime, Check> {
 
 /// Each configured voice speaks the test announcement, into a throwaway cache so the check
 /// really synthesizes and never fills the shop's cache.
+/// The voice bank new amounts are composed from: a voice pack that must be complete, or
+/// the bank the daemon builds in the cache dir.
+fn check_bank(speech: &SpeechConfig, paths: &Paths) -> Check {
+    let label = "voice bank";
+    match Speech::from_config(speech, paths.tts_cache_dir()) {
+        Ok(chain) => match chain.bank_status() {
+            Ok(detail) => Check::ok(label, detail),
+            Err(detail) => Check::note(
+                label,
+                format!("{detail}: new amounts wait for a voice until it is built"),
+                "the running daemon builds it by itself; `paysay voice build` builds it now",
+            ),
+        },
+        Err(TtsError::Pack(e)) => Check::fail(
+            label,
+            e.to_string(),
+            "add or fix the files named (the README lists every file name), or remove [speech] clips",
+        ),
+        Err(e) => Check::fail(label, e.to_string(), "check [speech] in the config"),
+    }
+}
+
 fn check_voices(speech: &SpeechConfig) -> Vec<Check> {
     let runtime = match check_runtime("voices") {
         Ok(runtime) => runtime,

@@ -49,12 +49,23 @@ enum Command {
     Paths,
     /// Say an amount through the speaker, as a payment would: to check the speaker and to
     /// tune the voice, rate and volume in the config.
+    ///
+    /// Prints which path spoke: a whole phrase (from which backend, cached or not) or one
+    /// composed from the voice bank's clips (of which backend, or the voice pack).
     Say {
         /// Amount in yuan with at most two decimals, like 12.50.
         amount: String,
         /// Synthesize and time the announcement without opening the sound device.
         #[arg(long)]
         dry_run: bool,
+        /// Also write the announcement's words (no chime) to this WAV file.
+        #[arg(long, value_name = "FILE.wav")]
+        out: Option<PathBuf>,
+    },
+    /// The voice bank: the clips new amounts are composed from.
+    Voice {
+        #[command(subcommand)]
+        action: VoiceAction,
     },
     /// Print the payments of a span of days (default: today, local time) and their total.
     ///
@@ -121,6 +132,23 @@ enum Command {
     Service {
         #[command(subcommand)]
         action: ServiceAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VoiceAction {
+    /// Build (or rebuild) the bank: each word said once by the first working backend of
+    /// `speech.backends`, or by --backend, trimmed, levelled and stored in the cache dir.
+    Build {
+        /// The backend to speak the clips (`baidu`, `system`); it must be in speech.backends.
+        #[arg(long, value_name = "NAME")]
+        backend: Option<String>,
+    },
+    /// Check a voice pack (a directory of recordings, one file per word) without starting:
+    /// every missing, unreadable, too long or too big file is named.
+    Check {
+        /// The directory of the pack.
+        dir: PathBuf,
     },
 }
 
@@ -306,10 +334,15 @@ fn run_configured(cli: Cli) -> anyhow::Result<()> {
             println!("ledger:  {}", paths.ledger_db().display());
             Ok(())
         }
-        Command::Say { amount, dry_run } => {
+        Command::Say {
+            amount,
+            dry_run,
+            out,
+        } => {
             let fen = parse_yuan(&amount)?;
-            runtime()?.block_on(say(&config, &paths, fen, dry_run))
+            runtime()?.block_on(say(&config, &paths, fen, dry_run, out.as_deref()))
         }
+        Command::Voice { action } => runtime()?.block_on(voice(&config, &paths, action)),
         Command::Ledger {
             since,
             until,
@@ -590,11 +623,20 @@ async fn wait_for_signal() {
 }
 
 /// Announces `fen` through the configured speech chain and player, then prints which
-/// backend spoke and what it said.
-async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow::Result<()> {
+/// path spoke (whole phrase or composed, and whose voice) and what it said.
+async fn say(
+    config: &Config,
+    paths: &Paths,
+    fen: u64,
+    dry_run: bool,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let speech =
         Speech::from_config(&config.speech, paths.tts_cache_dir()).context("setting up speech")?;
     let clip = speech.announce(fen).await?;
+    if let Some(out) = out {
+        write_wav(&clip, out).with_context(|| format!("writing {}", out.display()))?;
+    }
     let null = NullOutput::default();
     let stats = null.stats();
     let player = if dry_run {
@@ -605,20 +647,81 @@ async fn say(config: &Config, paths: &Paths, fen: u64, dry_run: bool) -> anyhow:
     let played = player.play(clip.clone()).await;
     player.shutdown().await;
     played.context("playing the announcement")?;
-    let source = if clip.cached { ", from the cache" } else { "" };
-    println!(
-        "{} yuan, spoken by {}{source}: {}",
-        Yuan(fen),
-        clip.backend,
-        clip.text
-    );
+    println!("{} yuan, {}: {}", Yuan(fen), clip.origin(), clip.text);
+    if let Some(out) = out {
+        println!("written to {}", out.display());
+    }
     if dry_run {
         println!(
             "dry run: {:.2} s of audio (chime included)",
             stats.played().as_secs_f64()
         );
     }
+    if clip.is_composed() {
+        // The whole phrase being synthesized for next time would die with this process.
+        speech.settle().await;
+    }
     Ok(())
+}
+
+/// Writes the words of `clip` (composed samples, or its file decoded) as a mono 16 kHz WAV.
+fn write_wav(clip: &paysay::speech::Clip, out: &std::path::Path) -> anyhow::Result<()> {
+    use paysay::speech::{ClipAudio, bank};
+    let (samples, rate) = match &clip.audio {
+        ClipAudio::Composed(pcm) => (pcm.samples.clone(), pcm.rate),
+        ClipAudio::File(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let decoded = bank::decode_mono(bytes, usize::MAX).map_err(anyhow::Error::msg)?;
+            let samples = decoded
+                .iter()
+                .map(|s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                .collect();
+            (samples, bank::RATE)
+        }
+    };
+    std::fs::write(out, bank::wav_bytes(&samples, rate))?;
+    Ok(())
+}
+
+/// `paysay voice build` and `paysay voice check`.
+async fn voice(config: &Config, paths: &Paths, action: VoiceAction) -> anyhow::Result<()> {
+    match action {
+        VoiceAction::Build { backend } => {
+            if config.speech.clips.is_some() {
+                println!(
+                    "note: [speech] clips names a voice pack, which the daemon uses instead of this bank"
+                );
+            }
+            let mut speech_config = config.speech.clone();
+            // The bank is built from the backends, whatever the pack.
+            speech_config.clips = None;
+            let speech = Speech::from_config(&speech_config, paths.tts_cache_dir())
+                .context("setting up speech")?;
+            let manifest = speech.build_bank(backend.as_deref()).await?;
+            println!(
+                "voice bank built with {} ({}): {} clips, {} kB, in {:.1} s, at {}",
+                manifest.backend,
+                manifest.voice,
+                manifest.tokens.len(),
+                manifest.bytes / 1024,
+                manifest.build_secs,
+                speech.bank_dir().display()
+            );
+            Ok(())
+        }
+        VoiceAction::Check { dir } => {
+            let tokens = paysay::speech::bank::tokens(&config.speech);
+            let bank = paysay::speech::bank::load_pack(&dir, &tokens)?;
+            let alerts = tokens.iter().filter(|t| t.alert).count();
+            println!(
+                "voice pack {}: every word is there ({} clips; spoken alerts without a file are synthesized, {alerts} possible)",
+                dir.display(),
+                bank.len()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `paysay demo`: the simulator, the daemon, a few customers, and what was heard.

@@ -27,12 +27,7 @@ fn clip(dir: &Path, name: &str, seconds: f64, level: f64) -> Clip {
             .unwrap();
     }
     writer.finalize().unwrap();
-    Clip {
-        path,
-        backend: "test",
-        text: name.into(),
-        cached: false,
-    }
+    Clip::file(path, "test", name, false)
 }
 
 fn config(chime: bool, idle_close_ms: u64) -> AudioConfig {
@@ -185,7 +180,7 @@ async fn chime_path_overrides_and_a_bad_one_is_refused_at_start() {
     let chime = clip(dir.path(), "chime", 0.5, 0.2);
     let recorder = Recorder::default();
     let config = AudioConfig {
-        chime_path: Some(chime.path.clone()),
+        chime_path: chime.path().map(std::path::Path::to_path_buf),
         ..config(true, 60_000)
     };
     let player = recorder.spawn(&config);
@@ -262,12 +257,7 @@ async fn no_device_is_an_error_and_the_thread_lives_on() {
 async fn a_missing_clip_file_is_an_error_without_opening_the_device() {
     let recorder = Recorder::default();
     let player = recorder.spawn(&config(true, 60_000));
-    let missing = Clip {
-        path: PathBuf::from("/nonexistent/clip.wav"),
-        backend: "test",
-        text: "x".into(),
-        cached: true,
-    };
+    let missing = Clip::file(PathBuf::from("/nonexistent/clip.wav"), "test", "x", true);
     let err = player.play(missing).await.unwrap_err();
     assert!(matches!(err, AudioError::ReadClip { .. }), "{err:?}");
     assert!(recorder.events().is_empty());

@@ -184,6 +184,13 @@ fn demo_is_heard_end_to_end() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("total 327.96 yuan"), "{stdout}");
+    // A first run: the bank is built first, and the six amounts, never said before, are
+    // composed from it at once.
+    assert!(stdout.contains("voice bank ready"), "{stdout}");
+    assert!(
+        stdout.contains("how they were said: 6 composed at once"),
+        "{stdout}"
+    );
     // Six payments, one of them heard both from WeChat and from the phone: said once.
     assert_eq!(count(&stderr, "payment announced"), 6, "{stderr}");
     assert!(stderr.contains("text=支付宝收款六点六元"), "{stderr}");

@@ -85,7 +85,7 @@ fn say_plays_chime_and_words_through_alsa() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("spoken by system") && stdout.contains("微信收款十二点五元"),
+        stdout.contains("whole phrase by system") && stdout.contains("微信收款十二点五元"),
         "{stdout}"
     );
 
@@ -175,4 +175,65 @@ fn say_without_a_sound_device_says_so() {
         // owner's terminal: paysay's message says it.
         assert!(!stderr.contains("ALSA lib"), "{name}: {stderr}");
     }
+}
+
+#[test]
+fn a_composed_amount_plays_through_alsa_at_the_same_volume_and_is_written_out() {
+    let shop =
+        Shop::new("[speech]\nbackends = [\"system\"]\n[audio]\nchime = false\nvolume = 0.5\n");
+    let root = shop.dir.path();
+    let config = root.join("paysay.toml");
+    let built = common::paysay_in(root)
+        .arg("--config")
+        .arg(&config)
+        .args(["voice", "build"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success() && stdout.contains("voice bank built with system"),
+        "{stdout}"
+    );
+
+    let out_file = root.join("words.wav");
+    let out = common::paysay_capturing(root, &shop.capture())
+        .arg("--config")
+        .arg(&config)
+        .args(["say", "34.56", "--out"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("composed from the clips of system")
+            && stdout.contains("微信收款三十四点五六元"),
+        "{stdout}"
+    );
+
+    // What was heard is the file written, at half its level: [audio] volume applies to
+    // composed words as to whole phrases.
+    let (words, words_rate) = read_wav(&out_file);
+    let (captured, rate) = read_wav(&shop.capture());
+    let (heard, written) = (
+        sounding_span(&captured, rate),
+        sounding_span(&words, words_rate),
+    );
+    assert!(
+        (heard - written).abs() < 0.1,
+        "heard {heard:.2} s, written {written:.2} s"
+    );
+    let start = captured.iter().position(|s| s.abs() > 0.01).unwrap();
+    let sounding = &captured[start..start + (heard * f64::from(rate)) as usize];
+    let first = words.iter().position(|s| s.abs() > 0.01).unwrap();
+    let spoken = &words[first..first + (written * f64::from(words_rate)) as usize];
+    let ratio = rms(sounding) / rms(spoken);
+    assert!(
+        (0.4..0.6).contains(&ratio),
+        "heard at {ratio:.2} of the written level"
+    );
 }

@@ -62,12 +62,7 @@ fn tone(dir: &Path) -> Clip {
             .expect("write tone");
     }
     writer.finalize().expect("finish tone");
-    Clip {
-        path,
-        backend: "test",
-        text: "tone".into(),
-        cached: true,
-    }
+    Clip::file(path, "test", "tone", true)
 }
 
 async fn output_is_closed_after_idle_and_fds_return(dir: &Path, capture: &Path) {

@@ -25,6 +25,7 @@ impl Record for Heard {
                 kind = %p.kind,
                 text = %clip.text,
                 voice = clip.backend,
+                composed = clip.is_composed(),
                 "payment announced; not in the ledger yet, it is recorded once the ledger can be written"
             );
             return;
@@ -36,6 +37,7 @@ impl Record for Heard {
                 kind = %p.kind,
                 text = %clip.text,
                 voice = clip.backend,
+                composed = clip.is_composed(),
                 "payment announced"
             ),
             // Heard, but not recorded as heard: the next start says it again. Better twice

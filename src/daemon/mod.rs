@@ -190,7 +190,9 @@ impl Daemon {
         let sinks = Sinks::start(&specs)?;
         let ledger = open_ledger(&config, &paths, sinks.names())?;
         let unrecorded = Unrecorded::default();
-        let (speech_tx, speech_rx) = watch::channel(Arc::new(speech));
+        let speech = Arc::new(speech);
+        crate::speech::spawn_bank_build(&speech);
+        let (speech_tx, speech_rx) = watch::channel(speech);
         let (queue, queue_rx) = mpsc::unbounded_channel();
         queue_backlog(&ledger, &queue).await?;
         let (events, events_rx) = Events::channel();
@@ -1010,7 +1012,10 @@ impl Supervisor {
         };
         match Speech::from_config(&config.speech, self.paths.tts_cache_dir()) {
             Ok(speech) => {
-                let _ = self.speech.send(Arc::new(speech));
+                let speech = Arc::new(speech);
+                // A new voice, rate or template makes the bank stale: built again.
+                crate::speech::spawn_bank_build(&speech);
+                let _ = self.speech.send(speech);
             }
             Err(e) => tracing::error!(error = %e, "speech settings not reloaded"),
         }

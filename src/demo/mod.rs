@@ -17,6 +17,7 @@ use crate::daemon;
 use crate::ledger::{Entry, Ledger};
 use crate::money::Yuan;
 use crate::paths::Paths;
+use crate::speech::{Speech, SpeechStats};
 use wechat_sim::{Endpoint, SimConfig, Simulator};
 
 /// Why the demo did not finish.
@@ -32,6 +33,8 @@ pub enum DemoError {
     Scratch(std::io::Error),
     #[error(transparent)]
     Daemon(#[from] daemon::DaemonError),
+    #[error("cannot set up speech: {0}")]
+    Speech(#[from] crate::speech::TtsError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(
@@ -103,8 +106,12 @@ pub async fn run(
     // The demo's page on a free port of this computer: never the shop's port or the LAN.
     config.web.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
+    let speech = ready_voice(&config, &paths).await?;
+    let said = speech.stats();
     let shutdown = CancellationToken::new();
-    let daemon = daemon::Daemon::new(config, paths.clone()).player(player);
+    let daemon = daemon::Daemon::new(config, paths.clone())
+        .player(player)
+        .speech(speech);
     #[cfg(feature = "web")]
     let daemon = {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -143,7 +150,42 @@ pub async fn run(
         Ok(Ok(())) => {}
     }
     sim.shutdown().await;
+    if result.is_ok() {
+        print_how_said(&said);
+    }
     result
+}
+
+/// The shop's voice with its bank ready, built now on a first run, so that the demo's
+/// amounts, never said before, are composed at once as a shop's first payments would be.
+async fn ready_voice(config: &Config, paths: &Paths) -> Result<Speech, DemoError> {
+    let speech = Speech::from_config(&config.speech, paths.tts_cache_dir())?;
+    if speech.bank_wanted() {
+        println!("  first run: building the voice bank (each word said once, then kept)…");
+        match speech.build_bank(None).await {
+            Ok(m) => println!(
+                "  voice bank ready: {} clips by {} in {:.1} s; new amounts are composed from it",
+                m.tokens.len(),
+                m.backend,
+                m.build_secs
+            ),
+            Err(e) => println!("  no voice bank ({e}); new amounts wait for a voice"),
+        }
+    }
+    Ok(speech)
+}
+
+fn print_how_said(said: &SpeechStats) {
+    let later = if said.composed() > 0 {
+        "; the whole phrase of each composed amount is synthesized in the background, for next time"
+    } else {
+        ""
+    };
+    println!(
+        "  how they were said: {} composed at once from the voice bank's clips (amounts not said before), {} as whole phrases from the cache{later}",
+        said.composed(),
+        said.phrases()
+    );
 }
 
 /// The shop's afternoon: payments, a forgery, a redelivery, and two payments heard from

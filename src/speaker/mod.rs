@@ -216,6 +216,7 @@ impl Record for SharedHeard {
             wallet = payment.wallet.as_str(),
             text = %clip.text,
             voice = clip.backend,
+            composed = clip.is_composed(),
             "payment announced"
         );
     }
@@ -302,7 +303,9 @@ impl Speaker {
             let _ = queue.send(Announcement::Payment(payment));
         }
         // No reload in the speaker: the sender only has to outlive the announcer.
-        let (_speech, speech_rx) = watch::channel(Arc::new(speech));
+        let speech = Arc::new(speech);
+        crate::speech::spawn_bank_build(&speech);
+        let (_speech, speech_rx) = watch::channel(speech);
         // Its own token, cancelled once the subscriber has stopped: an announcer that ends
         // before that has crashed, never merely seen the shutdown first.
         let stop_announcer = CancellationToken::new();

@@ -3,9 +3,82 @@
 //! Money arrives as whole fen (`u64`); nothing here goes through floating point, so 0.1 + 0.2
 //! is never "零点三零零零零零零零零零零零零零零零零零四".
 
+/// One spoken word of an amount: the pieces a payment speaker composes amounts from. The
+/// reading rules below produce a sequence of these, and everything that says an amount
+/// (the whole-phrase text, the composed voice) is made from that one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Word {
+    /// 零 … 九.
+    Digit(u8),
+    /// 两, the 2 said before 百, 千, 万 or 亿 at the start of an amount.
+    Liang,
+    Shi,
+    Bai,
+    Qian,
+    Wan,
+    Yi,
+    /// 点, between yuan and jiao.
+    Dian,
+}
+
 const DIGITS: [&str; 10] = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"];
-/// Place words inside a group of four digits, from the ones up.
-const PLACES: [&str; 4] = ["", "十", "百", "千"];
+/// Place words inside a group of four digits, from the ones up (none for the ones).
+const PLACES: [Option<Word>; 4] = [None, Some(Word::Shi), Some(Word::Bai), Some(Word::Qian)];
+
+impl Word {
+    /// Every word an amount can contain, each once: the clips a voice bank needs.
+    pub const ALL: [Word; 17] = [
+        Word::Digit(0),
+        Word::Digit(1),
+        Word::Digit(2),
+        Word::Digit(3),
+        Word::Digit(4),
+        Word::Digit(5),
+        Word::Digit(6),
+        Word::Digit(7),
+        Word::Digit(8),
+        Word::Digit(9),
+        Word::Liang,
+        Word::Shi,
+        Word::Bai,
+        Word::Qian,
+        Word::Wan,
+        Word::Yi,
+        Word::Dian,
+    ];
+
+    /// The word in Chinese.
+    pub fn text(self) -> &'static str {
+        match self {
+            Word::Digit(d) => DIGITS[usize::from(d % 10)],
+            Word::Liang => "两",
+            Word::Shi => "十",
+            Word::Bai => "百",
+            Word::Qian => "千",
+            Word::Wan => "万",
+            Word::Yi => "亿",
+            Word::Dian => "点",
+        }
+    }
+
+    /// The ASCII file name (without extension) of the word's clip in a voice pack.
+    pub fn file_stem(self) -> &'static str {
+        const DIGIT_STEMS: [&str; 10] = [
+            "digit-0", "digit-1", "digit-2", "digit-3", "digit-4", "digit-5", "digit-6", "digit-7",
+            "digit-8", "digit-9",
+        ];
+        match self {
+            Word::Digit(d) => DIGIT_STEMS[usize::from(d % 10)],
+            Word::Liang => "liang",
+            Word::Shi => "shi",
+            Word::Bai => "bai",
+            Word::Qian => "qian",
+            Word::Wan => "wan",
+            Word::Yi => "yi",
+            Word::Dian => "dian",
+        }
+    }
+}
 
 /// The amount `fen` in words: 1250 → 十二点五, 1 → 零点零一, 2_000_000 → 两万.
 ///
@@ -17,26 +90,31 @@ const PLACES: [&str; 4] = ["", "十", "百", "千"];
 ///   二 everywhere else (二十, 十二, 二, 一千二百);
 /// - jiao and fen after 点, trailing zeros dropped (十点五, 零点零一); whole yuan have no 点.
 pub fn amount_words(fen: u64) -> String {
+    amount_tokens(fen).into_iter().map(Word::text).collect()
+}
+
+/// The amount `fen` as the sequence of words it is said with ([`amount_words`] joins them).
+pub fn amount_tokens(fen: u64) -> Vec<Word> {
     let yuan = fen / 100;
-    let jiao = (fen / 10 % 10) as usize;
-    let cents = (fen % 10) as usize;
+    let jiao = (fen / 10 % 10) as u8;
+    let cents = (fen % 10) as u8;
     let mut words = yuan_words(yuan);
     if jiao != 0 || cents != 0 {
-        words.push('点');
-        words.push_str(DIGITS[jiao]);
+        words.push(Word::Dian);
+        words.push(Word::Digit(jiao));
         if cents != 0 {
-            words.push_str(DIGITS[cents]);
+            words.push(Word::Digit(cents));
         }
     }
     words
 }
 
 /// Whole yuan in words (0 → 零).
-fn yuan_words(yuan: u64) -> String {
+fn yuan_words(yuan: u64) -> Vec<Word> {
     if yuan == 0 {
-        return DIGITS[0].to_string();
+        return vec![Word::Digit(0)];
     }
-    let mut words = String::new();
+    let mut words = Vec::new();
     big_number(yuan, &mut words);
     polish(&mut words);
     words
@@ -44,32 +122,32 @@ fn yuan_words(yuan: u64) -> String {
 
 /// Appends `n` (> 0) in words, splitting at 亿 and 万 recursively so that amounts
 /// beyond 9999亿 still read (一万亿).
-fn big_number(n: u64, out: &mut String) {
+fn big_number(n: u64, out: &mut Vec<Word>) {
     const YI: u64 = 100_000_000;
     const WAN: u64 = 10_000;
-    let (unit, size, word) = if n >= YI {
-        (YI, YI, "亿")
+    let (unit, word) = if n >= YI {
+        (YI, Word::Yi)
     } else if n >= WAN {
-        (WAN, WAN, "万")
+        (WAN, Word::Wan)
     } else {
         group(n, out);
         return;
     };
     big_number(n / unit, out);
-    out.push_str(word);
-    let rest = n % size;
+    out.push(word);
+    let rest = n % unit;
     if rest == 0 {
         return;
     }
     // A gap of zeros between the unit and the rest is read as one 零: 一万零五, 一亿零一万.
-    if rest < size / 10 {
-        out.push_str(DIGITS[0]);
+    if rest < unit / 10 {
+        out.push(Word::Digit(0));
     }
     big_number(rest, out);
 }
 
 /// Appends a group of up to four digits (1..=9999) with its place words and inner zeros.
-fn group(n: u64, out: &mut String) {
+fn group(n: u64, out: &mut Vec<Word>) {
     let digits = [n / 1000 % 10, n / 100 % 10, n / 10 % 10, n % 10];
     let first = digits.iter().position(|&d| d != 0).unwrap_or(3);
     let last = digits.iter().rposition(|&d| d != 0).unwrap_or(3);
@@ -80,25 +158,27 @@ fn group(n: u64, out: &mut String) {
             continue;
         }
         if pending_zero {
-            out.push_str(DIGITS[0]);
+            out.push(Word::Digit(0));
             pending_zero = false;
         }
-        out.push_str(DIGITS[d as usize]);
-        out.push_str(PLACES[3 - i]);
+        out.push(Word::Digit(d as u8));
+        out.extend(PLACES[3 - i]);
     }
 }
 
 /// The two spoken exceptions that depend on the whole number, not on one group:
 /// a leading 一十 is said 十, and a leading 二 before 百/千/万/亿 is said 两.
-fn polish(words: &mut String) {
-    if words.starts_with("一十") {
-        words.replace_range(.."一".len(), "");
+fn polish(words: &mut Vec<Word>) {
+    if words.starts_with(&[Word::Digit(1), Word::Shi]) {
+        words.remove(0);
     }
-    let after_two = words
-        .strip_prefix('二')
-        .and_then(|rest| rest.chars().next());
-    if matches!(after_two, Some('百' | '千' | '万' | '亿')) {
-        words.replace_range(.."二".len(), "两");
+    if let [
+        Word::Digit(2),
+        Word::Bai | Word::Qian | Word::Wan | Word::Yi,
+        ..,
+    ] = words[..]
+    {
+        words[0] = Word::Liang;
     }
 }
 
@@ -182,6 +262,46 @@ mod tests {
             })
             .collect();
         assert!(wrong.is_empty(), "wrong readings:\n{}", wrong.join("\n"));
+    }
+
+    /// (fen, words the composer strings together): the amounts shops see most, the
+    /// corners of 零 and 两, and the largest amount paysay accepts.
+    const TOKENS: &[(u64, &[Word])] = {
+        use Word::*;
+        &[
+            (1, &[Digit(0), Dian, Digit(0), Digit(1)]),
+            (10, &[Digit(0), Dian, Digit(1)]),
+            (50, &[Digit(0), Dian, Digit(5)]),
+            (200, &[Digit(2)]),
+            (1000, &[Shi]),
+            (1250, &[Shi, Digit(2), Dian, Digit(5)]),
+            (2000, &[Digit(2), Shi]),
+            (10005, &[Digit(1), Bai, Dian, Digit(0), Digit(5)]),
+            (20000, &[Liang, Bai]),
+            (100005, &[Digit(1), Qian, Dian, Digit(0), Digit(5)]),
+            (1001000, &[Digit(1), Wan, Digit(0), Digit(1), Shi]),
+            (10000000000, &[Digit(1), Yi]),
+            (crate::money::MAX_PAYMENT_FEN, &[Digit(1), Yi]),
+        ]
+    };
+
+    #[test]
+    fn token_sequences_are_the_words() {
+        for &(fen, want) in TOKENS {
+            let tokens = amount_tokens(fen);
+            assert_eq!(tokens, want, "{}", wechat_web::money::Yuan(fen));
+            let joined: String = tokens.iter().map(|w| w.text()).collect();
+            assert_eq!(joined, amount_words(fen));
+        }
+        // Every word an amount uses has a clip in the bank.
+        for fen in (0..2_000_000)
+            .step_by(997)
+            .chain(TABLE.iter().map(|(f, _)| *f))
+        {
+            for word in amount_tokens(fen) {
+                assert!(Word::ALL.contains(&word), "{word:?}");
+            }
+        }
     }
 
     #[test]
