@@ -14,6 +14,8 @@
 //!
 //!     cargo bench --bench footprint -- --compose never # no voice bank (issue 20: the
 //!                                                      # default builds and holds one)
+//!     cargo bench --bench footprint -- --cache DIR     # XDG_CACHE_HOME kept between runs
+//!                                                      # (the bank built by an earlier run)
 //!
 //! `--sinks true` adds a `[[webhook]]`, `[vmq]` and `[mqtt]` to the config: the webhook and
 //! V免签 point at a small loopback stand-in the bench runs (it answers every request with
@@ -259,6 +261,17 @@ fn print_where_rss_is(pid: u32, bin: &str) {
     println!("  {rest:>7}  everything else");
 }
 
+/// The scratch dir's cache, or `--cache DIR` (kept between runs: a second run starts with
+/// the voice bank the first one built, as a shop's daemon does after its first day).
+fn cache_home(scratch: &Path) -> std::path::PathBuf {
+    let kept = arg_str("--cache", "");
+    if kept.is_empty() {
+        scratch.join("cache")
+    } else {
+        kept.into()
+    }
+}
+
 fn spawn_paysay(bin: &str, config: &Path, scratch: &Path) -> Child {
     let log = std::fs::File::create(scratch.join("paysay.log")).expect("a log file");
     Command::new(bin)
@@ -266,7 +279,7 @@ fn spawn_paysay(bin: &str, config: &Path, scratch: &Path) -> Child {
         .arg(config)
         .arg("run")
         .env("XDG_STATE_HOME", scratch.join("state"))
-        .env("XDG_CACHE_HOME", scratch.join("cache"))
+        .env("XDG_CACHE_HOME", cache_home(scratch))
         .env("XDG_CONFIG_HOME", scratch.join("config"))
         // A sound device without a sound card: the login alert is heard, and the daemon
         // goes idle rather than retrying a speaker that is not there.

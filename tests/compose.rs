@@ -131,16 +131,29 @@ async fn a_hanging_baidu_is_tried_once_and_amounts_are_composed_at_once() {
     assert_eq!(built, manifest.tokens.len());
 
     baidu.fake.hang.store(true, Ordering::SeqCst);
+    // Said through the player (chime and words, to a null output that takes them at once).
+    let output = paysay::audio::NullOutput::default();
+    let played = output.stats();
+    let player =
+        paysay::audio::Player::spawn_with(&Default::default(), move || Box::new(output)).unwrap();
     for fen in [1234, 56_789, 100_005, 2_000_000] {
         let asked = Instant::now();
         let clip = speech.announce(fen).await.unwrap();
+        assert!(clip.is_composed() && clip.backend == "baidu", "{clip:?}");
+        player.play(clip).await.unwrap();
         assert!(
             asked.elapsed() < Duration::from_millis(50),
             "{fen} took {:?}",
             asked.elapsed()
         );
-        assert!(clip.is_composed() && clip.backend == "baidu", "{clip:?}");
     }
+    assert_eq!(played.sounds(), 4);
+    // Chime, words and tail: the words of 十二点三四元 and longer are over a second.
+    assert!(
+        played.played() > Duration::from_secs(4 * 2),
+        "{:?}",
+        played.played()
+    );
     speech.settle().await;
     assert_eq!(
         baidu.fake.tts_requests.load(Ordering::SeqCst) - built,

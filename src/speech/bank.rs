@@ -197,6 +197,10 @@ pub enum Stored {
 
 /// Builds a bank with `synth` for `tokens` in `dir`, replacing the bank there only once
 /// every clip is ready (a failed build leaves the old one).
+///
+/// One clip at a time: synthesized, conditioned and written before the next is asked for,
+/// so the build never holds more than one sentence of audio. A daemon that builds its bank
+/// while it runs keeps the heap that build grew to.
 pub async fn build(
     synth: &dyn Synthesizer,
     tokens: &[Token],
@@ -204,7 +208,13 @@ pub async fn build(
 ) -> Result<(Bank, Manifest), BankError> {
     let started = Instant::now();
     let backend = synth.name();
-    let mut spoken = Vec::with_capacity(tokens.len());
+    let fresh = dir.with_extension("new");
+    blocking({
+        let fresh = fresh.clone();
+        move || fresh_dir(&fresh)
+    })
+    .await?;
+    let mut bytes = 0;
     for token in tokens {
         let audio = synth
             .synthesize(&token.text)
@@ -214,79 +224,86 @@ pub async fn build(
                 text: token.text.clone(),
                 source,
             })?;
-        spoken.push(audio.bytes);
+        let (token, fresh) = (token.clone(), fresh.clone());
+        bytes += blocking(move || store_clip(backend, &token, audio.bytes, &fresh)).await?;
     }
-    let (tokens, dir, voice) = (tokens.to_vec(), dir.to_path_buf(), synth.voice());
-    let join = tokio::task::spawn_blocking(move || {
-        let mut manifest = Manifest {
-            format: FORMAT_VERSION,
-            backend: backend.to_string(),
-            voice,
-            rate: RATE,
-            tokens,
-            build_secs: 0.0,
-            bytes: 0,
-        };
-        let clips = condition_all(backend, &manifest.tokens, spoken)?;
-        manifest.build_secs = started.elapsed().as_secs_f64();
-        write(&dir, &mut manifest, &clips)?;
-        let bank = read(&dir, &manifest, backend)?;
-        Ok((bank, manifest))
-    });
-    join.await.map_err(|e| BankError::Io {
-        path: PathBuf::new(),
-        source: std::io::Error::other(e),
-    })?
-}
-
-fn condition_all(
-    backend: &'static str,
-    tokens: &[Token],
-    spoken: Vec<Vec<u8>>,
-) -> Result<Vec<Vec<i16>>, BankError> {
-    tokens
-        .iter()
-        .zip(spoken)
-        .map(|(token, bytes)| {
-            let bad = |reason: String| BankError::Audio {
-                backend,
-                text: token.text.clone(),
-                reason,
-            };
-            let samples = decode_mono(bytes, RATE as usize * MAX_SYNTH_SECS).map_err(bad)?;
-            condition(&samples).ok_or_else(|| bad("it is silent".into()))
-        })
-        .collect()
-}
-
-/// Writes the clips and then the manifest into a fresh directory beside `dir`, and swaps it
-/// in: a reader sees the old bank or the new one, never half of each.
-fn write(dir: &Path, manifest: &mut Manifest, clips: &[Vec<i16>]) -> Result<(), BankError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BankError::Io { path, source }
+    let mut manifest = Manifest {
+        format: FORMAT_VERSION,
+        backend: backend.to_string(),
+        voice: synth.voice(),
+        rate: RATE,
+        tokens: tokens.to_vec(),
+        build_secs: started.elapsed().as_secs_f64(),
+        bytes,
     };
-    let fresh = dir.with_extension("new");
+    let dir = dir.to_path_buf();
+    blocking(move || {
+        swap_in(&fresh, &dir, &manifest)?;
+        let bank = read(&dir, &manifest, backend)?;
+        manifest.build_secs = started.elapsed().as_secs_f64();
+        Ok((bank, manifest))
+    })
+    .await
+}
+
+/// Runs file and CPU work of the build on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BankError> + Send + 'static,
+) -> Result<T, BankError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BankError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BankError {
+    let path = path.to_path_buf();
+    move |source| BankError::Io { path, source }
+}
+
+/// An empty directory at `fresh` (what an interrupted build left there is removed).
+fn fresh_dir(fresh: &Path) -> Result<(), BankError> {
     if fresh.exists() {
-        std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+        std::fs::remove_dir_all(fresh).map_err(io_error(fresh))?;
     }
-    std::fs::create_dir_all(&fresh).map_err(io(&fresh))?;
-    for (token, samples) in manifest.tokens.iter().zip(clips) {
-        let bytes = wav_bytes(samples, RATE);
-        manifest.bytes += bytes.len() as u64;
-        let path = fresh.join(format!("{}.wav", token.stem));
-        std::fs::write(&path, bytes).map_err(io(&path))?;
-    }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| BankError::Corrupt {
-        path: fresh.clone(),
+    std::fs::create_dir_all(fresh).map_err(io_error(fresh))
+}
+
+/// Conditions what `backend` said for `token` and writes it into `fresh`; its size.
+fn store_clip(
+    backend: &'static str,
+    token: &Token,
+    spoken: Vec<u8>,
+    fresh: &Path,
+) -> Result<u64, BankError> {
+    let bad = |reason: String| BankError::Audio {
+        backend,
+        text: token.text.clone(),
+        reason,
+    };
+    let samples = decode_mono(spoken, RATE as usize * MAX_SYNTH_SECS).map_err(bad)?;
+    let clip = condition(&samples).ok_or_else(|| bad("it is silent".into()))?;
+    let bytes = wav_bytes(&clip, RATE);
+    let path = fresh.join(format!("{}.wav", token.stem));
+    std::fs::write(&path, &bytes).map_err(io_error(&path))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Writes the manifest into `fresh` and swaps it in for `dir`: a reader sees the old bank
+/// or the new one, never half of each.
+fn swap_in(fresh: &Path, dir: &Path, manifest: &Manifest) -> Result<(), BankError> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| BankError::Corrupt {
+        path: fresh.to_path_buf(),
         reason: e.to_string(),
     })?;
     let path = fresh.join(MANIFEST);
-    crate::fsutil::write_atomically(&path, &json).map_err(io(&path))?;
+    crate::fsutil::write_atomically(&path, &json).map_err(io_error(&path))?;
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        std::fs::remove_dir_all(dir).map_err(io_error(dir))?;
     }
-    std::fs::rename(&fresh, dir).map_err(io(dir))
+    std::fs::rename(fresh, dir).map_err(io_error(dir))
 }
 
 /// The bank in `dir`, checked against the chain's backends and the config's `tokens`.
