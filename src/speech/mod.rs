@@ -598,12 +598,6 @@ impl Speech {
         self
     }
 
-    /// When to compose (`[speech] compose`).
-    pub fn compose_mode(mut self, compose: Compose) -> Speech {
-        self.compose = compose;
-        self
-    }
-
     /// How announcements were said so far.
     pub fn stats(&self) -> Arc<SpeechStats> {
         self.stats.clone()
