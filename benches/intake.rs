@@ -150,6 +150,8 @@ fn start(
     web_wait_ms: u64,
 ) -> Running {
     let mut config = Config::default();
+    // Cold amounts are synthesized, as before voice banks (composed ones: benches/compose.rs).
+    config.speech.compose = paysay::config::Compose::Never;
     config.web.enabled = false;
     config.wechat.enabled = base_url.is_some();
     config.wechat.base_url = base_url;

@@ -51,6 +51,10 @@ fn main() {
     let pause = Duration::from_millis(arg("--pause-ms", 400));
     let output = arg_str("--output", "null");
     let mut config = Config::default();
+    // The cold phase measures synthesis, as before voice banks: new amounts composed from
+    // the bank are `benches/compose.rs`'s subject, and a bank built in the background at
+    // start would make this phase depend on whether it is ready yet.
+    config.speech.compose = paysay::config::Compose::Never;
     config.audio.idle_close_ms = arg("--idle-close-ms", config.audio.idle_close_ms);
     let idle_close_ms = config.audio.idle_close_ms;
     let scratch = tempfile::tempdir().expect("a scratch dir");

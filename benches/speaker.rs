@@ -45,13 +45,15 @@ fn main() {
     let scratch = tempfile::tempdir().expect("a scratch dir");
     init_log(scratch.path(), "speaker.log");
     let broker = Broker::start();
-    let config = Config {
+    let mut config = Config {
         mqtt: Some(MqttConfig {
             url: broker.url(),
             ..MqttConfig::default()
         }),
         ..Config::default()
     };
+    // Cold amounts are synthesized, as before voice banks (composed ones: benches/compose.rs).
+    config.speech.compose = paysay::config::Compose::Never;
     let topic = config
         .mqtt
         .as_ref()

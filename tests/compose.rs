@@ -407,3 +407,45 @@ async fn a_new_rate_makes_the_bank_stale_and_it_is_built_again() {
         length(&slow)
     );
 }
+
+#[tokio::test]
+async fn a_bank_built_while_baidu_was_down_is_built_again_once_it_answers() {
+    let baidu = start_fake().await;
+    baidu.fake.hang.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpeechConfig {
+        backends: vec![
+            paysay::config::Backend::Baidu,
+            paysay::config::Backend::System,
+        ],
+        baidu: baidu.config.clone(),
+        ..SpeechConfig::default()
+    };
+    let speech = Arc::new(
+        Speech::from_config(&config, dir.path().join("tts"))
+            .unwrap()
+            .retry_failed_after(Duration::from_millis(300), Duration::from_millis(300)),
+    );
+    // The first start with Baidu down: one timeout, then espeak-ng's bank.
+    paysay::speech::spawn_bank_build(&speech);
+    assert_eq!(bank_of(&speech).await.voice, "system");
+    assert_eq!(
+        speech.announce(4321).await.unwrap().backend,
+        "system",
+        "composed from espeak-ng's clips"
+    );
+    speech.settle().await;
+
+    baidu.fake.hang.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The next new amount is composed at once; its whole phrase finds Baidu back, and the
+    // bank is built again with Baidu's voice.
+    assert!(speech.announce(8765).await.unwrap().is_composed());
+    speech.settle().await;
+    let bank = speech.bank().unwrap();
+    assert_eq!(bank.voice, "baidu");
+    let manifest = bank::read_manifest(speech.bank_dir()).unwrap().unwrap();
+    assert_eq!(manifest.backend, "baidu");
+    let clip = speech.announce(1111).await.unwrap();
+    assert!(clip.is_composed() && clip.backend == "baidu", "{clip:?}");
+}

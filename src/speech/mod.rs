@@ -387,157 +387,60 @@ impl SpeechStats {
     }
 }
 
-/// The configured fallback chain with its cache and voice bank: what the daemon calls to
-/// get a clip.
-pub struct Speech {
-    chain: Arc<Chain>,
-    /// The announcement per wallet: WeChat's, Alipay's, 云闪付's.
-    templates: [String; 3],
-    compose: Compose,
+/// The voice bank of a [`Speech`]: where it lives, what it must hold, and the bank in use.
+/// Shared with the background tasks, which build it again when a better voice is back.
+struct BankHome {
     /// The bank new amounts are composed from, once built or loaded.
-    bank: Arc<Mutex<Option<Arc<Bank>>>>,
+    slot: Mutex<Option<Arc<Bank>>>,
     /// Where the built bank lives (`<cache>/tts/bank`).
-    bank_dir: PathBuf,
+    dir: PathBuf,
     /// The clips the configured announcements need.
     tokens: Vec<bank::Token>,
     /// Set when the clips are a voice pack (`[speech] clips`): nothing to build.
     pack: Option<PathBuf>,
-    /// Whether [`spawn_bank_build`] builds a missing bank: for a chain from the config.
-    builds_bank: bool,
+    /// Whether a missing bank is built without being asked: for a chain from the config.
+    builds: bool,
     /// Why there is no bank, when there is none.
-    bank_note: Mutex<String>,
-    background: Arc<Background>,
-    stats: Arc<SpeechStats>,
+    note: Mutex<String>,
 }
 
-impl Speech {
-    /// Builds the chain named in `config.backends`, caching in `cache_dir`
-    /// (`Paths::tts_cache_dir()`), with the voice pack or the built bank when there is one.
-    /// A voice pack with a missing or bad file is refused here, naming each file.
-    pub fn from_config(config: &SpeechConfig, cache_dir: PathBuf) -> Result<Speech, TtsError> {
-        let mut backends = Vec::new();
-        for &backend in &config.backends {
-            backends.push(synthesizer(backend, config)?);
-        }
-        let cache = ClipCache::new(cache_dir, config.cache_max_mb.saturating_mul(1024 * 1024));
-        let mut speech = Speech::new(backends, cache, &config.template);
-        speech.templates[1] = config.alipay_template.clone();
-        speech.templates[2] = config.unionpay_template.clone();
-        speech.compose = config.compose;
-        speech.tokens = bank::tokens(config);
-        speech.builds_bank = true;
-        match &config.clips {
-            // Never composed: no clips held in memory, no pack to check.
-            _ if config.compose == Compose::Never => {
-                speech.set_note("not used (compose = \"never\")".into());
-            }
-            Some(dir) => {
-                let pack = bank::load_pack(dir, &speech.tokens)?;
-                speech.set_bank(pack);
-                speech.pack = Some(dir.clone());
-            }
-            None => speech.load_bank(),
-        }
-        Ok(speech)
-    }
-
-    /// A chain of given backends (tests, or a daemon that builds its own), with the default
-    /// templates' words for a bank and no bank: one is built only by [`Speech::build_bank`].
-    pub fn new(backends: Vec<Box<dyn Synthesizer>>, cache: ClipCache, template: &str) -> Speech {
-        let mut defaults = SpeechConfig {
-            template: template.to_string(),
-            ..SpeechConfig::default()
-        };
-        let bank_dir = cache.dir().join("bank");
-        let voices = backends
-            .into_iter()
-            .map(|synth| Voice::new(synth, SKIP_MIN, SKIP_MAX))
-            .collect();
-        Speech {
-            chain: Arc::new(Chain { voices, cache }),
-            tokens: bank::tokens(&defaults),
-            templates: [
-                std::mem::take(&mut defaults.template),
-                defaults.alipay_template,
-                defaults.unionpay_template,
-            ],
-            compose: Compose::OnMiss,
-            bank: Arc::default(),
-            bank_dir,
-            pack: None,
-            builds_bank: false,
-            bank_note: Mutex::new("not built yet".into()),
-            background: Arc::default(),
-            stats: Arc::default(),
-        }
-    }
-
-    /// Skips a failed backend for `min` at first, doubling up to `max` (tests shorten it).
-    pub fn retry_failed_after(mut self, min: Duration, max: Duration) -> Speech {
-        if let Some(chain) = Arc::get_mut(&mut self.chain) {
-            for voice in &mut chain.voices {
-                voice.health().backoff = Backoff::new(min, max);
-            }
-        }
-        self
-    }
-
-    /// When to compose (`[speech] compose`).
-    pub fn compose_mode(mut self, compose: Compose) -> Speech {
-        self.compose = compose;
-        self
-    }
-
-    /// How announcements were said so far.
-    pub fn stats(&self) -> Arc<SpeechStats> {
-        self.stats.clone()
-    }
-
-    /// The bank new amounts are composed from, if there is one yet.
-    pub fn bank(&self) -> Option<Arc<Bank>> {
-        self.bank.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Where the built bank lives.
-    pub fn bank_dir(&self) -> &Path {
-        &self.bank_dir
-    }
-
-    /// The bank's state in words, for `paysay doctor`: `Ok` when new amounts are composed.
-    pub fn bank_status(&self) -> Result<String, String> {
-        let note = self
-            .bank_note
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(bank) = self.bank() else {
-            return Err(note);
-        };
-        let from = match &self.pack {
-            Some(dir) => format!("the voice pack {}", dir.display()),
-            None => format!("{}'s clips in {}", bank.voice, bank.dir.display()),
-        };
-        let mode = match self.compose {
-            Compose::OnMiss => "amounts not said before are composed from",
-            Compose::Always => "every amount is composed from",
-            Compose::Never => "compose = \"never\": not used, though there are",
-        };
-        Ok(format!("{mode} {from} ({} clips)", bank.len()))
+impl BankHome {
+    fn bank(&self) -> Option<Arc<Bank>> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn set_bank(&self, bank: Bank) {
-        *self.bank.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bank));
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bank));
     }
 
     fn set_note(&self, note: String) {
-        *self.bank_note.lock().unwrap_or_else(|e| e.into_inner()) = note;
+        *self.note.lock().unwrap_or_else(|e| e.into_inner()) = note;
+    }
+
+    /// True when the bank should be built: none yet, or one spoken by a backend after the
+    /// first (the first was down when it was built).
+    fn wanted(&self, chain: &Chain) -> bool {
+        let first = chain.voices.first().map(|v| v.synth.name());
+        self.builds && self.pack.is_none() && self.bank().is_none_or(|b| Some(b.voice) != first)
+    }
+
+    /// True when the voice at `index` in the chain, which just spoke, comes before the
+    /// bank's: it was down when the bank was built, and is back.
+    fn better_voice_back(&self, chain: &Chain, index: usize) -> bool {
+        let Some(bank) = self.bank() else {
+            return false;
+        };
+        let position = chain
+            .voices
+            .iter()
+            .position(|v| v.synth.name() == bank.voice);
+        self.builds && self.pack.is_none() && position.is_some_and(|p| index < p)
     }
 
     /// Loads the built bank when it matches the config.
-    fn load_bank(&self) {
-        let synths: Vec<&dyn Synthesizer> =
-            self.chain.voices.iter().map(|v| v.synth.as_ref()).collect();
-        match bank::load(&self.bank_dir, &synths, &self.tokens) {
+    fn load(&self, chain: &Chain) {
+        let synths: Vec<&dyn Synthesizer> = chain.voices.iter().map(|v| v.synth.as_ref()).collect();
+        match bank::load(&self.dir, &synths, &self.tokens) {
             bank::Stored::Fresh(fresh) => self.set_bank(fresh.0),
             bank::Stored::Missing => self.set_note("not built yet".into()),
             bank::Stored::Stale(why) => {
@@ -547,29 +450,19 @@ impl Speech {
         }
     }
 
-    /// True when the bank should be built: none yet, or one spoken by a backend after the
-    /// first (the first was down when it was built). A voice pack is never built.
-    pub fn bank_wanted(&self) -> bool {
-        if self.pack.is_some() || !self.builds_bank || self.compose == Compose::Never {
-            return false;
-        }
-        let first = self.chain.voices.first().map(|v| v.synth.name());
-        self.bank().is_none_or(|bank| Some(bank.voice) != first)
-    }
-
     /// Builds the bank with `backend` (a name in the chain), or with the first backend that
     /// can speak every clip, and composes from it from now on.
-    pub async fn build_bank(&self, backend: Option<&str>) -> Result<Manifest, BankError> {
+    async fn build(&self, chain: &Chain, backend: Option<&str>) -> Result<Manifest, BankError> {
         // One build at a time in a process: a reload during a build must not write the
         // same directory.
         static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _building = BUILDING.lock().await;
         let mut last = None;
-        for voice in &self.chain.voices {
+        for voice in &chain.voices {
             if backend.is_some_and(|name| name != voice.synth.name()) {
                 continue;
             }
-            match bank::build(voice.synth.as_ref(), &self.tokens, &self.bank_dir).await {
+            match bank::build(voice.synth.as_ref(), &self.tokens, &self.dir).await {
                 Ok((bank, manifest)) => {
                     voice.succeeded();
                     tracing::info!(
@@ -592,7 +485,7 @@ impl Speech {
             }
         }
         let e = last.unwrap_or_else(|| BankError::Corrupt {
-            path: self.bank_dir.clone(),
+            path: self.dir.clone(),
             reason: format!(
                 "no backend named {} in speech.backends",
                 backend.unwrap_or("?")
@@ -600,6 +493,159 @@ impl Speech {
         });
         self.set_note(format!("not built: {e}"));
         Err(e)
+    }
+}
+
+/// The configured fallback chain with its cache and voice bank: what the daemon calls to
+/// get a clip.
+pub struct Speech {
+    chain: Arc<Chain>,
+    /// The announcement per wallet: WeChat's, Alipay's, 云闪付's.
+    templates: [String; 3],
+    compose: Compose,
+    home: Arc<BankHome>,
+    background: Arc<Background>,
+    stats: Arc<SpeechStats>,
+}
+
+impl Speech {
+    /// Builds the chain named in `config.backends`, caching in `cache_dir`
+    /// (`Paths::tts_cache_dir()`), with the voice pack or the built bank when there is one.
+    /// A voice pack with a missing or bad file is refused here, naming each file.
+    pub fn from_config(config: &SpeechConfig, cache_dir: PathBuf) -> Result<Speech, TtsError> {
+        let mut backends = Vec::new();
+        for &backend in &config.backends {
+            backends.push(synthesizer(backend, config)?);
+        }
+        let cache = ClipCache::new(cache_dir, config.cache_max_mb.saturating_mul(1024 * 1024));
+        let home = BankHome {
+            slot: Mutex::default(),
+            dir: cache.dir().join("bank"),
+            tokens: bank::tokens(config),
+            pack: config.clips.clone(),
+            builds: true,
+            note: Mutex::new("not built yet".into()),
+        };
+        let templates = [
+            config.template.clone(),
+            config.alipay_template.clone(),
+            config.unionpay_template.clone(),
+        ];
+        let speech = Speech::assemble(backends, cache, templates, config.compose, home);
+        let home = &speech.home;
+        match &home.pack {
+            // Never composed: no clips held in memory, no pack to check.
+            _ if config.compose == Compose::Never => {
+                home.set_note("not used (compose = \"never\")".into());
+            }
+            Some(dir) => home.set_bank(bank::load_pack(dir, &home.tokens)?),
+            None => home.load(&speech.chain),
+        }
+        Ok(speech)
+    }
+
+    /// A chain of given backends (tests, or a daemon that builds its own), with the default
+    /// templates' words for a bank and no bank: one is built only by [`Speech::build_bank`].
+    pub fn new(backends: Vec<Box<dyn Synthesizer>>, cache: ClipCache, template: &str) -> Speech {
+        let defaults = SpeechConfig {
+            template: template.to_string(),
+            ..SpeechConfig::default()
+        };
+        let home = BankHome {
+            slot: Mutex::default(),
+            dir: cache.dir().join("bank"),
+            tokens: bank::tokens(&defaults),
+            pack: None,
+            builds: false,
+            note: Mutex::new("not built yet".into()),
+        };
+        let templates = [
+            defaults.template,
+            defaults.alipay_template,
+            defaults.unionpay_template,
+        ];
+        Speech::assemble(backends, cache, templates, Compose::OnMiss, home)
+    }
+
+    fn assemble(
+        backends: Vec<Box<dyn Synthesizer>>,
+        cache: ClipCache,
+        templates: [String; 3],
+        compose: Compose,
+        home: BankHome,
+    ) -> Speech {
+        let voices = backends
+            .into_iter()
+            .map(|synth| Voice::new(synth, SKIP_MIN, SKIP_MAX))
+            .collect();
+        Speech {
+            chain: Arc::new(Chain { voices, cache }),
+            templates,
+            compose,
+            home: Arc::new(home),
+            background: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Skips a failed backend for `min` at first, doubling up to `max` (tests shorten it).
+    pub fn retry_failed_after(mut self, min: Duration, max: Duration) -> Speech {
+        if let Some(chain) = Arc::get_mut(&mut self.chain) {
+            for voice in &mut chain.voices {
+                voice.health().backoff = Backoff::new(min, max);
+            }
+        }
+        self
+    }
+
+    /// How announcements were said so far.
+    pub fn stats(&self) -> Arc<SpeechStats> {
+        self.stats.clone()
+    }
+
+    /// The bank new amounts are composed from, if there is one yet.
+    pub fn bank(&self) -> Option<Arc<Bank>> {
+        self.home.bank()
+    }
+
+    /// Where the built bank lives.
+    pub fn bank_dir(&self) -> &Path {
+        &self.home.dir
+    }
+
+    /// The bank's state in words, for `paysay doctor`: `Ok` when new amounts are composed.
+    pub fn bank_status(&self) -> Result<String, String> {
+        let note = self
+            .home
+            .note
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(bank) = self.bank() else {
+            return Err(note);
+        };
+        let from = match &self.home.pack {
+            Some(dir) => format!("the voice pack {}", dir.display()),
+            None => format!("{}'s clips in {}", bank.voice, bank.dir.display()),
+        };
+        let mode = match self.compose {
+            Compose::OnMiss => "amounts not said before are composed from",
+            Compose::Always => "every amount is composed from",
+            Compose::Never => "compose = \"never\": not used, though there are",
+        };
+        Ok(format!("{mode} {from} ({} clips)", bank.len()))
+    }
+
+    /// True when the bank should be built: none yet, or one spoken by a backend after the
+    /// first (the first was down when it was built). A voice pack is never built.
+    pub fn bank_wanted(&self) -> bool {
+        self.compose != Compose::Never && self.home.wanted(&self.chain)
+    }
+
+    /// Builds the bank with `backend` (a name in the chain), or with the first backend that
+    /// can speak every clip, and composes from it from now on.
+    pub async fn build_bank(&self, backend: Option<&str>) -> Result<Manifest, BankError> {
+        self.home.build(&self.chain, backend).await
     }
 
     /// The clip announcing a WeChat payment of `fen`, from the template.
@@ -666,7 +712,7 @@ impl Speech {
     /// voice). All of them with a voice pack or no bank.
     fn phrase_limit(&self, bank: Option<&Bank>) -> usize {
         let voices = &self.chain.voices;
-        bank.filter(|_| self.pack.is_none())
+        bank.filter(|_| self.home.pack.is_none())
             .and_then(|b| voices.iter().position(|v| v.synth.name() == b.voice))
             .map_or(voices.len(), |i| i + 1)
     }
@@ -708,6 +754,7 @@ impl Speech {
         };
         let background = self.background.clone();
         let chain = self.chain.clone();
+        let home = self.home.clone();
         let fresh = background
             .pending
             .lock()
@@ -720,11 +767,19 @@ impl Speech {
             let background = background.clone();
             async move {
                 let _turn = background.one_at_a_time.lock().await;
-                for voice in chain.voices.iter().take(limit) {
+                for (index, voice) in chain.voices.iter().enumerate().take(limit) {
                     if !voice.available() {
                         continue;
                     }
                     if chain.speak_with(voice, &text).await.is_ok() {
+                        if home.better_voice_back(&chain, index) {
+                            tracing::info!(
+                                backend = voice.synth.name(),
+                                "a voice before the bank's is back: building the bank with it"
+                            );
+                            // Logged inside; the old bank speaks until the new one is in.
+                            let _ = home.build(&chain, Some(voice.synth.name())).await;
+                        }
                         break;
                     }
                 }
